@@ -1,0 +1,71 @@
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use harness::meta::DataMeta;
+
+use crate::cli::TrainArgs;
+use crate::trainer::{build, run};
+
+/// The hard limit on one run: twice the budget, plus start-up and evaluation.
+pub fn timeout_for(budget: f64) -> Duration {
+    Duration::from_secs_f64(2.0 * budget + 120.0)
+}
+
+pub fn run(args: &TrainArgs) -> Result<()> {
+    let data_dir = args.data.resolve();
+    // Fail before a build when the data is missing or corrupt.
+    let meta = DataMeta::load(&data_dir)?;
+    let budget = args.budget.unwrap_or(meta.profile.budget_seconds);
+    if budget.is_nan() || budget <= 0.0 {
+        bail!("--budget must be a positive number of seconds, not {budget}");
+    }
+    let train_file = args
+        .train_file
+        .clone()
+        .unwrap_or_else(build::default_train_file);
+    let run_dir = args.run_dir.clone().unwrap_or_else(|| {
+        data_dir
+            .join("runs")
+            .join(jiff::Zoned::now().strftime("%Y%m%d-%H%M%S").to_string())
+    });
+
+    eprintln!("building {}", train_file.display());
+    // One staging slot per training file, so runs of different files never share a build.
+    let canonical = train_file
+        .canonicalize()
+        .unwrap_or_else(|_| train_file.clone());
+    let slot = &harness::meta::sha256_hex(canonical.to_string_lossy().as_bytes())[..12];
+    let built = build::build(&train_file, slot)?;
+    eprintln!("built in {:.1}s; training for {budget:.0}s", built.seconds);
+    let spec = run::RunSpec {
+        binary: &built.binary,
+        data_dir: &data_dir,
+        run_dir: &run_dir,
+        budget: Some(budget),
+        timeout: timeout_for(budget),
+    };
+    let report = run::run(&spec, |line| println!("{line}"))?;
+    eprintln!(
+        "ran for {:.1}s; log: {}",
+        report.seconds,
+        report.log.display()
+    );
+    match report.outcome {
+        run::Outcome::Finished(summary) => {
+            eprintln!(
+                "val_bpb {:.6} ({})",
+                summary.val_bpb,
+                run_dir.join(harness::summary::RESULT_FILE).display()
+            );
+            Ok(())
+        }
+        run::Outcome::Diverged => bail!("FAIL: the loss became NaN or exploded; see the log above"),
+        run::Outcome::Crashed { exit } => {
+            bail!("the training program crashed ({exit}) without a result")
+        }
+        run::Outcome::TimedOut => bail!(
+            "the training program did not finish within {:.0}s and was killed",
+            spec.timeout.as_secs_f64()
+        ),
+    }
+}

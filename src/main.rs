@@ -1,0 +1,32 @@
+//! autoresearch: a local language model edits a candle training file, the file is trained for a
+//! fixed budget, and the change is kept or reverted. See README.md.
+
+mod cli;
+mod commands;
+mod data;
+mod trainer;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use cli::{BenchCommand, Cli, Command};
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Prepare(args) => commands::prepare::run(args),
+        Command::Train(args) => commands::train::run(args),
+        Command::Bench(BenchCommand::Build(args)) => commands::bench::build_time(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

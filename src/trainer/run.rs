@@ -1,0 +1,179 @@
+//! Runs a built training program as a child process in its own process group, with its output
+//! copied to a log file and to the caller line by line, a hard timeout that kills the whole group,
+//! and the result read only from the harness's `result.json`: nothing the training code prints
+//! can stand in for it.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use harness::summary::{Summary, RESULT_FILE};
+use harness::{ENV_BUDGET, ENV_DATA_DIR, ENV_RUN_DIR};
+
+use super::{io, TrainerError};
+
+pub struct RunSpec<'a> {
+    pub binary: &'a Path,
+    pub data_dir: &'a Path,
+    /// Receives `train.log`, the weights and `result.json`.
+    pub run_dir: &'a Path,
+    pub budget: Option<f64>,
+    pub timeout: Duration,
+}
+
+/// How a training run ended.
+#[derive(Debug)]
+pub enum Outcome {
+    Finished(Box<Summary>),
+    /// The harness's fast-fail rule fired (NaN or exploding loss).
+    Diverged,
+    /// Exited without a result: a panic, an error, a kill, out of memory.
+    Crashed {
+        exit: String,
+    },
+    TimedOut,
+}
+
+pub struct RunReport {
+    pub outcome: Outcome,
+    pub log: PathBuf,
+    pub seconds: f64,
+}
+
+pub const LOG_FILE: &str = "train.log";
+const TAIL_LINES: usize = 40;
+
+pub fn run(spec: &RunSpec, mut on_line: impl FnMut(&str)) -> Result<RunReport, TrainerError> {
+    std::fs::create_dir_all(spec.run_dir)
+        .map_err(io(format!("cannot create {}", spec.run_dir.display())))?;
+    let result_path = spec.run_dir.join(RESULT_FILE);
+    let _ = std::fs::remove_file(&result_path);
+    let log_path = spec.run_dir.join(LOG_FILE);
+    let mut log = std::fs::File::create(&log_path)
+        .map_err(io(format!("cannot create {}", log_path.display())))?;
+
+    let mut cmd = Command::new(spec.binary);
+    cmd.env(ENV_DATA_DIR, spec.data_dir)
+        .env(ENV_RUN_DIR, spec.run_dir)
+        .current_dir(spec.run_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    if let Some(budget) = spec.budget {
+        cmd.env(ENV_BUDGET, budget.to_string());
+    }
+    let start = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .map_err(io(format!("cannot start {}", spec.binary.display())))?;
+    let pgid = child.id() as i32;
+
+    let (tx, rx) = mpsc::channel::<String>();
+    let readers: Vec<_> = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|stream| {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        })
+    })
+    .collect();
+    drop(tx);
+
+    let mut tail: Vec<String> = Vec::new();
+    let mut timed_out = false;
+    let deadline = start + spec.timeout;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                let _ = writeln!(log, "{line}");
+                on_line(&line);
+                tail.push(line);
+                if tail.len() > TAIL_LINES {
+                    tail.remove(0);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if Instant::now() >= deadline {
+            timed_out = true;
+            kill_group(pgid);
+            break;
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(io("cannot wait for the training program"))?;
+    // The group may have children that outlive the leader; none may survive the run.
+    kill_group(pgid);
+    if !timed_out {
+        for reader in readers {
+            let _ = reader.join();
+        }
+    }
+    let _ = log.flush();
+    let seconds = start.elapsed().as_secs_f64();
+
+    let outcome = if timed_out {
+        Outcome::TimedOut
+    } else if status.success() {
+        match read_result(&result_path) {
+            Some(summary) => Outcome::Finished(Box::new(summary)),
+            None => Outcome::Crashed {
+                exit: "exited 0 without writing result.json".into(),
+            },
+        }
+    } else if tail.iter().any(|l| l == "FAIL") {
+        Outcome::Diverged
+    } else {
+        Outcome::Crashed {
+            exit: describe_exit(&status),
+        }
+    };
+    Ok(RunReport {
+        outcome,
+        log: log_path,
+        seconds,
+    })
+}
+
+fn read_result(path: &Path) -> Option<Summary> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+fn kill_group(pgid: i32) {
+    // SAFETY: kill(2) with a negative pid signals the process group we created; it touches no
+    // memory of ours.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+}
+
+fn describe_exit(status: &std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(libc::SIGKILL)) => "killed by SIGKILL (out of memory?)".into(),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => "unknown exit".into(),
+    }
+}

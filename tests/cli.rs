@@ -1,0 +1,338 @@
+//! End-to-end tests of `prepare` and `train` through the real binary: the embedded corpus, a real
+//! tokenizer, real candle training on the CPU, real builds of training files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use harness::meta::{read_split, read_u16s, DataMeta};
+use harness::summary::Summary;
+
+fn autoresearch(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_autoresearch"));
+    cmd.args(args);
+    cmd
+}
+
+fn run(cmd: &mut Command) -> (Output, String, String) {
+    let out = cmd.output().expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    (out, stdout, stderr)
+}
+
+/// A fresh folder under cargo's per-target scratch space (kept for inspection after a failure).
+fn scratch() -> PathBuf {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
+        .keep()
+}
+
+/// The default corpus prepared once (CPU profile) and shared by the tests of this file.
+fn prepared() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch().join("data");
+        let (out, stdout, stderr) =
+            run(autoresearch(&["prepare", "--profile", "cpu", "--data-dir"]).arg(&dir));
+        assert!(out.status.success(), "prepare failed:\n{stdout}\n{stderr}");
+        assert!(stdout.starts_with("prepared:"), "{stdout}");
+        dir
+    })
+}
+
+fn baseline() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("train/src/train.rs"))
+        .unwrap()
+}
+
+/// A variant of the baseline training file, written to a scratch folder.
+fn variant(name: &str, from: &str, to: &str) -> PathBuf {
+    let source = baseline();
+    assert!(
+        source.contains(from),
+        "the baseline no longer contains {from:?}"
+    );
+    let path = scratch().join(name);
+    std::fs::write(&path, source.replacen(from, to, 1)).unwrap();
+    path
+}
+
+#[test]
+fn prepare_is_idempotent() {
+    let dir = prepared();
+    let (out, stdout, _) =
+        run(autoresearch(&["prepare", "--profile", "cpu", "--data-dir"]).arg(dir));
+    assert!(out.status.success());
+    assert!(stdout.starts_with("already prepared:"), "{stdout}");
+    // Another profile on the same directory is refused, naming the fix.
+    let (out, _, stderr) =
+        run(autoresearch(&["prepare", "--profile", "gpu", "--data-dir"]).arg(dir));
+    assert!(!out.status.success());
+    assert!(stderr.contains("--force"), "{stderr}");
+}
+
+/// Uniform prediction costs log2(V) bits per scored token: its bpb on the exact eval tokens.
+fn uniform_bpb(dir: &Path) -> f64 {
+    let meta = DataMeta::load(dir).unwrap();
+    let token_bytes = read_u16s(dir, &meta.token_bytes).unwrap();
+    let val = read_split(dir, &meta.val_shards).unwrap();
+    let seq = meta.profile.seq_len;
+    let rows = harness::loader::validation_rows(&val, seq, meta.eval_tokens / seq);
+    let (mut tokens, mut bytes) = (0u64, 0u64);
+    for row in &rows {
+        for &t in &row[1..] {
+            let b = token_bytes[t as usize] as u64;
+            if b > 0 {
+                tokens += 1;
+                bytes += b;
+            }
+        }
+    }
+    (meta.profile.vocab_size as f64).log2() * tokens as f64 / bytes as f64
+}
+
+#[test]
+fn train_end_to_end_on_the_default_corpus() {
+    let dir = prepared();
+    let run_dir = scratch().join("run");
+    let (out, stdout, stderr) = run(autoresearch(&["train", "--budget", "10", "--data-dir"])
+        .arg(dir)
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .env(harness::ENV_CHECK_GRADIENTS, "1"));
+    assert!(out.status.success(), "train failed:\n{stdout}\n{stderr}");
+
+    // Every variable of the baseline trains.
+    assert!(stdout.contains("gradient check: all"), "{stdout}");
+
+    // The printed block has every key, and the JSON copy agrees with it.
+    let printed = Summary::parse_block(&stdout);
+    let keys: Vec<&str> = printed.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "val_bpb",
+            "training_seconds",
+            "total_seconds",
+            "peak_vram_mb",
+            "mfu_percent",
+            "total_tokens_M",
+            "num_steps",
+            "num_params_M",
+            "depth"
+        ]
+    );
+    let json: Summary =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("result.json")).unwrap())
+            .unwrap();
+    assert_eq!(Summary::parse_block(&json.block()), printed);
+
+    // It learned something: finite and below uniform prediction.
+    let uniform = uniform_bpb(dir);
+    assert!(
+        json.val_bpb.is_finite() && json.val_bpb < uniform,
+        "val_bpb {} vs uniform {uniform}",
+        json.val_bpb
+    );
+    assert!(json.training_seconds >= 10.0 && json.num_steps > 2);
+
+    // The output went to the log as well as the screen, and the weights were saved.
+    let log = std::fs::read_to_string(run_dir.join("train.log")).unwrap();
+    assert!(log.contains("val_bpb:"));
+    assert!(run_dir.join("model.safetensors").exists());
+}
+
+#[test]
+fn a_training_file_that_does_not_compile_is_reported_with_the_compiler_message() {
+    let file = variant(
+        "broken.rs",
+        "let progress = h.progress();",
+        "let progress = h.progress() + undefined_value;",
+    );
+    let (out, _, stderr) = run(autoresearch(&["train", "--budget", "2", "--data-dir"])
+        .arg(prepared())
+        .arg("--train-file")
+        .arg(&file));
+    assert!(!out.status.success());
+    assert!(stderr.contains("does not compile"), "{stderr}");
+    assert!(
+        stderr.contains("error[E0425]: cannot find value `undefined_value`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_training_file_that_produces_nan_fails_fast() {
+    let file = variant(
+        "nan.rs",
+        "let loss = (model.loss(&x, &y)? / micro_steps as f64)?;",
+        "let loss = (model.loss(&x, &y)? * f64::NAN)?;",
+    );
+    let run_dir = scratch().join("run");
+    let (out, stdout, stderr) = run(autoresearch(&["train", "--budget", "30", "--data-dir"])
+        .arg(prepared())
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .arg("--train-file")
+        .arg(&file));
+    assert!(!out.status.success());
+    assert!(stdout.lines().any(|l| l == "FAIL"), "{stdout}");
+    assert!(stderr.contains("FAIL: the loss became NaN"), "{stderr}");
+    assert!(!run_dir.join("result.json").exists());
+}
+
+#[test]
+fn train_without_prepared_data_says_how_to_prepare() {
+    let (out, _, stderr) =
+        run(autoresearch(&["train", "--data-dir"]).arg(scratch().join("nothing")));
+    assert!(!out.status.success());
+    assert!(stderr.contains("run `autoresearch prepare`"), "{stderr}");
+}
+
+#[test]
+fn corrupt_shards_are_caught_before_training() {
+    let src = prepared();
+    let dir = scratch().join("corrupt");
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+    }
+    let shard = dir.join("val_000.bin");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&shard, bytes).unwrap();
+    let (out, stdout, stderr) =
+        run(autoresearch(&["train", "--budget", "2", "--data-dir"]).arg(&dir));
+    assert!(!out.status.success());
+    assert!(
+        format!("{stdout}{stderr}").contains("val_000.bin is corrupt"),
+        "{stdout}\n{stderr}"
+    );
+}
+
+#[test]
+fn missing_empty_and_binary_corpora_are_clear_errors() {
+    let dir = scratch();
+    let data = dir.join("data");
+    let missing = dir.join("no-such-corpus.txt");
+    let (out, _, stderr) = run(autoresearch(&["prepare", "--corpus"])
+        .arg(&missing)
+        .arg("--data-dir")
+        .arg(&data));
+    assert!(!out.status.success());
+    assert!(stderr.contains("does not exist"), "{stderr}");
+
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, "  \n").unwrap();
+    let (out, _, stderr) = run(autoresearch(&["prepare", "--corpus"])
+        .arg(&empty)
+        .arg("--data-dir")
+        .arg(&data));
+    assert!(!out.status.success());
+    assert!(stderr.contains("holds no text"), "{stderr}");
+
+    let binary = dir.join("blob.bin");
+    std::fs::write(&binary, [0u8, 159, 146, 150, 0, 1, 2]).unwrap();
+    let (out, _, stderr) = run(autoresearch(&["prepare", "--corpus"])
+        .arg(&binary)
+        .arg("--data-dir")
+        .arg(&data));
+    assert!(!out.status.success());
+    assert!(stderr.contains("is not UTF-8 text"), "{stderr}");
+    assert!(!data.join("meta.json").exists());
+}
+
+/// Documents from the embedded corpus, written as the user formats `prepare` reads.
+#[test]
+fn user_corpora_in_text_jsonl_and_parquet() {
+    use parquet::data_type::{ByteArray, ByteArrayType};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+    use std::sync::Arc;
+
+    let jsonl = zstd::decode_all(
+        std::fs::File::open(Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/default.jsonl.zst"))
+            .unwrap(),
+    )
+    .unwrap();
+    let texts: Vec<String> = String::from_utf8(jsonl)
+        .unwrap()
+        .lines()
+        .take(60)
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let dir = scratch();
+    let folder = dir.join("texts");
+    std::fs::create_dir_all(&folder).unwrap();
+    for (i, t) in texts[..20].iter().enumerate() {
+        std::fs::write(folder.join(format!("{i:02}.txt")), t).unwrap();
+    }
+    let jsonl_path = dir.join("docs.jsonl");
+    let lines: Vec<String> = texts[20..40]
+        .iter()
+        .map(|t| serde_json::json!({ "text": t }).to_string())
+        .collect();
+    std::fs::write(&jsonl_path, lines.join("\n")).unwrap();
+
+    let parquet_path = dir.join("shard_00000.parquet");
+    let schema =
+        Arc::new(parse_message_type("message doc { REQUIRED BYTE_ARRAY text (UTF8); }").unwrap());
+    let mut writer = SerializedFileWriter::new(
+        std::fs::File::create(&parquet_path).unwrap(),
+        schema,
+        Arc::new(WriterProperties::builder().build()),
+    )
+    .unwrap();
+    let mut group = writer.next_row_group().unwrap();
+    let mut column = group.next_column().unwrap().unwrap();
+    let values: Vec<ByteArray> = texts[40..]
+        .iter()
+        .map(|t| ByteArray::from(t.as_str()))
+        .collect();
+    column
+        .typed::<ByteArrayType>()
+        .write_batch(&values, None, None)
+        .unwrap();
+    column.close().unwrap();
+    group.close().unwrap();
+    writer.close().unwrap();
+
+    let data = dir.join("data");
+    let (out, stdout, stderr) = run(autoresearch(&["prepare", "--profile", "cpu", "--data-dir"])
+        .arg(&data)
+        .args(["--corpus".as_ref(), folder.as_os_str()])
+        .args(["--corpus".as_ref(), jsonl_path.as_os_str()])
+        .args(["--corpus".as_ref(), parquet_path.as_os_str()]));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let meta = DataMeta::load(&data).unwrap();
+    assert_eq!(meta.corpus.documents, 60);
+    assert_eq!(meta.corpus.sources.len(), 3);
+    assert!(meta.train_tokens > 0 && meta.eval_tokens > 0);
+
+    // A JSONL line without text is named.
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"text\": \"fine\"}\n{\"body\": \"no text field\"}\n",
+    )
+    .unwrap();
+    let (out, _, stderr) = run(autoresearch(&["prepare", "--corpus"])
+        .arg(&bad)
+        .arg("--data-dir")
+        .arg(dir.join("d2")));
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("line 2: no string field \"text\""),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,153 @@
+//! The device the experiment runs on, its peak throughput (for MFU) and its memory high-water mark.
+//! On CPU, "peak VRAM" is the process's peak resident memory; on CUDA it is the device's peak
+//! used memory sampled at every step.
+
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+
+/// The figure MFU is measured against, and where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeakFlops {
+    pub flops_per_second: f64,
+    pub basis: String,
+}
+
+pub struct DeviceInfo {
+    pub device: Device,
+    pub name: String,
+    pub peak: Option<PeakFlops>,
+    peak_used_bytes: u64,
+}
+
+impl DeviceInfo {
+    /// CUDA device 0 when this build has CUDA and a GPU is present, else the CPU.
+    pub fn detect() -> candle_core::Result<Self> {
+        #[cfg(feature = "cuda")]
+        if candle_core::utils::cuda_is_available() {
+            let device = Device::new_cuda(0)?;
+            let name = device
+                .as_cuda_device()?
+                .cuda_stream()
+                .context()
+                .name()
+                .unwrap_or_else(|_| "unknown CUDA device".into());
+            let peak = gpu_peak_bf16(&name);
+            return Ok(Self {
+                device,
+                name,
+                peak,
+                peak_used_bytes: 0,
+            });
+        }
+        let (name, peak) = cpu_peak_f32();
+        Ok(Self {
+            device: Device::Cpu,
+            name,
+            peak: Some(peak),
+            peak_used_bytes: 0,
+        })
+    }
+
+    /// Records the current memory use; called once per training step.
+    pub fn sample_memory(&mut self) {
+        if let Some(used) = self.used_bytes() {
+            self.peak_used_bytes = self.peak_used_bytes.max(used);
+        }
+    }
+
+    fn used_bytes(&self) -> Option<u64> {
+        match &self.device {
+            #[cfg(feature = "cuda")]
+            Device::Cuda(d) => {
+                let (free, total) = d.cuda_stream().context().mem_get_info().ok()?;
+                Some((total - free) as u64)
+            }
+            _ => None,
+        }
+    }
+
+    /// Peak memory in MiB: device memory on a GPU, peak resident set on the CPU.
+    pub fn peak_memory_mb(&mut self) -> f64 {
+        self.sample_memory();
+        match self.device {
+            Device::Cpu => process_peak_rss_kb().unwrap_or(0) as f64 / 1024.0,
+            _ => self.peak_used_bytes as f64 / (1024.0 * 1024.0),
+        }
+    }
+}
+
+/// Dense bf16 tensor-core peaks from the vendors' data sheets (SXM parts where both exist).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn gpu_peak_bf16(name: &str) -> Option<PeakFlops> {
+    let table: [(&str, f64); 8] = [
+        ("H200", 989.5e12),
+        ("H100", 989.5e12),
+        ("GH200", 989.5e12),
+        ("A100", 312e12),
+        ("L40S", 362.1e12),
+        ("L4", 121e12),
+        ("RTX 4090", 165.2e12),
+        ("RTX 3090", 71e12),
+    ];
+    table
+        .iter()
+        .find(|(key, _)| name.contains(key))
+        .map(|(key, flops)| PeakFlops {
+            flops_per_second: *flops,
+            basis: format!(
+                "{key} dense bf16 data-sheet peak, {:.1} TFLOP/s",
+                flops / 1e12
+            ),
+        })
+}
+
+/// An estimate of the CPU's f32 peak: cores x clock x FLOPs per cycle of its widest FMA units.
+fn cpu_peak_f32() -> (String, PeakFlops) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |key: &str| {
+        cpuinfo
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let model = field("model name").unwrap_or_else(|| "unknown CPU".into());
+    let mhz: f64 = field("cpu MHz")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000.0);
+    let flags = field("flags").unwrap_or_default();
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    // Two FMA units per core: 2 x 2 FLOPs x lanes.
+    let (per_cycle, isa) = if has("avx512f") {
+        (64.0, "AVX-512+FMA")
+    } else if has("avx2") && has("fma") {
+        (32.0, "AVX2+FMA")
+    } else {
+        (8.0, "SSE")
+    };
+    let flops = cores as f64 * mhz * 1e6 * per_cycle;
+    let basis = format!(
+        "estimated CPU f32 peak: {cores} cores x {:.2} GHz x {per_cycle} FLOP/cycle ({isa}) = {:.1} GFLOP/s",
+        mhz / 1000.0,
+        flops / 1e9
+    );
+    (
+        format!("{model} ({cores} cores)"),
+        PeakFlops {
+            flops_per_second: flops,
+            basis,
+        },
+    )
+}
+
+fn process_peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}

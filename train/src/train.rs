@@ -1,0 +1,582 @@
+//! The training program: a small GPT, its optimizer and the training loop, trained for the fixed
+//! time budget. This is the one file the research agent edits; the harness (data, clock,
+//! evaluation, summary) is fixed. Read it top to bottom.
+//!
+//! Baseline after karpathy/autoresearch's `train.py` (itself from nanochat): parameter-free
+//! RMSNorm, RoPE then QK-norm, value embeddings on alternating layers with a learned gate,
+//! per-layer residual scalars mixing in the first layer's input, ReLU² MLP, a sliding-window
+//! pattern, logit soft-cap, Muon for the block matrices and AdamW for everything else.
+//! Every op here carries gradients (candle's fused softmax/rms_norm/rope do not).
+
+use std::collections::HashMap;
+
+use harness::candle::{DType, Device, Tensor, Var, D};
+use harness::candle_nn::{self, VarMap};
+use harness::rng::Rng;
+use harness::{Harness, LanguageModel, ModelInfo, Trained};
+
+// ---------------------------------------------------------------------------------------------
+// Hyperparameters
+
+/// Model depth; None takes the prepared profile's depth (gpu 8, cpu 4).
+const DEPTH: Option<usize> = None;
+/// Model width = depth x ASPECT_RATIO (512 at depth 8).
+const ASPECT_RATIO: usize = 64;
+const HEAD_DIM: usize = 128;
+/// Attention window per layer, repeated: S = half the context, L = all of it. The last layer is L.
+const WINDOW_PATTERN: &str = "SSSL";
+const ROPE_BASE: f64 = 10_000.0;
+const SOFTCAP: f64 = 15.0;
+const SEED: u64 = 42;
+
+/// Tokens per optimizer step, and rows per forward pass (gradients accumulate in between).
+const TOKENS_PER_STEP_GPU: usize = 1 << 19;
+const DEVICE_ROWS_GPU: usize = 32;
+const TOKENS_PER_STEP_CPU: usize = 1 << 12;
+const DEVICE_ROWS_CPU: usize = 16;
+
+const EMBEDDING_LR: f64 = 0.6;
+const UNEMBEDDING_LR: f64 = 0.004;
+const MATRIX_LR: f64 = 0.04;
+const SCALAR_LR: f64 = 0.5;
+const WEIGHT_DECAY: f64 = 0.2;
+const ADAM_BETA1: f64 = 0.8;
+const ADAM_BETA2: f64 = 0.95;
+const ADAM_EPS: f64 = 1e-10;
+const MUON_MOMENTUM_START: f64 = 0.85;
+const MUON_MOMENTUM_END: f64 = 0.95;
+const MUON_MOMENTUM_RAMP_STEPS: usize = 300;
+const NEWTON_SCHULZ_STEPS: usize = 5;
+/// Fractions of the time budget: LR warm-up at the start, linear decay at the end.
+const WARMUP_RATIO: f64 = 0.0;
+const WARMDOWN_RATIO: f64 = 0.5;
+const FINAL_LR_FRAC: f64 = 0.0;
+
+// ---------------------------------------------------------------------------------------------
+// Model
+
+struct Config {
+    vocab_size: usize,
+    seq_len: usize,
+    depth: usize,
+    dim: usize,
+    n_head: usize,
+    head_dim: usize,
+}
+
+impl Config {
+    fn new(vocab_size: usize, seq_len: usize, depth: usize) -> Self {
+        let dim = depth * ASPECT_RATIO;
+        let head_dim = HEAD_DIM.min(dim);
+        Self {
+            vocab_size,
+            seq_len,
+            depth,
+            dim,
+            n_head: dim / head_dim,
+            head_dim,
+        }
+    }
+
+    /// Attention window of each layer, in tokens.
+    fn windows(&self) -> Vec<usize> {
+        let pattern: Vec<char> = WINDOW_PATTERN.chars().collect();
+        (0..self.depth)
+            .map(|i| match pattern[i % pattern.len()] {
+                'S' if i + 1 < self.depth => self.seq_len / 2,
+                _ => self.seq_len,
+            })
+            .collect()
+    }
+
+    /// Value embeddings on alternating layers, always including the last.
+    fn has_value_embedding(&self, layer: usize) -> bool {
+        layer % 2 == (self.depth - 1) % 2
+    }
+}
+
+/// Creates a trainable f32 variable in `vars` and returns its tensor.
+fn param(vars: &VarMap, name: &str, init: Tensor) -> harness::candle::Result<Tensor> {
+    let var = Var::from_tensor(&init)?;
+    let tensor = var.as_tensor().clone();
+    vars.data().lock().unwrap().insert(name.to_string(), var);
+    Ok(tensor)
+}
+
+fn rms_norm(x: &Tensor) -> harness::candle::Result<Tensor> {
+    let mean_sq = x.sqr()?.mean_keepdim(D::Minus1)?;
+    x.broadcast_div(&(mean_sq + 1e-6)?.sqrt()?)
+}
+
+/// `x @ w^T` for `x: [..., in]`, `w: [out, in]`, in the compute dtype.
+fn linear(x: &Tensor, w: &Tensor) -> harness::candle::Result<Tensor> {
+    let w = w.to_dtype(x.dtype())?;
+    let (rows, cols) = w.dims2()?;
+    let mut out_shape = x.dims().to_vec();
+    *out_shape.last_mut().unwrap() = rows;
+    x.reshape(((), cols))?.matmul(&w.t()?)?.reshape(out_shape)
+}
+
+fn sigmoid(x: &Tensor) -> harness::candle::Result<Tensor> {
+    (x.neg()?.exp()? + 1.0)?.recip()
+}
+
+/// Rotary embedding on `[B, T, H, hd]` with `cos`/`sin` of shape `[1, T, 1, hd/2]`.
+fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> harness::candle::Result<Tensor> {
+    let half = x.dim(D::Minus1)? / 2;
+    let x1 = x.narrow(D::Minus1, 0, half)?;
+    let x2 = x.narrow(D::Minus1, half, half)?;
+    let a = (x1.broadcast_mul(cos)? + x2.broadcast_mul(sin)?)?;
+    let b = (x2.broadcast_mul(cos)? - x1.broadcast_mul(sin)?)?;
+    Tensor::cat(&[a, b], D::Minus1)
+}
+
+struct Attention {
+    c_q: Tensor,
+    c_k: Tensor,
+    c_v: Tensor,
+    c_proj: Tensor,
+    ve_gate: Option<Tensor>,
+}
+
+struct Mlp {
+    c_fc: Tensor,
+    c_proj: Tensor,
+}
+
+struct Block {
+    attn: Attention,
+    mlp: Mlp,
+    /// Index into `Gpt::masks`.
+    mask: usize,
+}
+
+const VE_GATE_CHANNELS: usize = 32;
+
+struct Gpt {
+    cfg: Config,
+    dtype: DType,
+    wte: Tensor,
+    value_embeds: Vec<Option<Tensor>>,
+    blocks: Vec<Block>,
+    lm_head: Tensor,
+    resid_lambdas: Tensor,
+    x0_lambdas: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+    /// Additive attention masks (0 or -inf), one per distinct window.
+    masks: Vec<Tensor>,
+    windows: Vec<usize>,
+}
+
+impl Gpt {
+    fn new(
+        cfg: Config,
+        vars: &VarMap,
+        dtype: DType,
+        device: &Device,
+    ) -> harness::candle::Result<Self> {
+        let mut rng = Rng::new(SEED);
+        let (d, v) = (cfg.dim, cfg.vocab_size);
+        let bound = 3f64.sqrt() * (d as f64).powf(-0.5);
+        let zeros = |shape: (usize, usize)| Tensor::zeros(shape, DType::F32, device);
+        let wte = param(vars, "wte", rng.normal((v, d), 1.0, device)?)?;
+        let lm_head = param(vars, "lm_head", rng.normal((v, d), 0.001, device)?)?;
+        let windows = cfg.windows();
+        let mut distinct = windows.clone();
+        distinct.sort();
+        distinct.dedup();
+        let mut blocks = Vec::new();
+        let mut value_embeds = Vec::new();
+        for (i, &window) in windows.iter().enumerate() {
+            let p = |n: &str| format!("h.{i}.{n}");
+            let has_ve = cfg.has_value_embedding(i);
+            value_embeds.push(if has_ve {
+                Some(param(
+                    vars,
+                    &format!("ve.{i}"),
+                    rng.uniform((v, d), bound, device)?,
+                )?)
+            } else {
+                None
+            });
+            let attn = Attention {
+                c_q: param(vars, &p("attn.c_q"), rng.uniform((d, d), bound, device)?)?,
+                c_k: param(vars, &p("attn.c_k"), rng.uniform((d, d), bound, device)?)?,
+                c_v: param(vars, &p("attn.c_v"), rng.uniform((d, d), bound, device)?)?,
+                c_proj: param(vars, &p("attn.c_proj"), zeros((d, d))?)?,
+                ve_gate: if has_ve {
+                    Some(param(
+                        vars,
+                        &p("attn.ve_gate"),
+                        zeros((cfg.n_head, VE_GATE_CHANNELS))?,
+                    )?)
+                } else {
+                    None
+                },
+            };
+            let mlp = Mlp {
+                c_fc: param(
+                    vars,
+                    &p("mlp.c_fc"),
+                    rng.uniform((4 * d, d), bound, device)?,
+                )?,
+                c_proj: param(vars, &p("mlp.c_proj"), zeros((d, 4 * d))?)?,
+            };
+            let mask = distinct.iter().position(|&w| w == window).unwrap();
+            blocks.push(Block { attn, mlp, mask });
+        }
+        let resid_lambdas = param(
+            vars,
+            "resid_lambdas",
+            Tensor::ones(cfg.depth, DType::F32, device)?,
+        )?;
+        let x0_lambdas = param(
+            vars,
+            "x0_lambdas",
+            (Tensor::ones(cfg.depth, DType::F32, device)? * 0.1)?,
+        )?;
+
+        let half = cfg.head_dim / 2;
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|j| (1.0 / ROPE_BASE.powf(2.0 * j as f64 / cfg.head_dim as f64)) as f32)
+            .collect();
+        let t: Vec<f32> = (0..cfg.seq_len).map(|t| t as f32).collect();
+        let t = Tensor::from_vec(t, (cfg.seq_len, 1), device)?;
+        let freqs = t.broadcast_mul(&Tensor::from_vec(inv_freq, (1, half), device)?)?;
+        let shape = (1, cfg.seq_len, 1, half);
+        let cos = freqs.cos()?.reshape(shape)?.to_dtype(dtype)?;
+        let sin = freqs.sin()?.reshape(shape)?.to_dtype(dtype)?;
+
+        let masks = distinct
+            .iter()
+            .map(|&w| {
+                let t = cfg.seq_len;
+                let data: Vec<f32> = (0..t * t)
+                    .map(|k| {
+                        let (i, j) = (k / t, k % t);
+                        if j <= i && i - j < w {
+                            0.0
+                        } else {
+                            f32::NEG_INFINITY
+                        }
+                    })
+                    .collect();
+                Tensor::from_vec(data, (1, 1, t, t), device)?.to_dtype(dtype)
+            })
+            .collect::<harness::candle::Result<Vec<_>>>()?;
+
+        Ok(Self {
+            cfg,
+            dtype,
+            wte,
+            value_embeds,
+            blocks,
+            lm_head,
+            resid_lambdas,
+            x0_lambdas,
+            cos,
+            sin,
+            masks,
+            windows,
+        })
+    }
+
+    fn embed(&self, table: &Tensor, ids: &Tensor) -> harness::candle::Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        table
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, t, self.cfg.dim))?
+            .to_dtype(self.dtype)
+    }
+
+    fn attention(
+        &self,
+        block: &Block,
+        x: &Tensor,
+        ve: Option<Tensor>,
+    ) -> harness::candle::Result<Tensor> {
+        let (b, t, c) = x.dims3()?;
+        let (h, hd) = (self.cfg.n_head, self.cfg.head_dim);
+        let a = &block.attn;
+        let q = linear(x, &a.c_q)?.reshape((b, t, h, hd))?;
+        let k = linear(x, &a.c_k)?.reshape((b, t, h, hd))?;
+        let mut v = linear(x, &a.c_v)?.reshape((b, t, h, hd))?;
+        if let (Some(ve), Some(gate)) = (ve, &a.ve_gate) {
+            let g = (sigmoid(&linear(&x.narrow(D::Minus1, 0, VE_GATE_CHANNELS)?, gate)?)? * 2.0)?;
+            v = (v + ve.reshape((b, t, h, hd))?.broadcast_mul(&g.unsqueeze(3)?)?)?;
+        }
+        let q = rms_norm(&rope(&q, &self.cos, &self.sin)?)?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let k = rms_norm(&rope(&k, &self.cos, &self.sin)?)?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let v = v.transpose(1, 2)?.contiguous()?;
+        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
+        let scores = scores.broadcast_add(&self.masks[block.mask])?;
+        let weights = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let y = weights.matmul(&v)?.transpose(1, 2)?.reshape((b, t, c))?;
+        linear(&y, &a.c_proj)
+    }
+
+    fn mlp(&self, block: &Block, x: &Tensor) -> harness::candle::Result<Tensor> {
+        let hidden = linear(x, &block.mlp.c_fc)?.relu()?.sqr()?;
+        linear(&hidden, &block.mlp.c_proj)
+    }
+
+    /// Cross-entropy of the next token, averaged over all positions.
+    fn loss(&self, x: &Tensor, y: &Tensor) -> harness::candle::Result<Tensor> {
+        let logits = self.forward(x)?;
+        let v = self.cfg.vocab_size;
+        candle_nn::loss::cross_entropy(&logits.reshape(((), v))?, &y.flatten_all()?)
+    }
+
+    /// Training FLOPs per token: 6 per matrix weight, plus attention scores over each window.
+    fn flops_per_token(&self) -> f64 {
+        let d = self.cfg.dim as f64;
+        let matrices = self.cfg.depth as f64 * 12.0 * d * d + (self.cfg.vocab_size as f64) * d;
+        let attention: f64 = self
+            .windows
+            .iter()
+            .map(|&w| {
+                12.0 * (self.cfg.n_head * self.cfg.head_dim) as f64 * w.min(self.cfg.seq_len) as f64
+            })
+            .sum();
+        6.0 * matrices + attention
+    }
+}
+
+impl LanguageModel for Gpt {
+    fn forward(&self, ids: &Tensor) -> harness::candle::Result<Tensor> {
+        let mut x = rms_norm(&self.embed(&self.wte, ids)?)?;
+        let x0 = x.clone();
+        let resid = self.resid_lambdas.to_dtype(self.dtype)?;
+        let mix = self.x0_lambdas.to_dtype(self.dtype)?;
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = (x.broadcast_mul(&resid.narrow(0, i, 1)?)?
+                + x0.broadcast_mul(&mix.narrow(0, i, 1)?)?)?;
+            let ve = match &self.value_embeds[i] {
+                Some(table) => Some(self.embed(table, ids)?),
+                None => None,
+            };
+            x = (&x + self.attention(block, &rms_norm(&x)?, ve)?)?;
+            x = (&x + self.mlp(block, &rms_norm(&x)?)?)?;
+        }
+        let logits = linear(&rms_norm(&x)?, &self.lm_head)?.to_dtype(DType::F32)?;
+        (logits / SOFTCAP)?.tanh()? * SOFTCAP
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Optimizer: Muon for the block matrices, AdamW for embeddings, head and scalars
+
+fn lr_multiplier(progress: f64) -> f64 {
+    if progress < WARMUP_RATIO {
+        progress / WARMUP_RATIO
+    } else if progress < 1.0 - WARMDOWN_RATIO {
+        1.0
+    } else {
+        let cooldown = (1.0 - progress) / WARMDOWN_RATIO;
+        cooldown + (1.0 - cooldown) * FINAL_LR_FRAC
+    }
+}
+
+/// Orthogonalises `g` with the quintic Newton-Schulz iteration (Muon), in `dtype`.
+fn newton_schulz(g: &Tensor, dtype: DType) -> harness::candle::Result<Tensor> {
+    let (a, b, c) = (3.4445, -4.7750, 2.0315);
+    let (rows, cols) = g.dims2()?;
+    let mut x = g.to_dtype(dtype)?;
+    if rows > cols {
+        x = x.t()?;
+    }
+    let norm = x
+        .to_dtype(DType::F32)?
+        .sqr()?
+        .sum_all()?
+        .sqrt()?
+        .to_scalar::<f32>()? as f64;
+    x = (x / (norm + 1e-7))?;
+    for _ in 0..NEWTON_SCHULZ_STEPS {
+        let gram = x.matmul(&x.t()?)?;
+        let poly = ((&gram * b)? + (gram.matmul(&gram)? * c)?)?;
+        x = ((&x * a)? + poly.matmul(&x)?)?;
+    }
+    if rows > cols {
+        x = x.t()?;
+    }
+    x.to_dtype(DType::F32)
+}
+
+enum Group {
+    Muon,
+    Adam { lr: f64 },
+}
+
+struct Param {
+    var: Var,
+    group: Group,
+    /// Momentum (Muon) or first moment (Adam).
+    m: Tensor,
+    /// Second moment (Adam only).
+    v: Tensor,
+}
+
+struct Optimizer {
+    params: Vec<Param>,
+    steps: usize,
+    dtype: DType,
+}
+
+impl Optimizer {
+    fn new(vars: &VarMap, dim: usize, dtype: DType) -> harness::candle::Result<Self> {
+        // AdamW rates were tuned at width 768; scale them like the reference does.
+        let scale = (dim as f64 / 768.0).powf(-0.5);
+        let data = vars.data().lock().unwrap();
+        let mut names: Vec<&String> = data.keys().collect();
+        names.sort();
+        let mut params = Vec::new();
+        for name in names {
+            let var = data[name].clone();
+            let group = if name.starts_with("h.") {
+                Group::Muon
+            } else if name == "lm_head" {
+                Group::Adam {
+                    lr: UNEMBEDDING_LR * scale,
+                }
+            } else if name == "wte" || name.starts_with("ve.") {
+                Group::Adam {
+                    lr: EMBEDDING_LR * scale,
+                }
+            } else if name == "resid_lambdas" {
+                Group::Adam {
+                    lr: SCALAR_LR * 0.01,
+                }
+            } else {
+                Group::Adam { lr: SCALAR_LR }
+            };
+            let m = var.zeros_like()?;
+            let v = var.zeros_like()?;
+            params.push(Param { var, group, m, v });
+        }
+        Ok(Self {
+            params,
+            steps: 0,
+            dtype,
+        })
+    }
+
+    fn step(
+        &mut self,
+        grads: &HashMap<usize, Tensor>,
+        progress: f64,
+    ) -> harness::candle::Result<()> {
+        self.steps += 1;
+        let lr_mult = lr_multiplier(progress);
+        let ramp = (self.steps as f64 / MUON_MOMENTUM_RAMP_STEPS as f64).min(1.0);
+        let momentum = MUON_MOMENTUM_START + ramp * (MUON_MOMENTUM_END - MUON_MOMENTUM_START);
+        let weight_decay = WEIGHT_DECAY * (1.0 - progress);
+        let t = self.steps as i32;
+        for (i, p) in self.params.iter_mut().enumerate() {
+            let Some(g) = grads.get(&i) else { continue };
+            let w = p.var.as_tensor();
+            match p.group {
+                Group::Muon => {
+                    p.m = ((&p.m * momentum)? + (g * (1.0 - momentum))?)?;
+                    let nesterov = ((g * (1.0 - momentum))? + (&p.m * momentum)?)?;
+                    let (rows, cols) = w.dims2()?;
+                    let update = (newton_schulz(&nesterov, self.dtype)?
+                        * (rows as f64 / cols as f64).max(1.0).sqrt())?;
+                    let lr = MATRIX_LR * lr_mult;
+                    // Cautious weight decay: shrink only where the update agrees with the weight.
+                    let agree = update.mul(w)?.gt(0.0)?.to_dtype(DType::F32)?;
+                    let decay = (w.mul(&agree)? * (lr * weight_decay))?;
+                    p.var.set(&((w - (update * lr)?)? - decay)?)?;
+                }
+                Group::Adam { lr } => {
+                    p.m = ((&p.m * ADAM_BETA1)? + (g * (1.0 - ADAM_BETA1))?)?;
+                    p.v = ((&p.v * ADAM_BETA2)? + (g.sqr()? * (1.0 - ADAM_BETA2))?)?;
+                    let m_hat = (&p.m / (1.0 - ADAM_BETA1.powi(t)))?;
+                    let v_hat = (&p.v / (1.0 - ADAM_BETA2.powi(t)))?;
+                    let update = m_hat.div(&(v_hat.sqrt()? + ADAM_EPS)?)?;
+                    p.var.set(&(w - (update * (lr * lr_mult))?)?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gradients of `loss` for every parameter, keyed by position, added into `acc`.
+    fn accumulate(
+        &self,
+        loss: &Tensor,
+        acc: &mut HashMap<usize, Tensor>,
+    ) -> harness::candle::Result<()> {
+        let grads = loss.backward()?;
+        for (i, p) in self.params.iter().enumerate() {
+            if let Some(g) = grads.get(p.var.as_tensor()) {
+                let g = g.to_dtype(DType::F32)?;
+                let sum = match acc.remove(&i) {
+                    Some(prev) => (prev + g)?,
+                    None => g,
+                };
+                acc.insert(i, sum);
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Training loop
+
+fn train(h: &mut Harness) -> harness::Result<Trained> {
+    let profile = h.profile().clone();
+    let device = h.device().clone();
+    let dtype = if h.is_gpu() { DType::BF16 } else { DType::F32 };
+    let depth = DEPTH.unwrap_or(profile.depth);
+    let cfg = Config::new(profile.vocab_size, profile.seq_len, depth);
+    let (tokens_per_step, rows) = if h.is_gpu() {
+        (TOKENS_PER_STEP_GPU, DEVICE_ROWS_GPU)
+    } else {
+        (TOKENS_PER_STEP_CPU, DEVICE_ROWS_CPU)
+    };
+    let micro_steps = (tokens_per_step / (rows * profile.seq_len)).max(1);
+    println!(
+        "model: depth {depth}, width {}, {} heads | {micro_steps} x {rows} rows per step | {dtype:?}",
+        cfg.dim, cfg.n_head
+    );
+
+    let vars = VarMap::new();
+    let dim = cfg.dim;
+    let model = Gpt::new(cfg, &vars, dtype, &device)?;
+    let mut optimizer = Optimizer::new(&vars, dim, dtype)?;
+    loop {
+        let progress = h.progress();
+        let mut grads = HashMap::new();
+        let mut step_loss = Tensor::zeros((), DType::F32, &device)?;
+        for _ in 0..micro_steps {
+            let (x, y) = h.next_batch(rows)?;
+            let loss = (model.loss(&x, &y)? / micro_steps as f64)?;
+            optimizer.accumulate(&loss, &mut grads)?;
+            step_loss = (step_loss + loss.detach())?;
+        }
+        optimizer.step(&grads, progress)?;
+        if h.step(&step_loss)?.done {
+            break;
+        }
+    }
+    let info = ModelInfo {
+        depth,
+        flops_per_token: model.flops_per_token(),
+    };
+    Ok(Trained {
+        model: Box::new(model),
+        vars,
+        info,
+    })
+}
+
+fn main() {
+    harness::run(train)
+}
