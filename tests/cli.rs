@@ -336,3 +336,22 @@ fn user_corpora_in_text_jsonl_and_parquet() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_training_file_that_reads_files_at_compile_time_is_refused_before_building() {
+    let file = variant(
+        "include.rs",
+        "fn main() {",
+        "const SECRET: &str = include_str!(\"/etc/passwd\");\n\nfn main() {",
+    );
+    let (out, _, stderr) = run(autoresearch(&["train", "--budget", "2", "--data-dir"])
+        .arg(prepared())
+        .arg("--train-file")
+        .arg(&file));
+    assert!(!out.status.success());
+    assert!(stderr.contains("was refused before compiling"), "{stderr}");
+    assert!(
+        stderr.contains("`include_str!` (compile-time file access)"),
+        "{stderr}"
+    );
+}

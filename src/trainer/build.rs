@@ -39,6 +39,13 @@ pub fn build(train_file: &Path, slot: &str) -> Result<Built, TrainerError> {
     std::fs::create_dir_all(&stage).map_err(io(format!("cannot create {}", stage.display())))?;
     let source =
         std::fs::read(train_file).map_err(io(format!("cannot read {}", train_file.display())))?;
+    let refused = super::gate::violations(&String::from_utf8_lossy(&source));
+    if !refused.is_empty() {
+        return Err(TrainerError::Refused {
+            file: train_file.to_path_buf(),
+            reasons: refused.join("\n"),
+        });
+    }
     write_if_changed(&stage.join("train.rs"), &source)?;
     write_if_changed(&stage.join("Cargo.toml"), manifest(slot).as_bytes())?;
     let lock = std::fs::read(Path::new(WORKSPACE).join("Cargo.lock"))

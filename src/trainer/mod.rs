@@ -3,6 +3,7 @@
 //! from the harness's `result.json`.
 
 pub mod build;
+pub mod gate;
 pub mod run;
 
 use std::path::PathBuf;
@@ -11,6 +12,8 @@ use std::path::PathBuf;
 pub enum TrainerError {
     #[error("training file {0} does not exist: pass an existing .rs file to --train-file")]
     MissingTrainFile(PathBuf),
+    #[error("the training file {file} was refused before compiling; a training file may use only the harness's API, candle and the standard library's computation:\n{reasons}")]
+    Refused { file: PathBuf, reasons: String },
     #[error("the training file {file} does not compile:\n{errors}")]
     Compile { file: PathBuf, errors: String },
     #[error("cannot run cargo to build the training program ({0}): is the Rust toolchain installed and on PATH?")]

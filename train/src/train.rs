@@ -45,7 +45,8 @@ const ADAM_BETA2: f64 = 0.95;
 const ADAM_EPS: f64 = 1e-10;
 const MUON_MOMENTUM_START: f64 = 0.85;
 const MUON_MOMENTUM_END: f64 = 0.95;
-const MUON_MOMENTUM_RAMP_STEPS: usize = 300;
+/// Fraction of the budget over which Muon's momentum rises from start to end.
+const MUON_MOMENTUM_RAMP: f64 = 0.3;
 const NEWTON_SCHULZ_STEPS: usize = 5;
 /// Fractions of the time budget: LR warm-up at the start, linear decay at the end.
 const WARMUP_RATIO: f64 = 0.0;
@@ -390,13 +391,9 @@ fn newton_schulz(g: &Tensor, dtype: DType) -> harness::candle::Result<Tensor> {
     if rows > cols {
         x = x.t()?;
     }
-    let norm = x
-        .to_dtype(DType::F32)?
-        .sqr()?
-        .sum_all()?
-        .sqrt()?
-        .to_scalar::<f32>()? as f64;
-    x = (x / (norm + 1e-7))?;
+    // Kept on the device: reading the norm back would stall the GPU once per matrix.
+    let norm = (x.to_dtype(DType::F32)?.sqr()?.sum_all()?.sqrt()? + 1e-7)?.to_dtype(dtype)?;
+    x = x.broadcast_div(&norm)?;
     for _ in 0..NEWTON_SCHULZ_STEPS {
         let gram = x.matmul(&x.t()?)?;
         let poly = ((&gram * b)? + (gram.matmul(&gram)? * c)?)?;
@@ -473,7 +470,7 @@ impl Optimizer {
     ) -> harness::candle::Result<()> {
         self.steps += 1;
         let lr_mult = lr_multiplier(progress);
-        let ramp = (self.steps as f64 / MUON_MOMENTUM_RAMP_STEPS as f64).min(1.0);
+        let ramp = (progress / MUON_MOMENTUM_RAMP).min(1.0);
         let momentum = MUON_MOMENTUM_START + ramp * (MUON_MOMENTUM_END - MUON_MOMENTUM_START);
         let weight_decay = WEIGHT_DECAY * (1.0 - progress);
         let t = self.steps as i32;
