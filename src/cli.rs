@@ -22,6 +22,8 @@ pub enum Command {
     Prepare(PrepareArgs),
     /// Build the training program and run one experiment with it.
     Train(TrainArgs),
+    /// Propose edits to the training file with a local model, without training.
+    Propose(ProposeArgs),
     /// Measure the appliance's own costs.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -31,6 +33,25 @@ pub enum Command {
 pub enum BenchCommand {
     /// Incremental rebuild time of the training program after an edit.
     Build(BenchBuildArgs),
+    /// The agent model's load time and tokens/s, against llama.cpp's llama-bench.
+    Agent(BenchAgentArgs),
+}
+
+#[derive(Args)]
+pub struct BenchAgentArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// Prompt tokens per round (llama-bench's -p).
+    #[arg(long, default_value_t = 512)]
+    pub prompt_tokens: usize,
+    /// Generated tokens per round (llama-bench's -n).
+    #[arg(long, default_value_t = 128)]
+    pub gen_tokens: usize,
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// A llama-bench binary (llama.cpp's own), for the side-by-side ratio.
+    #[arg(long, value_name = "PATH")]
+    pub llama_bench: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -109,4 +130,72 @@ pub struct TrainArgs {
     /// Where the log, weights and result go (default: <data-dir>/runs/<date-time>).
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ModelArg {
+    /// The agent's model: a GGUF file (default: models/gemma-3-270m-q4_k_m.gguf, fetched by
+    /// scripts/fetch-default-model.sh).
+    #[arg(long, value_name = "GGUF")]
+    pub model: Option<PathBuf>,
+    /// Model layers on the GPU (default: all in CUDA builds, none otherwise).
+    #[arg(long, value_name = "N")]
+    pub gpu_layers: Option<u32>,
+}
+
+impl ModelArg {
+    pub fn resolve(&self) -> PathBuf {
+        self.model.clone().unwrap_or_else(default_model)
+    }
+}
+
+/// The default small model's place in the checkout.
+pub fn default_model() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gemma-3-270m-q4_k_m.gguf")
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ActionChoice {
+    /// SEARCH/REPLACE blocks against the training file.
+    Replace,
+    /// Set hyperparameter constants to new values (the narrow action weak models do well).
+    Set,
+    /// Half of each.
+    Mixed,
+}
+
+#[derive(Args)]
+pub struct ProposeArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// Proposals to make.
+    #[arg(long, default_value_t = 5)]
+    pub count: usize,
+    /// The kind of edit to ask for.
+    #[arg(long, value_enum, default_value_t = ActionChoice::Mixed)]
+    pub action: ActionChoice,
+    /// The training file to propose against (default: train/src/train.rs).
+    #[arg(long, value_name = "PATH")]
+    pub train_file: Option<PathBuf>,
+    /// The research protocol (default: program.md).
+    #[arg(long, value_name = "PATH")]
+    pub program: Option<PathBuf>,
+    /// Context size in tokens (default: the model's, at most 8192).
+    #[arg(long, value_name = "TOKENS")]
+    pub ctx: Option<usize>,
+    /// Longest reply in tokens.
+    #[arg(long, default_value_t = 384)]
+    pub max_tokens: usize,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    /// Repair rounds after a compiler error.
+    #[arg(long, default_value_t = 2)]
+    pub repairs: usize,
+    /// Seed of the first proposal (each next one adds 1).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u32,
+    /// Save each valid proposal there as proposal-N.rs, ready for `train --train-file`.
+    #[arg(long, value_name = "DIR")]
+    pub save: Option<PathBuf>,
 }

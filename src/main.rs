@@ -1,9 +1,11 @@
 //! autoresearch: a local language model edits a candle training file, the file is trained for a
 //! fixed budget, and the change is kept or reverted. See README.md.
 
+mod agent;
 mod cli;
 mod commands;
 mod data;
+mod program;
 mod trainer;
 
 use std::process::ExitCode;
@@ -20,7 +22,9 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Prepare(args) => commands::prepare::run(args),
         Command::Train(args) => commands::train::run(args),
+        Command::Propose(args) => commands::propose::run(args),
         Command::Bench(BenchCommand::Build(args)) => commands::bench::build_time(args),
+        Command::Bench(BenchCommand::Agent(args)) => commands::bench_agent::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,3 +1,5 @@
 pub mod bench;
+pub mod bench_agent;
 pub mod prepare;
+pub mod propose;
 pub mod train;

@@ -34,19 +34,24 @@ pub fn build(train_file: &Path, slot: &str) -> Result<Built, TrainerError> {
     if !train_file.is_file() {
         return Err(TrainerError::MissingTrainFile(train_file.to_path_buf()));
     }
-    let target = target_dir();
-    let stage = target.join("trainer-src").join(slot);
-    std::fs::create_dir_all(&stage).map_err(io(format!("cannot create {}", stage.display())))?;
-    let source =
-        std::fs::read(train_file).map_err(io(format!("cannot read {}", train_file.display())))?;
-    let refused = super::gate::violations(&String::from_utf8_lossy(&source));
+    let source = std::fs::read_to_string(train_file)
+        .map_err(io(format!("cannot read {}", train_file.display())))?;
+    build_source(&source, train_file, slot)
+}
+
+/// Builds training-file text; `label` names it in errors.
+pub fn build_source(source: &str, label: &Path, slot: &str) -> Result<Built, TrainerError> {
+    let refused = super::gate::violations(source);
     if !refused.is_empty() {
         return Err(TrainerError::Refused {
-            file: train_file.to_path_buf(),
+            file: label.to_path_buf(),
             reasons: refused.join("\n"),
         });
     }
-    write_if_changed(&stage.join("train.rs"), &source)?;
+    let target = target_dir();
+    let stage = target.join("trainer-src").join(slot);
+    std::fs::create_dir_all(&stage).map_err(io(format!("cannot create {}", stage.display())))?;
+    write_if_changed(&stage.join("train.rs"), source.as_bytes())?;
     write_if_changed(&stage.join("Cargo.toml"), manifest(slot).as_bytes())?;
     let lock = std::fs::read(Path::new(WORKSPACE).join("Cargo.lock"))
         .map_err(io("cannot read the workspace's Cargo.lock"))?;
@@ -73,7 +78,7 @@ pub fn build(train_file: &Path, slot: &str) -> Result<Built, TrainerError> {
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(TrainerError::Compile {
-            file: train_file.to_path_buf(),
+            file: label.to_path_buf(),
             errors: compiler_errors(&stderr),
         });
     }

@@ -1,0 +1,307 @@
+//! The language model, in-process: one llama.cpp backend per process, a model loaded from a GGUF
+//! file, and sessions that evaluate a prompt once and then sample several replies from it.
+//! Model and contexts are freed by Drop, so memory returns when they go out of scope.
+
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+
+use super::template::Family;
+use super::{gguf, llama, AgentError};
+
+/// Tokens decoded per batch while reading a prompt.
+const PROMPT_BATCH: usize = 512;
+
+fn backend() -> Result<&'static LlamaBackend, AgentError> {
+    static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
+    if let Some(b) = BACKEND.get() {
+        return Ok(b);
+    }
+    // llama.cpp logs ~3,000 lines per load: they go to tracing, visible with RUST_LOG=debug.
+    llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+    let backend = LlamaBackend::init().map_err(llama)?;
+    Ok(BACKEND.get_or_init(|| backend))
+}
+
+enum Template {
+    Native(LlamaChatTemplate),
+    Fallback(Family),
+}
+
+pub struct Engine {
+    model: LlamaModel,
+    template: Template,
+    pub load_seconds: f64,
+}
+
+/// How many layers go to the GPU: all of them when this build has one, else none.
+pub fn default_gpu_layers() -> u32 {
+    if cfg!(feature = "cuda") {
+        u32::MAX
+    } else {
+        0
+    }
+}
+
+impl Engine {
+    pub fn load(path: &Path, gpu_layers: u32) -> Result<Self, AgentError> {
+        let info = gguf::check(path)?;
+        let backend = backend()?;
+        let start = Instant::now();
+        let params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers);
+        let model =
+            LlamaModel::load_from_file(backend, path, &params).map_err(|e| AgentError::Load {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "{e}; the file passed the GGUF checks ({} tensors, architecture {}), so this llama.cpp may not support the architecture",
+                    info.tensors,
+                    info.architecture.as_deref().unwrap_or("unknown")
+                ),
+            })?;
+        let load_seconds = start.elapsed().as_secs_f64();
+        let template = match model.chat_template(None) {
+            Ok(t) => Template::Native(t),
+            Err(_) => {
+                let arch = info.architecture.as_deref().unwrap_or("unknown");
+                let family = Family::for_architecture(arch);
+                eprintln!(
+                    "note: {} has no chat template; using the {} format of its architecture ({arch})",
+                    path.display(),
+                    family.name()
+                );
+                Template::Fallback(family)
+            }
+        };
+        Ok(Self {
+            model,
+            template,
+            load_seconds,
+        })
+    }
+
+    /// The longest context the model was trained for.
+    pub fn n_ctx_train(&self) -> usize {
+        self.model.n_ctx_train() as usize
+    }
+
+    pub fn model(&self) -> &LlamaModel {
+        &self.model
+    }
+
+    /// The prompt text for a system + user exchange, in the model's chat format.
+    pub fn render(&self, system: &str, user: &str) -> Result<String, AgentError> {
+        match &self.template {
+            Template::Native(t) => {
+                let messages = [
+                    LlamaChatMessage::new("system".into(), system.into()).map_err(llama)?,
+                    LlamaChatMessage::new("user".into(), user.into()).map_err(llama)?,
+                ];
+                self.model
+                    .apply_chat_template(t, &messages, true)
+                    .map_err(llama)
+            }
+            Template::Fallback(family) => Ok(family.render(system, user)),
+        }
+    }
+
+    pub fn tokenize(&self, text: &str) -> Vec<LlamaToken> {
+        self.model.vocab().tokenize(text.as_bytes(), true, true)
+    }
+
+    /// Reads `prompt` into a fresh context of `n_ctx` tokens.
+    pub fn session(&self, prompt: &str, n_ctx: usize) -> Result<Session<'_>, AgentError> {
+        self.session_tokens(self.tokenize(prompt), n_ctx)
+    }
+
+    /// Reads already tokenized prompt into a fresh context of `n_ctx` tokens.
+    pub fn session_tokens(
+        &self,
+        tokens: Vec<LlamaToken>,
+        n_ctx: usize,
+    ) -> Result<Session<'_>, AgentError> {
+        if tokens.is_empty() || tokens.len() >= n_ctx {
+            return Err(AgentError::PromptTooLong {
+                needed: tokens.len(),
+                context: n_ctx,
+            });
+        }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx as u32))
+            .with_n_batch(PROMPT_BATCH as u32)
+            .with_n_threads(threads)
+            .with_n_threads_batch(threads);
+        let ctx = self.model.new_context(backend()?, params).map_err(llama)?;
+        let mut session = Session {
+            engine: self,
+            ctx,
+            prompt: tokens,
+            prompt_seconds: 0.0,
+            n_ctx,
+        };
+        let start = Instant::now();
+        session.read_prompt()?;
+        session.prompt_seconds = start.elapsed().as_secs_f64();
+        Ok(session)
+    }
+}
+
+/// One generated reply.
+pub struct Generation {
+    pub text: String,
+    pub tokens: usize,
+    pub seconds: f64,
+    /// Ended by the model (end of generation), not by the token limit.
+    pub complete: bool,
+}
+
+/// A prompt read once; each `generate` samples a new reply after it.
+pub struct Session<'a> {
+    engine: &'a Engine,
+    ctx: LlamaContext<'a>,
+    prompt: Vec<LlamaToken>,
+    pub prompt_seconds: f64,
+    n_ctx: usize,
+}
+
+impl Session<'_> {
+    pub fn prompt_tokens(&self) -> usize {
+        self.prompt.len()
+    }
+
+    fn read_prompt(&mut self) -> Result<(), AgentError> {
+        let mut batch = LlamaBatch::new(PROMPT_BATCH, 1);
+        let last = self.prompt.len() - 1;
+        for (chunk_index, chunk) in self.prompt.chunks(PROMPT_BATCH).enumerate() {
+            batch.clear();
+            for (i, &token) in chunk.iter().enumerate() {
+                let pos = chunk_index * PROMPT_BATCH + i;
+                batch
+                    .add(token, pos as i32, &[0], pos == last)
+                    .map_err(llama)?;
+            }
+            self.ctx.decode(&mut batch).map_err(llama)?;
+        }
+        Ok(())
+    }
+
+    /// Samples a reply of at most `max_tokens`, constrained by `grammar` (GBNF, root rule `root`)
+    /// when given. The prompt's cache is kept, so the next call starts from the prompt again.
+    pub fn generate(
+        &mut self,
+        grammar: Option<&str>,
+        max_tokens: usize,
+        temperature: f32,
+        seed: u32,
+    ) -> Result<Generation, AgentError> {
+        let start = Instant::now();
+        let model = self.engine.model();
+        let mut samplers = Vec::new();
+        if let Some(g) = grammar {
+            samplers.push(LlamaSampler::grammar(model, g, "root").map_err(llama)?);
+        }
+        samplers.extend([
+            LlamaSampler::top_k(40),
+            LlamaSampler::top_p(0.95, 1),
+            LlamaSampler::temp(temperature),
+            LlamaSampler::dist(seed),
+        ]);
+        let mut sampler = LlamaSampler::chain_simple(samplers);
+
+        // Forget any earlier reply, then recompute the last prompt token's logits.
+        let n_prompt = self.prompt.len();
+        self.ctx
+            .clear_kv_cache_seq(Some(0), Some(n_prompt as u32 - 1), None)
+            .map_err(llama)?;
+        let mut batch = LlamaBatch::new(1, 1);
+        batch
+            .add(self.prompt[n_prompt - 1], (n_prompt - 1) as i32, &[0], true)
+            .map_err(llama)?;
+        self.ctx.decode(&mut batch).map_err(llama)?;
+
+        let vocab = model.vocab();
+        let mut bytes = Vec::new();
+        let mut tokens = 0;
+        let mut complete = false;
+        let room = self.n_ctx.saturating_sub(n_prompt + 1);
+        while tokens < max_tokens.min(room) {
+            let token = sampler.sample(&self.ctx, 0);
+            if vocab.is_eog(token) {
+                complete = true;
+                break;
+            }
+            bytes.extend(vocab.token_to_piece(token, false, None));
+            tokens += 1;
+            batch.clear();
+            batch
+                .add(token, (n_prompt + tokens - 1) as i32, &[0], true)
+                .map_err(llama)?;
+            self.ctx.decode(&mut batch).map_err(llama)?;
+        }
+        Ok(Generation {
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+            tokens,
+            seconds: start.elapsed().as_secs_f64(),
+            complete,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::{edit, grammar, prompt};
+
+    #[test]
+    fn grammar_constrained_replies_always_parse() {
+        let model = crate::cli::default_model();
+        let engine =
+            Engine::load(&model, 0).expect("the default model (scripts/fetch-default-model.sh)");
+        let source = include_str!("../../train/src/train.rs");
+        let constants = edit::constants(source);
+        let text = engine
+            .render(
+                "You tune the hyperparameters of a small GPT's training file.",
+                &format!(
+                    "{}\nPropose one change, as IDEA: then SET lines.",
+                    prompt::hyperparameter_section(source)
+                ),
+            )
+            .unwrap();
+        let mut session = engine.session(&text, 2048).unwrap();
+        let set = grammar::set_grammar(&constants).unwrap();
+        for seed in 0..4 {
+            let reply = session.generate(Some(&set), 160, 1.0, seed).unwrap();
+            assert!(
+                reply.complete,
+                "a SET reply is short and always ends: {:?}",
+                reply.text
+            );
+            let proposal =
+                edit::parse(&reply.text).unwrap_or_else(|r| panic!("{r}: {:?}", reply.text));
+            for e in &proposal.edits {
+                let edit::Edit::Set { name, .. } = e else {
+                    panic!("{e:?}")
+                };
+                assert!(constants.iter().any(|c| &c.name == name), "{name}");
+            }
+        }
+        let replace = grammar::replace_grammar();
+        for seed in 0..2 {
+            let reply = session.generate(Some(&replace), 200, 1.0, seed).unwrap();
+            if reply.complete {
+                edit::parse(&reply.text).unwrap_or_else(|r| panic!("{r}: {:?}", reply.text));
+            }
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! From a model's reply to a training file that compiles: generate under the grammar, parse,
+//! apply, refuse repeats, compile, and on a compiler error ask the model to repair its own edit
+//! (up to a few rounds) before the idea is abandoned. Every step is recorded.
+
+use std::path::Path;
+
+use super::edit::{self, Ledger, Proposal, Rejection};
+use super::engine::Engine;
+use super::grammar;
+use super::prompt::{self, Action, PromptInput};
+use super::AgentError;
+use crate::trainer::{build, TrainerError};
+
+pub struct Settings {
+    /// Context size for the model.
+    pub context: usize,
+    /// Longest reply, in tokens.
+    pub max_tokens: usize,
+    pub temperature: f32,
+    /// Repair rounds after a compiler error before the idea is abandoned.
+    pub max_repairs: usize,
+    /// Staging slot for compiling candidates.
+    pub slot: String,
+}
+
+/// How one proposal ended.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Applies and compiles: the new training file.
+    Valid(String),
+    /// The reply did not parse or apply, or repeats a tried file.
+    Rejected(Rejection),
+    /// The static gate refused the edited file.
+    Refused(String),
+    /// Still does not compile after the repair rounds.
+    DoesNotCompile(String),
+}
+
+/// One proposal, with everything the journal needs.
+#[derive(Debug)]
+pub struct Attempt {
+    pub action: Action,
+    pub reply: String,
+    pub idea: Option<String>,
+    pub diff: Option<String>,
+    pub verdict: Verdict,
+    pub repairs: usize,
+    pub reply_tokens: usize,
+    pub generate_seconds: f64,
+    pub build_seconds: f64,
+}
+
+impl Attempt {
+    pub fn is_valid(&self) -> bool {
+        matches!(self.verdict, Verdict::Valid(_))
+    }
+}
+
+/// Statistics of one prompt evaluation.
+pub struct PromptStats {
+    pub tokens: usize,
+    pub seconds: f64,
+    pub level: usize,
+}
+
+pub struct Agent<'e> {
+    pub engine: &'e Engine,
+    pub program: String,
+    pub settings: Settings,
+    pub ledger: Ledger,
+}
+
+impl Agent<'_> {
+    fn grammar_for(&self, action: Action, source: &str) -> String {
+        match action {
+            Action::Replace => grammar::replace_grammar(),
+            Action::Set => grammar::set_grammar(&edit::constants(source))
+                .unwrap_or_else(grammar::replace_grammar),
+        }
+    }
+
+    /// Proposes `count` edits of one action against `source`, reading the prompt once.
+    pub fn propose(
+        &mut self,
+        source: &str,
+        input: &PromptInput,
+        count: usize,
+        seed: u32,
+        mut on_attempt: impl FnMut(&Attempt),
+    ) -> Result<(PromptStats, Vec<Attempt>), AgentError> {
+        let engine = self.engine;
+        let prompt = prompt::fit(
+            input,
+            self.settings.context,
+            self.settings.max_tokens,
+            |s, u| {
+                engine
+                    .render(s, u)
+                    .map_or(usize::MAX / 2, |p| engine.tokenize(&p).len())
+            },
+        )
+        .map_err(|needed| AgentError::PromptTooLong {
+            needed,
+            context: self.settings.context,
+        })?;
+        let text = engine.render(&prompt.system, &prompt.user)?;
+        let mut session = engine.session(&text, self.settings.context)?;
+        let stats = PromptStats {
+            tokens: session.prompt_tokens(),
+            seconds: session.prompt_seconds,
+            level: prompt.level,
+        };
+        let grammar = self.grammar_for(input.action, source);
+        let mut attempts = Vec::new();
+        for i in 0..count {
+            let generation = session.generate(
+                Some(&grammar),
+                self.settings.max_tokens,
+                self.settings.temperature,
+                seed.wrapping_add(i as u32),
+            )?;
+            let mut attempt = Attempt {
+                action: input.action,
+                idea: None,
+                diff: None,
+                verdict: Verdict::Rejected(Rejection::NoOp),
+                repairs: 0,
+                reply_tokens: generation.tokens,
+                generate_seconds: generation.seconds,
+                build_seconds: 0.0,
+                reply: generation.text,
+            };
+            if generation.complete {
+                self.evaluate(source, &mut attempt, seed.wrapping_add(1000 + i as u32))?;
+            } else {
+                attempt.verdict = Verdict::Rejected(Rejection::Format(format!(
+                    "the reply was cut off at the limit of {} tokens before it finished",
+                    self.settings.max_tokens
+                )));
+            }
+            on_attempt(&attempt);
+            attempts.push(attempt);
+        }
+        Ok((stats, attempts))
+    }
+
+    /// Parses, applies, checks and compiles a reply, repairing compiler errors.
+    fn evaluate(
+        &mut self,
+        source: &str,
+        attempt: &mut Attempt,
+        seed: u32,
+    ) -> Result<(), AgentError> {
+        let proposal = match edit::parse(&attempt.reply) {
+            Ok(p) => p,
+            Err(r) => {
+                attempt.verdict = Verdict::Rejected(r);
+                return Ok(());
+            }
+        };
+        attempt.idea = Some(proposal.idea.clone());
+        let mut candidate = match self.apply(source, &proposal) {
+            Ok(text) => text,
+            Err(r) => {
+                attempt.verdict = Verdict::Rejected(r);
+                return Ok(());
+            }
+        };
+        loop {
+            attempt.diff = Some(edit::diff(source, &candidate));
+            let label = Path::new("train.rs (proposed)");
+            match build::build_source(&candidate, label, &self.settings.slot) {
+                Ok(built) => {
+                    attempt.build_seconds += built.seconds;
+                    attempt.verdict = Verdict::Valid(candidate);
+                    return Ok(());
+                }
+                Err(TrainerError::Refused { reasons, .. }) => {
+                    attempt.verdict = Verdict::Refused(reasons);
+                    return Ok(());
+                }
+                Err(TrainerError::Compile { errors, .. }) => {
+                    if attempt.repairs == self.settings.max_repairs {
+                        attempt.verdict = Verdict::DoesNotCompile(errors);
+                        return Ok(());
+                    }
+                    attempt.repairs += 1;
+                    match self.repair(&candidate, &errors, seed + attempt.repairs as u32)? {
+                        Some(fixed) => candidate = fixed,
+                        None => {
+                            attempt.verdict = Verdict::DoesNotCompile(errors);
+                            return Ok(());
+                        }
+                    }
+                }
+                Err(other) => {
+                    attempt.verdict = Verdict::DoesNotCompile(other.to_string());
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, source: &str, proposal: &Proposal) -> Result<String, Rejection> {
+        let text = edit::apply(source, proposal)?;
+        if !self.ledger.insert(&text) {
+            return Err(Rejection::AlreadyTried);
+        }
+        Ok(text)
+    }
+
+    /// One repair round: the compiler's errors and the code around them go back to the model,
+    /// which answers with SEARCH/REPLACE blocks against the edited file. None when the reply does
+    /// not apply.
+    fn repair(
+        &mut self,
+        candidate: &str,
+        errors: &str,
+        seed: u32,
+    ) -> Result<Option<String>, AgentError> {
+        let around = code_around_errors(candidate, errors);
+        let input = PromptInput {
+            program: &self.program,
+            train_file: candidate,
+            history: &[],
+            best: None,
+            last_failure: Some(errors),
+            action: Action::Replace,
+        };
+        let engine = self.engine;
+        // Room for the reply and for the code shown with the errors.
+        let reserve = self.settings.max_tokens + engine.tokenize(&around).len() + 32;
+        let mut prompt = prompt::fit(&input, self.settings.context, reserve, |s, u| {
+            engine
+                .render(s, u)
+                .map_or(usize::MAX / 2, |p| engine.tokenize(&p).len())
+        })
+        .map_err(|needed| AgentError::PromptTooLong {
+            needed,
+            context: self.settings.context,
+        })?;
+        prompt.user = format!(
+            "Your edit does not compile. Fix it with SEARCH/REPLACE blocks against this code:\n```rust\n{around}```\n\n{}",
+            prompt.user
+        );
+        let text = engine.render(&prompt.system, &prompt.user)?;
+        let Ok(mut session) = engine.session(&text, self.settings.context) else {
+            return Ok(None);
+        };
+        let reply = session.generate(
+            Some(&grammar::replace_grammar()),
+            self.settings.max_tokens,
+            self.settings.temperature,
+            seed,
+        )?;
+        Ok(edit::parse(&reply.text)
+            .ok()
+            .and_then(|p| self.apply(candidate, &p).ok()))
+    }
+}
+
+/// The lines around the first `--> file:LINE:COL` the compiler names, or the file's top.
+fn code_around_errors(source: &str, errors: &str) -> String {
+    let line = errors
+        .lines()
+        .find_map(|l| {
+            let loc = l.trim().strip_prefix("--> ")?;
+            loc.split(':').nth(1)?.parse::<usize>().ok()
+        })
+        .unwrap_or(1);
+    let lines: Vec<&str> = source.lines().collect();
+    let start = line.saturating_sub(8);
+    let end = (line + 7).min(lines.len());
+    lines[start..end].iter().map(|l| format!("{l}\n")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_code_around_the_first_error_is_shown() {
+        let source: String = (1..=40).map(|i| format!("line {i}\n")).collect();
+        let errors = "error[E0425]: x\n  --> train.rs:20:5\n   |\n";
+        let around = code_around_errors(&source, errors);
+        assert!(around.starts_with("line 13\n"));
+        assert!(around.contains("line 20\n") && around.contains("line 27\n"));
+        assert!(!around.contains("line 28\n"));
+    }
+}
