@@ -134,18 +134,23 @@ pub struct TrainArgs {
 
 #[derive(Args)]
 pub struct ModelArg {
-    /// The agent's model: a GGUF file (default: models/gemma-3-270m-q4_k_m.gguf, fetched by
-    /// scripts/fetch-default-model.sh).
+    /// The agent's model: a GGUF file, or hf:OWNER/REPO/FILE.gguf from the Hugging Face hub (cached;
+    /// HF_HUB_OFFLINE=1 uses only the cache). Default: models/gemma-3-270m-q4_k_m.gguf, fetched by
+    /// scripts/fetch-default-model.sh.
     #[arg(long, value_name = "GGUF")]
-    pub model: Option<PathBuf>,
+    pub model: Option<String>,
     /// Model layers on the GPU (default: all in CUDA builds, none otherwise).
     #[arg(long, value_name = "N")]
     pub gpu_layers: Option<u32>,
 }
 
 impl ModelArg {
-    pub fn resolve(&self) -> PathBuf {
-        self.model.clone().unwrap_or_else(default_model)
+    /// The model file on disk, fetched from the hub first when the spec says so.
+    pub fn resolve(&self) -> Result<PathBuf, crate::agent::AgentError> {
+        match &self.model {
+            Some(spec) => crate::agent::source::ModelSource::parse(spec)?.resolve(),
+            None => Ok(default_model()),
+        }
     }
 }
 

@@ -149,3 +149,47 @@ fn bad_model_files_are_clear_errors() {
         "{stderr}"
     );
 }
+
+#[test]
+fn hub_models_come_from_the_hugging_face_cache_when_offline() {
+    // The standard cache layout, as huggingface_hub writes it.
+    let cache = scratch();
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let repo = cache.join("models--someone--tiny-GGUF");
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    let snapshot = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::os::unix::fs::symlink(default_model(), snapshot.join("model.gguf")).unwrap();
+
+    let (ok, stdout, stderr) = run(autoresearch(&[
+        "propose",
+        "--count",
+        "1",
+        "--action",
+        "set",
+        "--ctx",
+        "1024",
+        "--max-tokens",
+        "96",
+        "--model",
+        "hf:someone/tiny-GGUF/model.gguf",
+    ])
+    .env("HF_HUB_OFFLINE", "1")
+    .env("HF_HUB_CACHE", &cache));
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("valid edits: "), "{stdout}");
+
+    let (ok, _, stderr) =
+        run(
+            autoresearch(&["propose", "--model", "hf:someone/tiny-GGUF/other.gguf"])
+                .env("HF_HUB_OFFLINE", "1")
+                .env("HF_HUB_CACHE", &cache),
+        );
+    assert!(!ok);
+    assert!(
+        stderr.contains("cannot get hf:someone/tiny-GGUF/other.gguf")
+            && stderr.contains("HF_HUB_OFFLINE is set"),
+        "{stderr}"
+    );
+}

@@ -8,6 +8,7 @@ pub mod gguf;
 pub mod grammar;
 pub mod prompt;
 pub mod propose;
+pub mod source;
 pub mod template;
 
 use std::path::PathBuf;
@@ -24,6 +25,14 @@ pub enum AgentError {
     Truncated { path: PathBuf, reason: String },
     #[error("llama.cpp could not load {path}: {reason}")]
     Load { path: PathBuf, reason: String },
+    #[error("{0} is not a model: give a GGUF path or hf:OWNER/REPO/FILE.gguf")]
+    BadSpec(String),
+    #[error("cannot get {spec} from the Hugging Face hub{}: {reason}", if *offline { " (HF_HUB_OFFLINE is set, so only the local cache was searched: unset it, or put the file in the cache)" } else { "" })]
+    Hub {
+        spec: String,
+        reason: String,
+        offline: bool,
+    },
     #[error("llama.cpp: {0}")]
     Llama(String),
     #[error("the prompt needs {needed} tokens but the context holds {context}, even cut to its minimum: use a model with a longer context or a larger --ctx")]

@@ -13,7 +13,7 @@ use crate::agent::engine::{default_gpu_layers, Engine};
 use crate::cli::BenchAgentArgs;
 
 pub fn run(args: &BenchAgentArgs) -> Result<()> {
-    let model = args.model.resolve();
+    let model = args.model.resolve()?;
     let gpu_layers = args.model.gpu_layers.unwrap_or_else(default_gpu_layers);
     let start = Instant::now();
     let engine = Engine::load(&model, gpu_layers)?;

@@ -19,7 +19,7 @@ pub fn run(args: &ProposeArgs) -> Result<()> {
     let source = std::fs::read_to_string(&train_file)
         .with_context(|| format!("cannot read the training file {}", train_file.display()))?;
     let program = crate::program::load(args.program.as_deref())?;
-    let model = args.model.resolve();
+    let model = args.model.resolve()?;
     let engine = Engine::load(
         &model,
         args.model
