@@ -24,6 +24,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Propose edits to the training file with a local model, without training.
     Propose(ProposeArgs),
+    /// Check this machine: build features, GPU, model file, data, toolchain, free disk.
+    Doctor(DoctorArgs),
     /// Measure the appliance's own costs.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -203,4 +205,12 @@ pub struct ProposeArgs {
     /// Save each valid proposal there as proposal-N.rs, ready for `train --train-file`.
     #[arg(long, value_name = "DIR")]
     pub save: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    #[command(flatten)]
+    pub data: DataDirArg,
 }

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Command::Prepare(args) => commands::prepare::run(args),
         Command::Train(args) => commands::train::run(args),
         Command::Propose(args) => commands::propose::run(args),
+        Command::Doctor(args) => commands::doctor::run(args),
         Command::Bench(BenchCommand::Build(args)) => commands::bench::build_time(args),
         Command::Bench(BenchCommand::Agent(args)) => commands::bench_agent::run(args),
     };

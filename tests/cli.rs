@@ -355,3 +355,32 @@ fn a_training_file_that_reads_files_at_compile_time_is_refused_before_building()
         "{stderr}"
     );
 }
+
+#[test]
+fn doctor_reports_what_is_there_and_what_is_missing() {
+    let (out, stdout, _) = run(autoresearch(&["doctor", "--data-dir"]).arg(prepared()));
+    assert!(
+        stdout.contains("ok  data") && stdout.contains("profile cpu"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ok  cargo") && stdout.contains("disk (build)"),
+        "{stdout}"
+    );
+    let model_ok = stdout.contains("ok  model");
+    assert_eq!(out.status.success(), model_ok, "{stdout}");
+
+    let (out, stdout, stderr) = run(autoresearch(&["doctor", "--data-dir"])
+        .arg(scratch().join("none"))
+        .args(["--model", "/nonexistent/model.gguf"]));
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("--  model") && stdout.contains("does not exist"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("--  data") && stdout.contains("autoresearch prepare"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("2 problem(s) found"), "{stderr}");
+}

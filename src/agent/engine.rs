@@ -118,11 +118,6 @@ impl Engine {
         self.model.vocab().tokenize(text.as_bytes(), true, true)
     }
 
-    /// Reads `prompt` into a fresh context of `n_ctx` tokens.
-    pub fn session(&self, prompt: &str, n_ctx: usize) -> Result<Session<'_>, AgentError> {
-        self.session_tokens(self.tokenize(prompt), n_ctx)
-    }
-
     /// Reads already tokenized prompt into a fresh context of `n_ctx` tokens.
     pub fn session_tokens(
         &self,
@@ -278,7 +273,7 @@ mod tests {
                 ),
             )
             .unwrap();
-        let mut session = engine.session(&text, 2048).unwrap();
+        let mut session = engine.session_tokens(engine.tokenize(&text), 2048).unwrap();
         let set = grammar::set_grammar(&constants).unwrap();
         for seed in 0..4 {
             let reply = session.generate(Some(&set), 160, 1.0, seed).unwrap();

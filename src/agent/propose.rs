@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::edit::{self, Ledger, Proposal, Rejection};
-use super::engine::Engine;
+use super::engine::{Engine, Session};
 use super::grammar;
 use super::prompt::{self, Action, PromptInput};
 use super::AgentError;
@@ -103,8 +103,7 @@ impl Agent<'_> {
             needed,
             context: self.settings.context,
         })?;
-        let text = engine.render(&prompt.system, &prompt.user)?;
-        let mut session = engine.session(&text, self.settings.context)?;
+        let mut session = open_session(engine, &self.settings, &prompt.system, &prompt.user)?;
         let stats = PromptStats {
             tokens: session.prompt_tokens(),
             seconds: session.prompt_seconds,
@@ -243,8 +242,8 @@ impl Agent<'_> {
             "Your edit does not compile. Fix it with SEARCH/REPLACE blocks against this code:\n```rust\n{around}```\n\n{}",
             prompt.user
         );
-        let text = engine.render(&prompt.system, &prompt.user)?;
-        let Ok(mut session) = engine.session(&text, self.settings.context) else {
+        let Ok(mut session) = open_session(engine, &self.settings, &prompt.system, &prompt.user)
+        else {
             return Ok(None);
         };
         let reply = session.generate(
@@ -257,6 +256,19 @@ impl Agent<'_> {
             .ok()
             .and_then(|p| self.apply(candidate, &p).ok()))
     }
+}
+
+/// A session sized to the prompt plus the longest reply (within the context budget): a smaller KV
+/// cache costs less memory and time than the model's whole context.
+fn open_session<'e>(
+    engine: &'e Engine,
+    settings: &Settings,
+    system: &str,
+    user: &str,
+) -> Result<Session<'e>, AgentError> {
+    let tokens = engine.tokenize(&engine.render(system, user)?);
+    let n_ctx = (tokens.len() + settings.max_tokens + 8).min(settings.context);
+    engine.session_tokens(tokens, n_ctx)
 }
 
 /// The lines around the first `--> file:LINE:COL` the compiler names, or the file's top.
