@@ -23,14 +23,16 @@ use super::{gguf, llama, AgentError};
 const PROMPT_BATCH: usize = 512;
 
 fn backend() -> Result<&'static LlamaBackend, AgentError> {
-    static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
-    if let Some(b) = BACKEND.get() {
-        return Ok(b);
-    }
-    // llama.cpp logs ~3,000 lines per load: they go to tracing, visible with RUST_LOG=debug.
-    llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
-    let backend = LlamaBackend::init().map_err(llama)?;
-    Ok(BACKEND.get_or_init(|| backend))
+    // get_or_init makes concurrent first callers wait: llama.cpp allows one init per process.
+    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            // llama.cpp logs ~3,000 lines per load: they go to tracing, shown with RUST_LOG=debug.
+            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+            LlamaBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| AgentError::Llama(e.clone()))
 }
 
 enum Template {

@@ -291,6 +291,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_compiler_error_goes_back_to_the_model_for_repair() {
+        let engine = Engine::load(&crate::cli::default_model(), 0).expect("the default model");
+        let source = include_str!("../../train/src/train.rs");
+        let mut agent = Agent {
+            engine: &engine,
+            program: crate::program::load(None).unwrap(),
+            settings: Settings {
+                context: 2048,
+                max_tokens: 128,
+                temperature: 0.8,
+                max_repairs: 1,
+                slot: "test-repair".into(),
+            },
+            ledger: Ledger::default(),
+        };
+        let mut attempt = Attempt {
+            action: Action::Set,
+            reply: "IDEA: break the build\nSET MATRIX_LR = oops\n".into(),
+            idea: None,
+            diff: None,
+            verdict: Verdict::Rejected(Rejection::NoOp),
+            repairs: 0,
+            reply_tokens: 0,
+            generate_seconds: 0.0,
+            build_seconds: 0.0,
+        };
+        agent.evaluate(source, &mut attempt, 7).unwrap();
+        assert_eq!(attempt.repairs, 1, "{:?}", attempt.verdict);
+        assert!(attempt.diff.is_some());
+        match &attempt.verdict {
+            // The weak default model rarely mends it; when it does, the file compiles.
+            Verdict::Valid(text) => assert!(!text.contains("= oops;")),
+            Verdict::DoesNotCompile(errors) => assert!(errors.contains("error"), "{errors}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn the_code_around_the_first_error_is_shown() {
         let source: String = (1..=40).map(|i| format!("line {i}\n")).collect();
         let errors = "error[E0425]: x\n  --> train.rs:20:5\n   |\n";
