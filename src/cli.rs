@@ -1,5 +1,6 @@
 //! Command-line arguments, parsed by clap and then validated into the types the commands use.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -24,6 +25,9 @@ pub enum Command {
     Train(TrainArgs),
     /// Propose edits to the training file with a local model, without training.
     Propose(ProposeArgs),
+    /// Run a program confined (used by the appliance for the training program).
+    #[command(hide = true)]
+    Confine(ConfineArgs),
     /// Check this machine: build features, GPU, model file, data, toolchain, free disk.
     Doctor(DoctorArgs),
     /// Measure the appliance's own costs.
@@ -132,6 +136,9 @@ pub struct TrainArgs {
     /// Where the log, weights and result go (default: <data-dir>/runs/<date-time>).
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,
+    /// Run the training program even where the kernel cannot confine it (no Landlock).
+    #[arg(long)]
+    pub unconfined: bool,
 }
 
 #[derive(Args)]
@@ -213,4 +220,20 @@ pub struct DoctorArgs {
     pub model: ModelArg,
     #[command(flatten)]
     pub data: DataDirArg,
+}
+
+#[derive(Args)]
+pub struct ConfineArgs {
+    /// A file or folder the program may read (repeatable).
+    #[arg(long, value_name = "PATH")]
+    pub read: Vec<PathBuf>,
+    /// A folder the program may write (repeatable); the first is also its TMPDIR and HOME.
+    #[arg(long, value_name = "DIR")]
+    pub write: Vec<PathBuf>,
+    /// Run even where the kernel cannot enforce the file-system rules.
+    #[arg(long)]
+    pub allow_unconfined: bool,
+    /// The program and its arguments.
+    #[arg(last = true, required = true, value_name = "PROGRAM")]
+    pub command: Vec<OsString>,
 }

@@ -4,6 +4,7 @@
 mod agent;
 mod cli;
 mod commands;
+mod confine;
 mod data;
 mod program;
 mod trainer;
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train::run(args),
         Command::Propose(args) => commands::propose::run(args),
         Command::Doctor(args) => commands::doctor::run(args),
+        Command::Confine(args) => confine::run(args),
         Command::Bench(BenchCommand::Build(args)) => commands::bench::build_time(args),
         Command::Bench(BenchCommand::Agent(args)) => commands::bench_agent::run(args),
     };

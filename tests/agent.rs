@@ -20,10 +20,9 @@ fn run(cmd: &mut Command) -> (bool, String, String) {
     )
 }
 
-fn scratch() -> PathBuf {
-    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap()
-        .keep()
+/// A fresh folder under cargo's per-target scratch space, removed when dropped.
+fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
 }
 
 fn default_model() -> PathBuf {
@@ -39,7 +38,8 @@ fn default_model() -> PathBuf {
 #[test]
 fn propose_with_the_default_model_yields_edits_that_apply_and_compile() {
     default_model();
-    let saved = scratch();
+    let guard = scratch();
+    let saved = guard.path();
     let (ok, stdout, stderr) = run(autoresearch(&[
         "propose",
         "--count",
@@ -50,7 +50,7 @@ fn propose_with_the_default_model_yields_edits_that_apply_and_compile() {
         "256",
         "--save",
     ])
-    .arg(&saved));
+    .arg(saved));
     assert!(ok, "{stdout}\n{stderr}");
     let summary = stdout
         .lines()
@@ -69,7 +69,7 @@ fn propose_with_the_default_model_yields_edits_that_apply_and_compile() {
     let baseline =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("train/src/train.rs"))
             .unwrap();
-    let files: Vec<_> = std::fs::read_dir(&saved)
+    let files: Vec<_> = std::fs::read_dir(saved)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
@@ -117,7 +117,8 @@ fn propose_with(model: &Path) -> String {
 
 #[test]
 fn bad_model_files_are_clear_errors() {
-    let dir = scratch();
+    let guard = scratch();
+    let dir = guard.path();
     let stderr = propose_with(&dir.join("nothing.gguf"));
     assert!(
         stderr.contains("does not exist") && stderr.contains("fetch-default-model.sh"),
@@ -153,7 +154,8 @@ fn bad_model_files_are_clear_errors() {
 #[test]
 fn hub_models_come_from_the_hugging_face_cache_when_offline() {
     // The standard cache layout, as huggingface_hub writes it.
-    let cache = scratch();
+    let guard = scratch();
+    let cache = guard.path();
     let commit = "0123456789abcdef0123456789abcdef01234567";
     let repo = cache.join("models--someone--tiny-GGUF");
     std::fs::create_dir_all(repo.join("refs")).unwrap();
@@ -176,7 +178,7 @@ fn hub_models_come_from_the_hugging_face_cache_when_offline() {
         "hf:someone/tiny-GGUF/model.gguf",
     ])
     .env("HF_HUB_OFFLINE", "1")
-    .env("HF_HUB_CACHE", &cache));
+    .env("HF_HUB_CACHE", cache));
     assert!(ok, "{stdout}\n{stderr}");
     assert!(stdout.contains("valid edits: "), "{stdout}");
 
@@ -184,7 +186,7 @@ fn hub_models_come_from_the_hugging_face_cache_when_offline() {
         run(
             autoresearch(&["propose", "--model", "hf:someone/tiny-GGUF/other.gguf"])
                 .env("HF_HUB_OFFLINE", "1")
-                .env("HF_HUB_CACHE", &cache),
+                .env("HF_HUB_CACHE", cache),
         );
     assert!(!ok);
     assert!(

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use tempfile::TempDir;
+
 use harness::meta::{read_split, read_u16s, DataMeta};
 use harness::summary::Summary;
 
@@ -21,22 +23,22 @@ fn run(cmd: &mut Command) -> (Output, String, String) {
     (out, stdout, stderr)
 }
 
-/// A fresh folder under cargo's per-target scratch space (kept for inspection after a failure).
-fn scratch() -> PathBuf {
-    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap()
-        .keep()
+/// A fresh folder under cargo's per-target scratch space, removed when dropped.
+fn scratch() -> TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
 }
 
-/// The default corpus prepared once (CPU profile) and shared by the tests of this file.
+/// The default corpus prepared (CPU profile) in a fixed folder shared by the tests and reused
+/// across runs: `prepare` is idempotent, so a later run finds it done (and `--force` rebuilds it
+/// when a change to the profile or corpus makes the old one stale).
 fn prepared() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = scratch().join("data");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("prepared-cpu");
         let (out, stdout, stderr) =
-            run(autoresearch(&["prepare", "--profile", "cpu", "--data-dir"]).arg(&dir));
+            run(autoresearch(&["prepare", "--force", "--profile", "cpu", "--data-dir"]).arg(&dir));
         assert!(out.status.success(), "prepare failed:\n{stdout}\n{stderr}");
-        assert!(stdout.starts_with("prepared:"), "{stdout}");
+        assert!(stdout.contains("prepared: "), "{stdout}");
         dir
     })
 }
@@ -46,16 +48,17 @@ fn baseline() -> String {
         .unwrap()
 }
 
-/// A variant of the baseline training file, written to a scratch folder.
-fn variant(name: &str, from: &str, to: &str) -> PathBuf {
+/// A variant of the baseline training file in a scratch folder (kept alive by the guard).
+fn variant(name: &str, from: &str, to: &str) -> (TempDir, PathBuf) {
     let source = baseline();
     assert!(
         source.contains(from),
         "the baseline no longer contains {from:?}"
     );
-    let path = scratch().join(name);
+    let dir = scratch();
+    let path = dir.path().join(name);
     std::fs::write(&path, source.replacen(from, to, 1)).unwrap();
-    path
+    (dir, path)
 }
 
 #[test]
@@ -95,7 +98,8 @@ fn uniform_bpb(dir: &Path) -> f64 {
 #[test]
 fn train_end_to_end_on_the_default_corpus() {
     let dir = prepared();
-    let run_dir = scratch().join("run");
+    let scratch_dir = scratch();
+    let run_dir = scratch_dir.path().join("run");
     let (out, stdout, stderr) = run(autoresearch(&["train", "--budget", "10", "--data-dir"])
         .arg(dir)
         .arg("--run-dir")
@@ -145,7 +149,7 @@ fn train_end_to_end_on_the_default_corpus() {
 
 #[test]
 fn a_training_file_that_does_not_compile_is_reported_with_the_compiler_message() {
-    let file = variant(
+    let (_guard, file) = variant(
         "broken.rs",
         "let progress = h.progress();",
         "let progress = h.progress() + undefined_value;",
@@ -164,12 +168,13 @@ fn a_training_file_that_does_not_compile_is_reported_with_the_compiler_message()
 
 #[test]
 fn a_training_file_that_produces_nan_fails_fast() {
-    let file = variant(
+    let (_guard, file) = variant(
         "nan.rs",
         "let loss = (model.loss(&x, &y)? / micro_steps as f64)?;",
         "let loss = (model.loss(&x, &y)? * f64::NAN)?;",
     );
-    let run_dir = scratch().join("run");
+    let scratch_dir = scratch();
+    let run_dir = scratch_dir.path().join("run");
     let (out, stdout, stderr) = run(autoresearch(&["train", "--budget", "30", "--data-dir"])
         .arg(prepared())
         .arg("--run-dir")
@@ -185,7 +190,7 @@ fn a_training_file_that_produces_nan_fails_fast() {
 #[test]
 fn train_without_prepared_data_says_how_to_prepare() {
     let (out, _, stderr) =
-        run(autoresearch(&["train", "--data-dir"]).arg(scratch().join("nothing")));
+        run(autoresearch(&["train", "--data-dir"]).arg(scratch().path().join("nothing")));
     assert!(!out.status.success());
     assert!(stderr.contains("run `autoresearch prepare`"), "{stderr}");
 }
@@ -193,7 +198,8 @@ fn train_without_prepared_data_says_how_to_prepare() {
 #[test]
 fn corrupt_shards_are_caught_before_training() {
     let src = prepared();
-    let dir = scratch().join("corrupt");
+    let scratch_dir = scratch();
+    let dir = scratch_dir.path().join("corrupt");
     std::fs::create_dir_all(&dir).unwrap();
     for entry in std::fs::read_dir(src).unwrap() {
         let entry = entry.unwrap();
@@ -216,7 +222,8 @@ fn corrupt_shards_are_caught_before_training() {
 
 #[test]
 fn missing_empty_and_binary_corpora_are_clear_errors() {
-    let dir = scratch();
+    let guard = scratch();
+    let dir = guard.path();
     let data = dir.join("data");
     let missing = dir.join("no-such-corpus.txt");
     let (out, _, stderr) = run(autoresearch(&["prepare", "--corpus"])
@@ -271,7 +278,8 @@ fn user_corpora_in_text_jsonl_and_parquet() {
                 .to_string()
         })
         .collect();
-    let dir = scratch();
+    let guard = scratch();
+    let dir = guard.path();
     let folder = dir.join("texts");
     std::fs::create_dir_all(&folder).unwrap();
     for (i, t) in texts[..20].iter().enumerate() {
@@ -339,7 +347,7 @@ fn user_corpora_in_text_jsonl_and_parquet() {
 
 #[test]
 fn a_training_file_that_reads_files_at_compile_time_is_refused_before_building() {
-    let file = variant(
+    let (_guard, file) = variant(
         "include.rs",
         "fn main() {",
         "const SECRET: &str = include_str!(\"/etc/passwd\");\n\nfn main() {",
@@ -371,7 +379,7 @@ fn doctor_reports_what_is_there_and_what_is_missing() {
     assert_eq!(out.status.success(), model_ok, "{stdout}");
 
     let (out, stdout, stderr) = run(autoresearch(&["doctor", "--data-dir"])
-        .arg(scratch().join("none"))
+        .arg(scratch().path().join("none"))
         .args(["--model", "/nonexistent/model.gguf"]));
     assert!(!out.status.success());
     assert!(
@@ -383,4 +391,52 @@ fn doctor_reports_what_is_there_and_what_is_missing() {
         "{stdout}"
     );
     assert!(stderr.contains("2 problem(s) found"), "{stderr}");
+}
+
+/// The confinement the training program runs in, tried with ordinary programs.
+#[test]
+fn confined_programs_cannot_read_write_or_connect_outside_their_folder() {
+    let guard = scratch();
+    let run_dir = guard.path().join("run");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let secret = guard.path().join("secret.txt");
+    std::fs::write(&secret, "not for the agent").unwrap();
+    let confined = |script: &str| {
+        let mut cmd = autoresearch(&["confine", "--write"]);
+        cmd.arg(&run_dir)
+            .args(["--", "/bin/bash", "-c", script])
+            .env("SECRET_TOKEN", "hunter2");
+        run(&mut cmd)
+    };
+
+    let (out, stdout, stderr) = confined("echo ok > \"$TMPDIR/inside\" && cat \"$TMPDIR/inside\"");
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(run_dir.join("inside").exists());
+
+    let (out, _, stderr) = confined(&format!("cat {}", secret.display()));
+    assert!(
+        !out.status.success() && stderr.contains("Permission denied"),
+        "{stderr}"
+    );
+    let (out, _, stderr) = confined(&format!("echo x > {}/outside", guard.path().display()));
+    assert!(
+        !out.status.success() && stderr.contains("Permission denied"),
+        "{stderr}"
+    );
+    assert!(!guard.path().join("outside").exists());
+
+    let (_, stdout, _) = confined("env");
+    assert!(
+        !stdout.contains("hunter2"),
+        "the environment is scrubbed:\n{stdout}"
+    );
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connect = format!("exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected");
+    let (out, stdout, _) = confined(&connect);
+    assert!(!out.status.success() && !stdout.contains("connected"));
+    // The same connection unconfined goes through: the listener was there to be reached.
+    let (out, stdout, _) = run(Command::new("/bin/bash").args(["-c", &connect]));
+    assert!(out.status.success() && stdout.contains("connected"));
 }

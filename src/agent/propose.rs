@@ -89,20 +89,7 @@ impl Agent<'_> {
         mut on_attempt: impl FnMut(&Attempt),
     ) -> Result<(PromptStats, Vec<Attempt>), AgentError> {
         let engine = self.engine;
-        let prompt = prompt::fit(
-            input,
-            self.settings.context,
-            self.settings.max_tokens,
-            |s, u| {
-                engine
-                    .render(s, u)
-                    .map_or(usize::MAX / 2, |p| engine.tokenize(&p).len())
-            },
-        )
-        .map_err(|needed| AgentError::PromptTooLong {
-            needed,
-            context: self.settings.context,
-        })?;
+        let prompt = fit_prompt(engine, &self.settings, input, self.settings.max_tokens)?;
         let mut session = open_session(engine, &self.settings, &prompt.system, &prompt.user)?;
         let stats = PromptStats {
             tokens: session.prompt_tokens(),
@@ -229,15 +216,7 @@ impl Agent<'_> {
         let engine = self.engine;
         // Room for the reply and for the code shown with the errors.
         let reserve = self.settings.max_tokens + engine.tokenize(&around).len() + 32;
-        let mut prompt = prompt::fit(&input, self.settings.context, reserve, |s, u| {
-            engine
-                .render(s, u)
-                .map_or(usize::MAX / 2, |p| engine.tokenize(&p).len())
-        })
-        .map_err(|needed| AgentError::PromptTooLong {
-            needed,
-            context: self.settings.context,
-        })?;
+        let mut prompt = fit_prompt(engine, &self.settings, &input, reserve)?;
         prompt.user = format!(
             "Your edit does not compile. Fix it with SEARCH/REPLACE blocks against this code:\n```rust\n{around}```\n\n{}",
             prompt.user
@@ -256,6 +235,25 @@ impl Agent<'_> {
             .ok()
             .and_then(|p| self.apply(candidate, &p).ok()))
     }
+}
+
+/// The richest prompt that leaves `reserve` tokens of the context free, counted with the
+/// model's own tokenizer and chat format.
+fn fit_prompt(
+    engine: &Engine,
+    settings: &Settings,
+    input: &PromptInput,
+    reserve: usize,
+) -> Result<prompt::Prompt, AgentError> {
+    prompt::fit(input, settings.context, reserve, |s, u| {
+        engine
+            .render(s, u)
+            .map_or(usize::MAX / 2, |p| engine.tokenize(&p).len())
+    })
+    .map_err(|needed| AgentError::PromptTooLong {
+        needed,
+        context: settings.context,
+    })
 }
 
 /// A session sized to the prompt plus the longest reply (within the context budget): a smaller KV

@@ -107,6 +107,20 @@ pub fn run(args: &DoctorArgs) -> Result<()> {
         }
     }
 
+    // The training program runs confined: try the same confinement on /bin/true.
+    let scratch = tempfile::tempdir()?;
+    let confined =
+        crate::confine::wrap(Path::new("/bin/true"), &[], scratch.path(), false)?.output()?;
+    if confined.status.success() {
+        report(true, "confinement", "Landlock file and TCP rules, scrubbed environment, own network namespace where allowed".into());
+    } else {
+        report(
+            false,
+            "confinement",
+            String::from_utf8_lossy(&confined.stderr).trim().to_string(),
+        );
+    }
+
     let target = crate::trainer::build::target_dir();
     for (what, path) in [
         ("disk (data)", data_dir.as_path()),

@@ -43,6 +43,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         run_dir: &run_dir,
         budget: Some(budget),
         timeout: timeout_for(budget),
+        allow_unconfined: args.unconfined,
     };
     let report = run::run(&spec, |line| println!("{line}"))?;
     eprintln!(

@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,8 @@ pub struct RunSpec<'a> {
     pub run_dir: &'a Path,
     pub budget: Option<f64>,
     pub timeout: Duration,
+    /// Run even where the kernel cannot confine the program.
+    pub allow_unconfined: bool,
 }
 
 /// How a training run ended.
@@ -55,7 +57,16 @@ pub fn run(spec: &RunSpec, mut on_line: impl FnMut(&str)) -> Result<RunReport, T
     let mut log = std::fs::File::create(&log_path)
         .map_err(io(format!("cannot create {}", log_path.display())))?;
 
-    let mut cmd = Command::new(spec.binary);
+    // The program runs confined: it reads the data and writes only its run folder.
+    let mut cmd = crate::confine::wrap(
+        spec.binary,
+        &[spec.data_dir],
+        spec.run_dir,
+        spec.allow_unconfined,
+    )
+    .map_err(io(
+        "cannot find the autoresearch binary to confine the training program",
+    ))?;
     cmd.env(ENV_DATA_DIR, spec.data_dir)
         .env(ENV_RUN_DIR, spec.run_dir)
         .current_dir(spec.run_dir)

@@ -1,0 +1,180 @@
+//! Confinement of agent-written code at run time. The appliance starts the training program
+//! through its own hidden `confine` command, which, in that fresh single-threaded process, drops
+//! what the program must not have and then execs it:
+//! - files: Landlock lets it read the system libraries, the data and its own binary, and write
+//!   only its run folder; everything else (home, /etc, other projects) is out of reach;
+//! - network: Landlock denies TCP connect and bind, and the process gets its own empty network
+//!   namespace where the kernel allows one (root, or an unprivileged user namespace);
+//! - environment: scrubbed to a short allow-list;
+//! - resources: limits on open files and core dumps (not on address space: CUDA reserves large
+//!   virtual ranges).
+//!
+//! No root and no daemon are needed. Where the kernel lacks Landlock the command refuses, unless
+//! the user explicitly allows running unconfined.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use landlock::{
+    path_beneath_rules, Access, AccessFs, AccessNet, Ruleset, RulesetAttr, RulesetCreatedAttr,
+    RulesetStatus, ABI,
+};
+
+use crate::cli::ConfineArgs;
+
+/// Read-only for every confined program: the dynamic loader's world and the kernel's views of
+/// the CPU and memory that the harness and its libraries read.
+const SYSTEM_READ: [&str; 12] = [
+    "/usr",
+    "/lib",
+    "/lib64",
+    "/bin",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/proc/cpuinfo",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/sys",
+    "/sys",
+];
+/// Character devices a program may open for reading and writing.
+const DEVICES: [&str; 4] = ["/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"];
+/// Environment variables that pass through; everything else is dropped.
+const ENV_KEEP: [&str; 7] = [
+    "PATH",
+    "LANG",
+    "RUST_BACKTRACE",
+    "RUST_LOG",
+    "CUDA_VISIBLE_DEVICES",
+    "LD_LIBRARY_PATH",
+    "NVIDIA_VISIBLE_DEVICES",
+];
+
+/// The hidden `confine` command: restrict this process, then become the program.
+pub fn run(args: &ConfineArgs) -> Result<()> {
+    let Some((program, program_args)) = args.command.split_first() else {
+        bail!("confine needs a program to run after --");
+    };
+    let program = PathBuf::from(program);
+    limit_resources()?;
+    if !isolate_network() {
+        tracing::debug!("no network namespace for the training program; Landlock still denies TCP");
+    }
+    let status = restrict_files_and_tcp(&program, &args.read, &args.write)?;
+    if status == RulesetStatus::NotEnforced && !args.allow_unconfined {
+        bail!(
+            "this kernel does not support Landlock, so agent-written code would run unconfined: \
+             use Linux 6.7 or later with Landlock enabled, or pass --unconfined to accept the risk"
+        );
+    }
+    let mut cmd = std::process::Command::new(&program);
+    cmd.args(program_args).env_clear();
+    for (key, value) in std::env::vars_os() {
+        let keep = key
+            .to_str()
+            .is_some_and(|k| ENV_KEEP.contains(&k) || k.starts_with("AUTORESEARCH_"));
+        if keep {
+            cmd.env(key, value);
+        }
+    }
+    if let Some(dir) = args.write.first() {
+        cmd.env("TMPDIR", dir).env("HOME", dir);
+    }
+    let err = cmd.exec();
+    Err(err).with_context(|| format!("cannot start {}", program.display()))
+}
+
+fn limit_resources() -> Result<()> {
+    let set = |resource, soft: u64, hard: u64| {
+        let limit = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
+        // SAFETY: setrlimit(2) reads the struct we pass; it only lowers this process's limits.
+        if unsafe { libc::setrlimit(resource, &limit) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    set(libc::RLIMIT_NOFILE, 4096, 4096).context("cannot limit open files")?;
+    set(libc::RLIMIT_CORE, 0, 0).context("cannot disable core dumps")?;
+    Ok(())
+}
+
+/// A new, empty network namespace (only loopback, and down): directly as root, else inside a
+/// user namespace that maps us to ourselves. Best effort: Landlock denies TCP either way.
+fn isolate_network() -> bool {
+    // SAFETY: unshare(2) affects only this process, which is single-threaded here.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } == 0 {
+        return true;
+    }
+    // SAFETY: as above; getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) } != 0 {
+        return false;
+    }
+    let _ = std::fs::write("/proc/self/setgroups", "deny");
+    let _ = std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1"));
+    let _ = std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1"));
+    true
+}
+
+fn restrict_files_and_tcp(
+    program: &Path,
+    read: &[PathBuf],
+    write: &[PathBuf],
+) -> Result<RulesetStatus> {
+    let abi = ABI::V5;
+    // /proc/self names the pid this process keeps after exec.
+    let own_proc = PathBuf::from(format!("/proc/{}", std::process::id()));
+    let mut readable: Vec<PathBuf> = SYSTEM_READ.iter().map(PathBuf::from).collect();
+    readable.push(own_proc);
+    readable.push(program.to_path_buf());
+    readable.extend(read.iter().cloned());
+    let mut devices: Vec<PathBuf> = DEVICES.iter().map(PathBuf::from).collect();
+    // CUDA needs its device nodes, nvidia-uvm-tools included, read-write.
+    if let Ok(entries) = std::fs::read_dir("/dev") {
+        devices.extend(entries.flatten().map(|e| e.path()).filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("nvidia"))
+        }));
+    }
+    readable.push(PathBuf::from("/proc/driver/nvidia"));
+
+    let status = Ruleset::default()
+        .handle_access(AccessFs::from_all(abi))?
+        .handle_access(AccessNet::from_all(abi))?
+        .create()?
+        .add_rules(path_beneath_rules(&readable, AccessFs::from_read(abi)))?
+        .add_rules(path_beneath_rules(
+            &devices,
+            AccessFs::from_read(abi) | AccessFs::from_write(abi),
+        ))?
+        .add_rules(path_beneath_rules(write, AccessFs::from_all(abi)))?
+        .restrict_self()
+        .context("cannot apply the Landlock ruleset")?;
+    Ok(status.ruleset)
+}
+
+/// The command line that runs `program` confined: reads `read`, writes `write` only.
+pub fn wrap(
+    program: &Path,
+    read: &[&Path],
+    write: &Path,
+    allow_unconfined: bool,
+) -> std::io::Result<std::process::Command> {
+    let me = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(me);
+    cmd.arg("confine");
+    for r in read {
+        cmd.arg("--read").arg(r);
+    }
+    cmd.arg("--write").arg(write);
+    if allow_unconfined {
+        cmd.arg("--allow-unconfined");
+    }
+    cmd.arg("--").arg(program);
+    Ok(cmd)
+}
