@@ -2,28 +2,12 @@
 //! scripts/fetch-default-model.sh): llama.cpp in-process, grammar-constrained proposals, real
 //! builds of the proposed training files.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn autoresearch(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_autoresearch"));
-    cmd.args(args);
-    cmd
-}
-
-fn run(cmd: &mut Command) -> (bool, String, String) {
-    let out = cmd.output().expect("the binary runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
-
-/// A fresh folder under cargo's per-target scratch space, removed when dropped.
-fn scratch() -> tempfile::TempDir {
-    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
-}
+use common::{autoresearch, run, scratch};
 
 fn default_model() -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gemma-3-270m-q4_k_m.gguf");
@@ -79,10 +63,9 @@ fn propose_with_the_default_model_yields_edits_that_apply_and_compile() {
     }
 }
 
-#[test]
-fn a_tiny_context_still_gets_a_prompt() {
-    default_model();
-    let (ok, stdout, stderr) = run(&mut autoresearch(&[
+/// One SET proposal in a 1024-token context: the cheapest real call to the model.
+fn tiny_set_proposal() -> Command {
+    autoresearch(&[
         "propose",
         "--count",
         "1",
@@ -92,7 +75,13 @@ fn a_tiny_context_still_gets_a_prompt() {
         "1024",
         "--max-tokens",
         "96",
-    ]));
+    ])
+}
+
+#[test]
+fn a_tiny_context_still_gets_a_prompt() {
+    default_model();
+    let (ok, stdout, stderr) = run(&mut tiny_set_proposal());
     assert!(ok, "{stdout}\n{stderr}");
     let level: usize = stderr
         .lines()
@@ -164,21 +153,10 @@ fn hub_models_come_from_the_hugging_face_cache_when_offline() {
     std::fs::create_dir_all(&snapshot).unwrap();
     std::os::unix::fs::symlink(default_model(), snapshot.join("model.gguf")).unwrap();
 
-    let (ok, stdout, stderr) = run(autoresearch(&[
-        "propose",
-        "--count",
-        "1",
-        "--action",
-        "set",
-        "--ctx",
-        "1024",
-        "--max-tokens",
-        "96",
-        "--model",
-        "hf:someone/tiny-GGUF/model.gguf",
-    ])
-    .env("HF_HUB_OFFLINE", "1")
-    .env("HF_HUB_CACHE", cache));
+    let (ok, stdout, stderr) = run(tiny_set_proposal()
+        .args(["--model", "hf:someone/tiny-GGUF/model.gguf"])
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HUB_CACHE", cache));
     assert!(ok, "{stdout}\n{stderr}");
     assert!(stdout.contains("valid edits: "), "{stdout}");
 

@@ -1,32 +1,17 @@
 //! End-to-end tests of `prepare` and `train` through the real binary: the embedded corpus, a real
 //! tokenizer, real candle training on the CPU, real builds of training files.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 
+use common::{autoresearch, run, scratch};
 use tempfile::TempDir;
 
 use harness::meta::{read_split, read_u16s, DataMeta};
 use harness::summary::Summary;
-
-fn autoresearch(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_autoresearch"));
-    cmd.args(args);
-    cmd
-}
-
-fn run(cmd: &mut Command) -> (Output, String, String) {
-    let out = cmd.output().expect("the binary runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    (out, stdout, stderr)
-}
-
-/// A fresh folder under cargo's per-target scratch space, removed when dropped.
-fn scratch() -> TempDir {
-    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
-}
 
 /// The default corpus prepared (CPU profile) in a fixed folder shared by the tests and reused
 /// across runs: `prepare` is idempotent, so a later run finds it done (and `--force` rebuilds it
@@ -35,9 +20,9 @@ fn prepared() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("prepared-cpu");
-        let (out, stdout, stderr) =
+        let (ok, stdout, stderr) =
             run(autoresearch(&["prepare", "--force", "--profile", "cpu", "--data-dir"]).arg(&dir));
-        assert!(out.status.success(), "prepare failed:\n{stdout}\n{stderr}");
+        assert!(ok, "prepare failed:\n{stdout}\n{stderr}");
         assert!(stdout.contains("prepared: "), "{stdout}");
         dir
     })
@@ -64,14 +49,14 @@ fn variant(name: &str, from: &str, to: &str) -> (TempDir, PathBuf) {
 #[test]
 fn prepare_is_idempotent() {
     let dir = prepared();
-    let (out, stdout, _) =
+    let (ok, stdout, _) =
         run(autoresearch(&["prepare", "--profile", "cpu", "--data-dir"]).arg(dir));
-    assert!(out.status.success());
+    assert!(ok);
     assert!(stdout.starts_with("already prepared:"), "{stdout}");
     // Another profile on the same directory is refused, naming the fix.
-    let (out, _, stderr) =
+    let (ok, _, stderr) =
         run(autoresearch(&["prepare", "--profile", "gpu", "--data-dir"]).arg(dir));
-    assert!(!out.status.success());
+    assert!(!ok);
     assert!(stderr.contains("--force"), "{stderr}");
 }
 
@@ -100,12 +85,12 @@ fn train_end_to_end_on_the_default_corpus() {
     let dir = prepared();
     let scratch_dir = scratch();
     let run_dir = scratch_dir.path().join("run");
-    let (out, stdout, stderr) = run(autoresearch(&["train", "--budget", "10", "--data-dir"])
+    let (ok, stdout, stderr) = run(autoresearch(&["train", "--budget", "10", "--data-dir"])
         .arg(dir)
         .arg("--run-dir")
         .arg(&run_dir)
         .env(harness::ENV_CHECK_GRADIENTS, "1"));
-    assert!(out.status.success(), "train failed:\n{stdout}\n{stderr}");
+    assert!(ok, "train failed:\n{stdout}\n{stderr}");
 
     // Every variable of the baseline trains.
     assert!(stdout.contains("gradient check: all"), "{stdout}");
@@ -154,11 +139,11 @@ fn a_training_file_that_does_not_compile_is_reported_with_the_compiler_message()
         "let progress = h.progress();",
         "let progress = h.progress() + undefined_value;",
     );
-    let (out, _, stderr) = run(autoresearch(&["train", "--budget", "2", "--data-dir"])
+    let (ok, _, stderr) = run(autoresearch(&["train", "--budget", "2", "--data-dir"])
         .arg(prepared())
         .arg("--train-file")
         .arg(&file));
-    assert!(!out.status.success());
+    assert!(!ok);
     assert!(stderr.contains("does not compile"), "{stderr}");
     assert!(
         stderr.contains("error[E0425]: cannot find value `undefined_value`"),
@@ -175,13 +160,13 @@ fn a_training_file_that_produces_nan_fails_fast() {
     );
     let scratch_dir = scratch();
     let run_dir = scratch_dir.path().join("run");
-    let (out, stdout, stderr) = run(autoresearch(&["train", "--budget", "30", "--data-dir"])
+    let (ok, stdout, stderr) = run(autoresearch(&["train", "--budget", "30", "--data-dir"])
         .arg(prepared())
         .arg("--run-dir")
         .arg(&run_dir)
         .arg("--train-file")
         .arg(&file));
-    assert!(!out.status.success());
+    assert!(!ok);
     assert!(stdout.lines().any(|l| l == "FAIL"), "{stdout}");
     assert!(stderr.contains("FAIL: the loss became NaN"), "{stderr}");
     assert!(!run_dir.join("result.json").exists());
@@ -189,9 +174,9 @@ fn a_training_file_that_produces_nan_fails_fast() {
 
 #[test]
 fn train_without_prepared_data_says_how_to_prepare() {
-    let (out, _, stderr) =
+    let (ok, _, stderr) =
         run(autoresearch(&["train", "--data-dir"]).arg(scratch().path().join("nothing")));
-    assert!(!out.status.success());
+    assert!(!ok);
     assert!(stderr.contains("run `autoresearch prepare`"), "{stderr}");
 }
 
@@ -211,9 +196,9 @@ fn corrupt_shards_are_caught_before_training() {
     let mut bytes = std::fs::read(&shard).unwrap();
     bytes.truncate(bytes.len() / 2);
     std::fs::write(&shard, bytes).unwrap();
-    let (out, stdout, stderr) =
+    let (ok, stdout, stderr) =
         run(autoresearch(&["train", "--budget", "2", "--data-dir"]).arg(&dir));
-    assert!(!out.status.success());
+    assert!(!ok);
     assert!(
         format!("{stdout}{stderr}").contains("val_000.bin is corrupt"),
         "{stdout}\n{stderr}"
@@ -226,29 +211,29 @@ fn missing_empty_and_binary_corpora_are_clear_errors() {
     let dir = guard.path();
     let data = dir.join("data");
     let missing = dir.join("no-such-corpus.txt");
-    let (out, _, stderr) = run(autoresearch(&["prepare", "--corpus"])
+    let (ok, _, stderr) = run(autoresearch(&["prepare", "--corpus"])
         .arg(&missing)
         .arg("--data-dir")
         .arg(&data));
-    assert!(!out.status.success());
+    assert!(!ok);
     assert!(stderr.contains("does not exist"), "{stderr}");
 
     let empty = dir.join("empty.txt");
     std::fs::write(&empty, "  \n").unwrap();
-    let (out, _, stderr) = run(autoresearch(&["prepare", "--corpus"])
+    let (ok, _, stderr) = run(autoresearch(&["prepare", "--corpus"])
         .arg(&empty)
         .arg("--data-dir")
         .arg(&data));
-    assert!(!out.status.success());
+    assert!(!ok);
     assert!(stderr.contains("holds no text"), "{stderr}");
 
     let binary = dir.join("blob.bin");
     std::fs::write(&binary, [0u8, 159, 146, 150, 0, 1, 2]).unwrap();
-    let (out, _, stderr) = run(autoresearch(&["prepare", "--corpus"])
+    let (ok, _, stderr) = run(autoresearch(&["prepare", "--corpus"])
         .arg(&binary)
         .arg("--data-dir")
         .arg(&data));
-    assert!(!out.status.success());
+    assert!(!ok);
     assert!(stderr.contains("is not UTF-8 text"), "{stderr}");
     assert!(!data.join("meta.json").exists());
 }
@@ -316,12 +301,12 @@ fn user_corpora_in_text_jsonl_and_parquet() {
     writer.close().unwrap();
 
     let data = dir.join("data");
-    let (out, stdout, stderr) = run(autoresearch(&["prepare", "--profile", "cpu", "--data-dir"])
+    let (ok, stdout, stderr) = run(autoresearch(&["prepare", "--profile", "cpu", "--data-dir"])
         .arg(&data)
         .args(["--corpus".as_ref(), folder.as_os_str()])
         .args(["--corpus".as_ref(), jsonl_path.as_os_str()])
         .args(["--corpus".as_ref(), parquet_path.as_os_str()]));
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(ok, "{stdout}\n{stderr}");
     let meta = DataMeta::load(&data).unwrap();
     assert_eq!(meta.corpus.documents, 60);
     assert_eq!(meta.corpus.sources.len(), 3);
@@ -334,11 +319,11 @@ fn user_corpora_in_text_jsonl_and_parquet() {
         "{\"text\": \"fine\"}\n{\"body\": \"no text field\"}\n",
     )
     .unwrap();
-    let (out, _, stderr) = run(autoresearch(&["prepare", "--corpus"])
+    let (ok, _, stderr) = run(autoresearch(&["prepare", "--corpus"])
         .arg(&bad)
         .arg("--data-dir")
         .arg(dir.join("d2")));
-    assert!(!out.status.success());
+    assert!(!ok);
     assert!(
         stderr.contains("line 2: no string field \"text\""),
         "{stderr}"
@@ -352,11 +337,11 @@ fn a_training_file_that_reads_files_at_compile_time_is_refused_before_building()
         "fn main() {",
         "const SECRET: &str = include_str!(\"/etc/passwd\");\n\nfn main() {",
     );
-    let (out, _, stderr) = run(autoresearch(&["train", "--budget", "2", "--data-dir"])
+    let (ok, _, stderr) = run(autoresearch(&["train", "--budget", "2", "--data-dir"])
         .arg(prepared())
         .arg("--train-file")
         .arg(&file));
-    assert!(!out.status.success());
+    assert!(!ok);
     assert!(stderr.contains("was refused before compiling"), "{stderr}");
     assert!(
         stderr.contains("`include_str!` (compile-time file access)"),
@@ -366,7 +351,7 @@ fn a_training_file_that_reads_files_at_compile_time_is_refused_before_building()
 
 #[test]
 fn doctor_reports_what_is_there_and_what_is_missing() {
-    let (out, stdout, _) = run(autoresearch(&["doctor", "--data-dir"]).arg(prepared()));
+    let (ok, stdout, _) = run(autoresearch(&["doctor", "--data-dir"]).arg(prepared()));
     assert!(
         stdout.contains("ok  data") && stdout.contains("profile cpu"),
         "{stdout}"
@@ -376,12 +361,12 @@ fn doctor_reports_what_is_there_and_what_is_missing() {
         "{stdout}"
     );
     let model_ok = stdout.contains("ok  model");
-    assert_eq!(out.status.success(), model_ok, "{stdout}");
+    assert_eq!(ok, model_ok, "{stdout}");
 
-    let (out, stdout, stderr) = run(autoresearch(&["doctor", "--data-dir"])
+    let (ok, stdout, stderr) = run(autoresearch(&["doctor", "--data-dir"])
         .arg(scratch().path().join("none"))
         .args(["--model", "/nonexistent/model.gguf"]));
-    assert!(!out.status.success());
+    assert!(!ok);
     assert!(
         stdout.contains("--  model") && stdout.contains("does not exist"),
         "{stdout}"
@@ -409,20 +394,14 @@ fn confined_programs_cannot_read_write_or_connect_outside_their_folder() {
         run(&mut cmd)
     };
 
-    let (out, stdout, stderr) = confined("echo ok > \"$TMPDIR/inside\" && cat \"$TMPDIR/inside\"");
-    assert!(out.status.success(), "{stdout}{stderr}");
+    let (ok, stdout, stderr) = confined("echo ok > \"$TMPDIR/inside\" && cat \"$TMPDIR/inside\"");
+    assert!(ok, "{stdout}{stderr}");
     assert!(run_dir.join("inside").exists());
 
-    let (out, _, stderr) = confined(&format!("cat {}", secret.display()));
-    assert!(
-        !out.status.success() && stderr.contains("Permission denied"),
-        "{stderr}"
-    );
-    let (out, _, stderr) = confined(&format!("echo x > {}/outside", guard.path().display()));
-    assert!(
-        !out.status.success() && stderr.contains("Permission denied"),
-        "{stderr}"
-    );
+    let (ok, _, stderr) = confined(&format!("cat {}", secret.display()));
+    assert!(!ok && stderr.contains("Permission denied"), "{stderr}");
+    let (ok, _, stderr) = confined(&format!("echo x > {}/outside", guard.path().display()));
+    assert!(!ok && stderr.contains("Permission denied"), "{stderr}");
     assert!(!guard.path().join("outside").exists());
 
     let (_, stdout, _) = confined("env");
@@ -434,9 +413,9 @@ fn confined_programs_cannot_read_write_or_connect_outside_their_folder() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let connect = format!("exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected");
-    let (out, stdout, _) = confined(&connect);
-    assert!(!out.status.success() && !stdout.contains("connected"));
+    let (ok, stdout, _) = confined(&connect);
+    assert!(!ok && !stdout.contains("connected"));
     // The same connection unconfined goes through: the listener was there to be reached.
-    let (out, stdout, _) = run(Command::new("/bin/bash").args(["-c", &connect]));
-    assert!(out.status.success() && stdout.contains("connected"));
+    let (ok, stdout, _) = run(Command::new("/bin/bash").args(["-c", &connect]));
+    assert!(ok && stdout.contains("connected"));
 }
