@@ -139,6 +139,9 @@ pub struct TrainArgs {
     /// Run the training program even where the kernel cannot confine it (no Landlock).
     #[arg(long)]
     pub unconfined: bool,
+    /// Run this prebuilt training program instead of building one (for machines without Rust).
+    #[arg(long, value_name = "PATH", conflicts_with = "train_file")]
+    pub trainer_bin: Option<PathBuf>,
 }
 
 #[derive(Args)]

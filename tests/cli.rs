@@ -126,6 +126,24 @@ fn train_end_to_end_on_the_default_corpus() {
     );
     assert!(json.training_seconds >= 10.0 && json.num_steps > 2);
 
+    // The program it built runs again without a build, as on a machine without Rust.
+    let built = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("built ")?.split(" in ").next())
+        .expect(&stderr);
+    let again = scratch();
+    let (ok, stdout2, stderr2) = run(autoresearch(&["train", "--budget", "3", "--data-dir"])
+        .arg(dir)
+        .arg("--run-dir")
+        .arg(again.path())
+        .args(["--trainer-bin", built]));
+    assert!(ok, "{stdout2}\n{stderr2}");
+    assert!(
+        stderr2.contains("running the prebuilt") && !stderr2.contains("building"),
+        "{stderr2}"
+    );
+    assert!(again.path().join("result.json").exists());
+
     // The output went to the log as well as the screen, and the weights were saved.
     let log = std::fs::read_to_string(run_dir.join("train.log")).unwrap();
     assert!(log.contains("val_bpb:"));

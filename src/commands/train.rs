@@ -29,16 +29,36 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             .join(jiff::Zoned::now().strftime("%Y%m%d-%H%M%S").to_string())
     });
 
-    eprintln!("building {}", train_file.display());
-    // One staging slot per training file, so runs of different files never share a build.
-    let canonical = train_file
-        .canonicalize()
-        .unwrap_or_else(|_| train_file.clone());
-    let slot = &harness::meta::sha256_hex(canonical.to_string_lossy().as_bytes())[..12];
-    let built = build::build(&train_file, slot)?;
-    eprintln!("built in {:.1}s; training for {budget:.0}s", built.seconds);
+    let binary = match &args.trainer_bin {
+        // Built elsewhere (a GPU machine without Rust, build-once-run-many).
+        Some(bin) => {
+            if !bin.is_file() {
+                bail!("--trainer-bin {} does not exist: pass a training program built by `autoresearch train`", bin.display());
+            }
+            eprintln!(
+                "running the prebuilt {}; training for {budget:.0}s",
+                bin.display()
+            );
+            bin.clone()
+        }
+        None => {
+            eprintln!("building {}", train_file.display());
+            // One staging slot per training file, so runs of different files never share a build.
+            let canonical = train_file
+                .canonicalize()
+                .unwrap_or_else(|_| train_file.clone());
+            let slot = &harness::meta::sha256_hex(canonical.to_string_lossy().as_bytes())[..12];
+            let built = build::build(&train_file, slot)?;
+            eprintln!(
+                "built {} in {:.1}s; training for {budget:.0}s",
+                built.binary.display(),
+                built.seconds
+            );
+            built.binary
+        }
+    };
     let spec = run::RunSpec {
-        binary: &built.binary,
+        binary: &binary,
         data_dir: &data_dir,
         run_dir: &run_dir,
         budget: Some(budget),
