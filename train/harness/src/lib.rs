@@ -158,10 +158,7 @@ impl Harness {
                 .parse::<f64>()
                 .ok()
                 .filter(|b| *b > 0.0)
-                .ok_or_else(|| HarnessError::CorruptMeta {
-                    path: PathBuf::from(ENV_BUDGET),
-                    reason: format!("budget {text:?} is not a positive number of seconds"),
-                })?,
+                .ok_or(HarnessError::BadBudget(text))?,
             None => profile.budget_seconds,
         };
         let token_bytes = meta::read_u16s(&data_dir, &meta.token_bytes)?;
