@@ -4,14 +4,15 @@
 
 use super::edit::Constant;
 
-/// An idea line, then one or two SEARCH/REPLACE blocks of up to 8 lines each. Body lines may
-/// not start with the block markers' first characters, so a block always parses.
+/// An idea line, then one or two SEARCH/REPLACE blocks of up to 4 lines of up to 121 characters.
+/// Body lines may not start with the block markers' first characters, so a block always parses;
+/// the bounds keep a small model from running to the token limit inside a block.
 pub fn replace_grammar() -> String {
     r#"root ::= "IDEA: " idea "\n" block block?
 idea ::= [^\n<>=] [^\n]{7,150}
 block ::= "<<<<<<< SEARCH\n" body "=======\n" body ">>>>>>> REPLACE\n"
-body ::= line{1,8}
-line ::= ([^\n<>=] [^\n]*)? "\n"
+body ::= line{1,4}
+line ::= ([^\n<>=] [^\n]{0,120})? "\n"
 "#
     .to_string()
 }
