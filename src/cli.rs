@@ -164,6 +164,12 @@ impl ModelArg {
             None => Ok(default_model()),
         }
     }
+
+    /// `--gpu-layers`, or all of them in CUDA builds and none otherwise.
+    pub fn gpu_layers(&self) -> u32 {
+        self.gpu_layers
+            .unwrap_or_else(crate::agent::engine::default_gpu_layers)
+    }
 }
 
 /// The default small model's place in the checkout.

@@ -46,6 +46,12 @@ pub struct Engine {
     pub load_seconds: f64,
 }
 
+/// Threads for llama.cpp: every core this process may use. `bench agent` gives llama-bench the
+/// same number, so the comparison is fair.
+pub fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// How many layers go to the GPU: all of them when this build has one, else none.
 pub fn default_gpu_layers() -> u32 {
     if cfg!(feature = "cuda") {
@@ -132,7 +138,7 @@ impl Engine {
                 context: n_ctx,
             });
         }
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
+        let threads = threads() as i32;
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(n_ctx as u32))
             .with_n_batch(PROMPT_BATCH as u32)

@@ -1,7 +1,6 @@
 //! `bench agent`: the agent's model speed in this process (load, prompt processing, decoding),
-//! side by side with llama.cpp's own llama-bench (`--llama-bench PATH`) on the same file and
-//! machine. The llama.cpp vendored in llama-cpp-sys-2 ships without llama-bench's sources, so the
-//! binary must come from a llama.cpp checkout of the same release.
+//! side by side with llama.cpp's own llama-bench (`--llama-bench PATH`, built against the same
+//! vendored llama.cpp by scripts/build-llama-bench.sh) on the same file and machine.
 
 use std::path::Path;
 use std::process::Command;
@@ -9,12 +8,12 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::agent::engine::{default_gpu_layers, Engine};
+use crate::agent::engine::{self, Engine};
 use crate::cli::BenchAgentArgs;
 
 pub fn run(args: &BenchAgentArgs) -> Result<()> {
     let model = args.model.resolve()?;
-    let gpu_layers = args.model.gpu_layers.unwrap_or_else(default_gpu_layers);
+    let gpu_layers = args.model.gpu_layers();
     let start = Instant::now();
     let engine = Engine::load(&model, gpu_layers)?;
     let load = start.elapsed().as_secs_f64();
@@ -72,7 +71,7 @@ fn llama_bench(
     args: &BenchAgentArgs,
     gpu_layers: u32,
 ) -> Result<(f64, f64)> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = engine::threads();
     let output = Command::new(bench)
         .arg("-m")
         .arg(model)

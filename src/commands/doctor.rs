@@ -43,7 +43,7 @@ pub fn run(args: &DoctorArgs) -> Result<()> {
             )
         })
         .collect();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = crate::agent::engine::threads();
     if gpus.is_empty() {
         report(
             true,

@@ -20,12 +20,7 @@ pub fn run(args: &ProposeArgs) -> Result<()> {
         .with_context(|| format!("cannot read the training file {}", train_file.display()))?;
     let program = crate::program::load(args.program.as_deref())?;
     let model = args.model.resolve()?;
-    let engine = Engine::load(
-        &model,
-        args.model
-            .gpu_layers
-            .unwrap_or_else(crate::agent::engine::default_gpu_layers),
-    )?;
+    let engine = Engine::load(&model, args.model.gpu_layers())?;
     eprintln!("loaded {} in {:.1}s", model.display(), engine.load_seconds);
     let context = args.ctx.unwrap_or_else(|| engine.n_ctx_train().min(8192));
 
