@@ -12,13 +12,21 @@ use harness::Profile;
     version,
     about = "An offline ML research appliance on one machine"
 )]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    /// With no subcommand: the research loop (`run`).
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// The research loop: propose, train, keep or discard, record; until stopped.
+    Run(RunArgs),
+    /// The experiments of a run as a table, and progress.png.
+    Report(ReportArgs),
     /// Train the tokenizer and tokenize a corpus into training and validation shards.
     Prepare(PrepareArgs),
     /// Build the training program and run one experiment with it.
@@ -121,6 +129,10 @@ pub struct PrepareArgs {
     /// Replace data prepared from another corpus or profile.
     #[arg(long)]
     pub force: bool,
+    /// Validation tokens each evaluation reads (default: the profile's). Fewer is quicker and
+    /// noisier: for a quick look or tests, not for comparing with other setups.
+    #[arg(long, value_name = "TOKENS")]
+    pub eval_tokens: Option<usize>,
 }
 
 #[derive(Args)]
@@ -139,6 +151,10 @@ pub struct TrainArgs {
     /// Run the training program even where the kernel cannot confine it (no Landlock).
     #[arg(long)]
     pub unconfined: bool,
+    /// Kill the training program (and everything it started) after this many seconds
+    /// (default: twice the budget plus 120).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
     /// Run this prebuilt training program instead of building one (for machines without Rust).
     #[arg(long, value_name = "PATH", conflicts_with = "train_file")]
     pub trainer_bin: Option<PathBuf>,
@@ -177,7 +193,7 @@ pub fn default_model() -> PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gemma-3-270m-q4_k_m.gguf")
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
 pub enum ActionChoice {
     /// SEARCH/REPLACE blocks against the training file.
     Replace,
@@ -245,4 +261,121 @@ pub struct ConfineArgs {
     /// The program and its arguments.
     #[arg(last = true, required = true, value_name = "PROGRAM")]
     pub command: Vec<OsString>,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    #[command(flatten)]
+    pub data: DataDirArg,
+    /// The run's name: branch autoresearch/TAG, folder runs/TAG. An existing tag is resumed.
+    /// Default: today's date.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Training time budget per run in seconds (default: the profile's, 300).
+    #[arg(long, value_name = "SECONDS")]
+    pub budget: Option<f64>,
+    /// Kill a training run after this many seconds (default: twice the budget plus 120).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+    /// Stop once the run holds this many experiments (the baseline not counted).
+    #[arg(long, value_name = "N")]
+    pub max_experiments: Option<usize>,
+    /// Start no new experiment after this many hours.
+    #[arg(long, value_name = "H")]
+    pub hours: Option<f64>,
+    /// Experiment constants when data must be prepared (default: gpu in CUDA builds, else cpu).
+    #[arg(long, value_enum)]
+    pub profile: Option<ProfileName>,
+    /// Runs of the unchanged file that measure the noise floor.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub baseline_runs: usize,
+    /// Most runs of one candidate: a result better than the best but within the noise is run
+    /// again, up to this many times (1 = never).
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub max_runs: usize,
+    /// The least improvement in val_bpb that can be kept, whatever the noise.
+    #[arg(long, default_value_t = 0.0001, value_name = "BPB")]
+    pub min_improvement: f64,
+    /// Consecutive failures after which the agent starts over from the best file with a
+    /// summary of what failed.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub reset_after: usize,
+    /// Proposals per experiment before it is recorded as rejected.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub proposals: usize,
+    /// The kind of edit to ask for.
+    #[arg(long, value_enum, default_value_t = ActionChoice::Mixed)]
+    pub action: ActionChoice,
+    /// The git checkout holding train/src/train.rs (default: the one around the current folder).
+    #[arg(long, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+    /// Where run folders go (default: runs/ in the checkout).
+    #[arg(long, value_name = "DIR")]
+    pub runs_dir: Option<PathBuf>,
+    /// The research protocol, re-read before every proposal (default: program.md in the checkout).
+    #[arg(long, value_name = "PATH")]
+    pub program: Option<PathBuf>,
+    /// Context size in tokens (default: the model's, at most 8192).
+    #[arg(long, value_name = "TOKENS")]
+    pub ctx: Option<usize>,
+    /// Longest reply in tokens.
+    #[arg(long, default_value_t = 384)]
+    pub max_tokens: usize,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    /// Repair rounds after a compiler error.
+    #[arg(long, default_value_t = 2)]
+    pub repairs: usize,
+    /// Plain log lines only, no progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Run the training program even where the kernel cannot confine it (no Landlock).
+    #[arg(long)]
+    pub unconfined: bool,
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// The run to report (default: the most recent in the runs folder).
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// The git checkout whose runs/ folder holds the run (default: the one around the current
+    /// folder).
+    #[arg(long, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+    /// Where run folders are (default: runs/ in the checkout).
+    #[arg(long, value_name = "DIR")]
+    pub runs_dir: Option<PathBuf>,
+    /// Order of the table.
+    #[arg(long, value_enum, default_value_t = ReportOrder::Best)]
+    pub order: ReportOrder,
+    /// Where the chart goes (default: progress.png in the run folder).
+    #[arg(long, value_name = "PATH")]
+    pub png: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ReportOrder {
+    /// Best val_bpb first.
+    Best,
+    /// In the order they ran.
+    Time,
+}
+
+/// A run tag names a branch, a folder and a staging crate: letters, digits, `-` and `_`.
+pub fn validate_tag(tag: &str) -> anyhow::Result<()> {
+    let ok = !tag.is_empty()
+        && tag.len() <= 64
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok {
+        anyhow::bail!(
+            "--tag {tag:?} is not a valid run tag: use 1 to 64 letters, digits, '-' or '_'"
+        );
+    }
+    Ok(())
 }

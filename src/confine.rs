@@ -58,6 +58,8 @@ pub fn run(args: &ConfineArgs) -> Result<()> {
         bail!("confine needs a program to run after --");
     };
     let program = PathBuf::from(program);
+    // SAFETY: getppid(2) cannot fail.
+    let parent = unsafe { libc::getppid() };
     limit_resources()?;
     if !isolate_network() {
         tracing::debug!("no network namespace for the training program; Landlock still denies TCP");
@@ -82,8 +84,25 @@ pub fn run(args: &ConfineArgs) -> Result<()> {
     if let Some(dir) = args.write.first() {
         cmd.env("TMPDIR", dir).env("HOME", dir);
     }
+    die_with_parent(parent)?;
     let err = cmd.exec();
     Err(err).with_context(|| format!("cannot start {}", program.display()))
+}
+
+/// The program dies with the appliance, even when the appliance is killed with SIGKILL: an
+/// orphaned training program would hold the GPU while the resumed loop starts another. Set last,
+/// because entering a user namespace clears it.
+fn die_with_parent(parent: libc::pid_t) -> Result<()> {
+    // SAFETY: prctl(2) with PR_SET_PDEATHSIG sets a signal number on this process only.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .context("cannot tie the program to the appliance");
+    }
+    // SAFETY: getppid(2) cannot fail.
+    if unsafe { libc::getppid() } != parent {
+        bail!("the appliance exited before the training program started");
+    }
+    Ok(())
 }
 
 fn limit_resources() -> Result<()> {

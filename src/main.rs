@@ -7,6 +7,7 @@ mod commands;
 mod confine;
 mod data;
 mod program;
+mod research;
 mod trainer;
 
 use std::process::ExitCode;
@@ -21,13 +22,18 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Prepare(args) => commands::prepare::run(args),
-        Command::Train(args) => commands::train::run(args),
-        Command::Propose(args) => commands::propose::run(args),
-        Command::Doctor(args) => commands::doctor::run(args),
-        Command::Confine(args) => confine::run(args),
-        Command::Bench(BenchCommand::Build(args)) => commands::bench::build_time(args),
-        Command::Bench(BenchCommand::Agent(args)) => commands::bench_agent::run(args),
+        None => commands::run::run(&cli.run),
+        Some(command) => match command {
+            Command::Run(args) => commands::run::run(args),
+            Command::Report(args) => commands::report::run(args),
+            Command::Prepare(args) => commands::prepare::run(args),
+            Command::Train(args) => commands::train::run(args),
+            Command::Propose(args) => commands::propose::run(args),
+            Command::Doctor(args) => commands::doctor::run(args),
+            Command::Confine(args) => confine::run(args),
+            Command::Bench(BenchCommand::Build(args)) => commands::bench::build_time(args),
+            Command::Bench(BenchCommand::Agent(args)) => commands::bench_agent::run(args),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

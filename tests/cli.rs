@@ -7,30 +7,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::{autoresearch, run, scratch};
+use common::{autoresearch, baseline, run, scratch};
 use tempfile::TempDir;
 
 use harness::meta::{read_split, read_u16s, DataMeta};
 use harness::summary::Summary;
 
-/// The default corpus prepared (CPU profile) in a fixed folder shared by the tests and reused
-/// across runs: `prepare` is idempotent, so a later run finds it done (and `--force` rebuilds it
-/// when a change to the profile or corpus makes the old one stale).
 fn prepared() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("prepared-cpu");
-        let (ok, stdout, stderr) =
-            run(autoresearch(&["prepare", "--force", "--profile", "cpu", "--data-dir"]).arg(&dir));
-        assert!(ok, "prepare failed:\n{stdout}\n{stderr}");
-        assert!(stdout.contains("prepared: "), "{stdout}");
-        dir
-    })
-}
-
-fn baseline() -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("train/src/train.rs"))
-        .unwrap()
+    DIR.get_or_init(|| common::prepare_once("prepared-cpu", &[]))
 }
 
 /// A variant of the baseline training file in a scratch folder (kept alive by the guard).
@@ -436,4 +421,44 @@ fn confined_programs_cannot_read_write_or_connect_outside_their_folder() {
     // The same connection unconfined goes through: the listener was there to be reached.
     let (ok, stdout, _) = run(Command::new("/bin/bash").args(["-c", &connect]));
     assert!(ok && stdout.contains("connected"));
+}
+
+#[test]
+fn a_hanging_training_program_is_killed_with_its_children_at_the_timeout() {
+    let guard = scratch();
+    let script = guard.path().join("hang.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/bash\nsleep 1000 &\necho $! > \"$AUTORESEARCH_RUN_DIR/child.pid\"\nsleep 1000\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let run_dir = guard.path().join("run");
+    let start = std::time::Instant::now();
+    let (ok, _, stderr) =
+        run(
+            autoresearch(&["train", "--budget", "1", "--timeout", "3", "--data-dir"])
+                .arg(prepared())
+                .arg("--trainer-bin")
+                .arg(&script)
+                .arg("--run-dir")
+                .arg(&run_dir),
+        );
+    assert!(
+        !ok && stderr.contains("did not finish within 3s"),
+        "{stderr}"
+    );
+    assert!(start.elapsed().as_secs() < 30);
+    let pid = std::fs::read_to_string(run_dir.join("child.pid")).unwrap();
+    let stat = Path::new("/proc").join(pid.trim()).join("stat");
+    // Gone, or at most a zombie waiting for its new parent to reap it.
+    let alive = std::fs::read_to_string(&stat).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+    });
+    assert!(
+        !alive,
+        "the training program's child {pid} survived the timeout"
+    );
 }

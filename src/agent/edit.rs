@@ -252,8 +252,12 @@ pub struct Ledger {
 impl Ledger {
     /// Records `text`; false when it was already there.
     pub fn insert(&mut self, text: &str) -> bool {
-        self.tried
-            .insert(harness::meta::sha256_hex(text.as_bytes()))
+        self.insert_hash(&harness::meta::sha256_hex(text.as_bytes()))
+    }
+
+    /// Records a file by its SHA-256 (hex), as the journal keeps it.
+    pub fn insert_hash(&mut self, sha256: &str) -> bool {
+        self.tried.insert(sha256.to_string())
     }
 }
 

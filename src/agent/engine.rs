@@ -207,6 +207,19 @@ impl Session<'_> {
         temperature: f32,
         seed: u32,
     ) -> Result<Generation, AgentError> {
+        self.generate_observed(grammar, max_tokens, temperature, seed, &mut |_, _| true)
+    }
+
+    /// `generate`, calling `on_token(tokens so far, seconds so far)` after each token; it stops
+    /// the reply (as incomplete) by returning false.
+    pub fn generate_observed(
+        &mut self,
+        grammar: Option<&str>,
+        max_tokens: usize,
+        temperature: f32,
+        seed: u32,
+        on_token: &mut dyn FnMut(usize, f64) -> bool,
+    ) -> Result<Generation, AgentError> {
         let start = Instant::now();
         let model = self.engine.model();
         let mut samplers = Vec::new();
@@ -245,6 +258,9 @@ impl Session<'_> {
             }
             bytes.extend(vocab.token_to_piece(token, false, None));
             tokens += 1;
+            if !on_token(tokens, start.elapsed().as_secs_f64()) {
+                break;
+            }
             batch.clear();
             batch
                 .add(token, (n_prompt + tokens - 1) as i32, &[0], true)

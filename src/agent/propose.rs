@@ -2,6 +2,7 @@
 //! apply, refuse repeats, compile, and on a compiler error ask the model to repair its own edit
 //! (up to a few rounds) before the idea is abandoned. Every step is recorded.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use super::edit::{self, Ledger, Proposal, Rejection};
@@ -56,6 +57,18 @@ impl Attempt {
     }
 }
 
+/// What the agent is doing, for progress displays; `Break` from the observer stops it.
+pub enum Event<'a> {
+    /// Writing a reply (or a repair): tokens so far and seconds so far.
+    Writing { tokens: usize, seconds: f64 },
+    /// Compiling a candidate.
+    Building,
+    /// A proposal is finished.
+    Finished(&'a Attempt),
+}
+
+pub type Observer<'o> = dyn FnMut(Event<'_>) -> ControlFlow<()> + 'o;
+
 /// Statistics of one prompt evaluation.
 pub struct PromptStats {
     pub tokens: usize,
@@ -79,14 +92,16 @@ impl Agent<'_> {
         }
     }
 
-    /// Proposes `count` edits of one action against `source`, reading the prompt once.
+    /// Proposes up to `count` edits of one action against `source`, reading the prompt once;
+    /// stops early when `observe` breaks (after a finished proposal, or in the middle of one,
+    /// which is then dropped).
     pub fn propose(
         &mut self,
         source: &str,
         input: &PromptInput,
         count: usize,
         seed: u32,
-        mut on_attempt: impl FnMut(&Attempt),
+        observe: &mut Observer,
     ) -> Result<(PromptStats, Vec<Attempt>), AgentError> {
         let engine = self.engine;
         let prompt = fit_prompt(engine, &self.settings, input, self.settings.max_tokens)?;
@@ -99,12 +114,20 @@ impl Agent<'_> {
         let grammar = self.grammar_for(input.action, source);
         let mut attempts = Vec::new();
         for i in 0..count {
-            let generation = session.generate(
+            let mut stopped = false;
+            let generation = session.generate_observed(
                 Some(&grammar),
                 self.settings.max_tokens,
                 self.settings.temperature,
                 seed.wrapping_add(i as u32),
+                &mut |tokens, seconds| {
+                    stopped = observe(Event::Writing { tokens, seconds }).is_break();
+                    !stopped
+                },
             )?;
+            if stopped {
+                break;
+            }
             let mut attempt = Attempt {
                 action: input.action,
                 idea: None,
@@ -117,15 +140,23 @@ impl Agent<'_> {
                 reply: generation.text,
             };
             if generation.complete {
-                self.evaluate(source, &mut attempt, seed.wrapping_add(1000 + i as u32))?;
+                self.evaluate(
+                    source,
+                    &mut attempt,
+                    seed.wrapping_add(1000 + i as u32),
+                    observe,
+                )?;
             } else {
                 attempt.verdict = Verdict::Rejected(Rejection::Format(format!(
                     "the reply was cut off at the limit of {} tokens before it finished",
                     self.settings.max_tokens
                 )));
             }
-            on_attempt(&attempt);
+            let flow = observe(Event::Finished(&attempt));
             attempts.push(attempt);
+            if flow.is_break() {
+                break;
+            }
         }
         Ok((stats, attempts))
     }
@@ -136,6 +167,7 @@ impl Agent<'_> {
         source: &str,
         attempt: &mut Attempt,
         seed: u32,
+        observe: &mut Observer,
     ) -> Result<(), AgentError> {
         let proposal = match edit::parse(&attempt.reply) {
             Ok(p) => p,
@@ -155,6 +187,7 @@ impl Agent<'_> {
         loop {
             attempt.diff = Some(edit::diff(source, &candidate));
             let label = Path::new("train.rs (proposed)");
+            let _ = observe(Event::Building);
             match build::build_source(&candidate, label, &self.settings.slot) {
                 Ok(built) => {
                     attempt.build_seconds += built.seconds;
@@ -171,7 +204,8 @@ impl Agent<'_> {
                         return Ok(());
                     }
                     attempt.repairs += 1;
-                    match self.repair(&candidate, &errors, seed + attempt.repairs as u32)? {
+                    let repair_seed = seed + attempt.repairs as u32;
+                    match self.repair(&candidate, &errors, repair_seed, observe)? {
                         Some(fixed) => candidate = fixed,
                         None => {
                             attempt.verdict = Verdict::DoesNotCompile(errors);
@@ -203,6 +237,7 @@ impl Agent<'_> {
         candidate: &str,
         errors: &str,
         seed: u32,
+        observe: &mut Observer,
     ) -> Result<Option<String>, AgentError> {
         let around = code_around_errors(candidate, errors);
         let input = PromptInput {
@@ -225,11 +260,12 @@ impl Agent<'_> {
         else {
             return Ok(None);
         };
-        let reply = session.generate(
+        let reply = session.generate_observed(
             Some(&grammar::replace_grammar()),
             self.settings.max_tokens,
             self.settings.temperature,
             seed,
+            &mut |tokens, seconds| observe(Event::Writing { tokens, seconds }).is_continue(),
         )?;
         Ok(edit::parse(&reply.text)
             .ok()
@@ -315,7 +351,9 @@ mod tests {
             generate_seconds: 0.0,
             build_seconds: 0.0,
         };
-        agent.evaluate(source, &mut attempt, 7).unwrap();
+        agent
+            .evaluate(source, &mut attempt, 7, &mut |_| ControlFlow::Continue(()))
+            .unwrap();
         assert_eq!(attempt.repairs, 1, "{:?}", attempt.verdict);
         assert!(attempt.diff.is_some());
         match &attempt.verdict {

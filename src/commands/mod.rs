@@ -3,4 +3,6 @@ pub mod bench_agent;
 pub mod doctor;
 pub mod prepare;
 pub mod propose;
+pub mod report;
+pub mod run;
 pub mod train;

@@ -1,15 +1,26 @@
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 use crate::cli::{PrepareArgs, ProfileName};
 use crate::data::prepare::{prepare, PrepareRequest, Prepared};
 
 pub fn run(args: &PrepareArgs) -> Result<()> {
+    let mut profile = args
+        .profile
+        .unwrap_or_else(ProfileName::for_this_build)
+        .profile();
+    if let Some(tokens) = args.eval_tokens {
+        if tokens < profile.seq_len {
+            bail!(
+                "--eval-tokens {tokens} is less than one sequence of the {} profile ({} tokens)",
+                profile.name,
+                profile.seq_len
+            );
+        }
+        profile.eval_tokens = tokens;
+    }
     let req = PrepareRequest {
         data_dir: args.data.resolve(),
-        profile: args
-            .profile
-            .unwrap_or_else(ProfileName::for_this_build)
-            .profile(),
+        profile,
         corpus: args.corpus.clone(),
         force: args.force,
     };

@@ -2,12 +2,14 @@
 //! training file without training, printing each idea, its diff and whether it applied and
 //! compiled, then the valid-edit rate.
 
+use std::ops::ControlFlow;
+
 use anyhow::{Context, Result};
 
 use crate::agent::edit::Ledger;
 use crate::agent::engine::Engine;
 use crate::agent::prompt::{Action, PromptInput};
-use crate::agent::propose::{Agent, Attempt, Settings, Verdict};
+use crate::agent::propose::{Agent, Attempt, Event, Settings, Verdict};
 use crate::cli::{ActionChoice, ProposeArgs};
 use crate::trainer::build;
 
@@ -59,9 +61,12 @@ pub fn run(args: &ProposeArgs) -> Result<()> {
             action,
         };
         let mut shown = all.len();
-        let (stats, attempts) = agent.propose(&source, &input, count, args.seed, |a| {
-            shown += 1;
-            print_attempt(shown, a);
+        let (stats, attempts) = agent.propose(&source, &input, count, args.seed, &mut |event| {
+            if let Event::Finished(a) = event {
+                shown += 1;
+                print_attempt(shown, a);
+            }
+            ControlFlow::Continue(())
         })?;
         eprintln!(
             "prompt ({action:?}): {} tokens (level {}) read in {:.1}s, {:.0} tokens/s",

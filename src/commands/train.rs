@@ -1,15 +1,8 @@
-use std::time::Duration;
-
 use anyhow::{bail, Result};
 use harness::meta::DataMeta;
 
 use crate::cli::TrainArgs;
 use crate::trainer::{build, run};
-
-/// The hard limit on one run: twice the budget, plus start-up and evaluation.
-pub fn timeout_for(budget: f64) -> Duration {
-    Duration::from_secs_f64(2.0 * budget + 120.0)
-}
 
 pub fn run(args: &TrainArgs) -> Result<()> {
     let data_dir = args.data.resolve();
@@ -62,8 +55,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         data_dir: &data_dir,
         run_dir: &run_dir,
         budget: Some(budget),
-        timeout: timeout_for(budget),
+        timeout: run::timeout(budget, args.timeout)?,
         allow_unconfined: args.unconfined,
+        stop: &|| false,
     };
     let report = run::run(&spec, |line| println!("{line}"))?;
     eprintln!(
@@ -84,6 +78,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         run::Outcome::Crashed { exit } => {
             bail!("the training program crashed ({exit}) without a result")
         }
+        run::Outcome::Interrupted => bail!("the training program was stopped"),
         run::Outcome::TimedOut => bail!(
             "the training program did not finish within {:.0}s and was killed",
             spec.timeout.as_secs_f64()

@@ -18,6 +18,8 @@ pub enum TrainerError {
     Compile { file: PathBuf, errors: String },
     #[error("cannot run cargo to build the training program ({0}): is the Rust toolchain installed and on PATH?")]
     Cargo(String),
+    #[error("--timeout must be a positive number of seconds, not {0}")]
+    BadTimeout(f64),
     #[error("{what}: {source}")]
     Io {
         what: String,

@@ -24,6 +24,8 @@ pub struct RunSpec<'a> {
     pub timeout: Duration,
     /// Run even where the kernel cannot confine the program.
     pub allow_unconfined: bool,
+    /// Polled while the program runs: true kills it (Ctrl-C).
+    pub stop: &'a dyn Fn() -> bool,
 }
 
 /// How a training run ended.
@@ -37,15 +39,29 @@ pub enum Outcome {
         exit: String,
     },
     TimedOut,
+    /// Killed because `stop` asked for it.
+    Interrupted,
 }
 
 pub struct RunReport {
     pub outcome: Outcome,
     pub log: PathBuf,
     pub seconds: f64,
+    /// The last lines the program printed.
+    pub tail: Vec<String>,
 }
 
 pub const LOG_FILE: &str = "train.log";
+
+/// The hard limit on one run: `explicit` seconds, or twice the budget plus start-up and
+/// evaluation.
+pub fn timeout(budget: f64, explicit: Option<f64>) -> Result<Duration, TrainerError> {
+    let seconds = explicit.unwrap_or(2.0 * budget + 120.0);
+    if !(seconds.is_finite() && seconds > 0.0) {
+        return Err(TrainerError::BadTimeout(seconds));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
 const TAIL_LINES: usize = 40;
 
 pub fn run(spec: &RunSpec, mut on_line: impl FnMut(&str)) -> Result<RunReport, TrainerError> {
@@ -111,6 +127,7 @@ pub fn run(spec: &RunSpec, mut on_line: impl FnMut(&str)) -> Result<RunReport, T
 
     let mut tail: Vec<String> = Vec::new();
     let mut timed_out = false;
+    let mut interrupted = false;
     let deadline = start + spec.timeout;
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
@@ -127,6 +144,10 @@ pub fn run(spec: &RunSpec, mut on_line: impl FnMut(&str)) -> Result<RunReport, T
         }
         if Instant::now() >= deadline {
             timed_out = true;
+        } else if (spec.stop)() {
+            interrupted = true;
+        }
+        if timed_out || interrupted {
             kill_group(pgid);
             break;
         }
@@ -136,7 +157,7 @@ pub fn run(spec: &RunSpec, mut on_line: impl FnMut(&str)) -> Result<RunReport, T
         .map_err(io("cannot wait for the training program"))?;
     // The group may have children that outlive the leader; none may survive the run.
     kill_group(pgid);
-    if !timed_out {
+    if !(timed_out || interrupted) {
         for reader in readers {
             let _ = reader.join();
         }
@@ -146,6 +167,8 @@ pub fn run(spec: &RunSpec, mut on_line: impl FnMut(&str)) -> Result<RunReport, T
 
     let outcome = if timed_out {
         Outcome::TimedOut
+    } else if interrupted {
+        Outcome::Interrupted
     } else if status.success() {
         match read_result(&result_path) {
             Some(summary) => Outcome::Finished(Box::new(summary)),
@@ -164,6 +187,7 @@ pub fn run(spec: &RunSpec, mut on_line: impl FnMut(&str)) -> Result<RunReport, T
         outcome,
         log: log_path,
         seconds,
+        tail,
     })
 }
 

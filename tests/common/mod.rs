@@ -1,5 +1,8 @@
 //! Helpers shared by the end-to-end tests: the real binary, its output, scratch folders.
 
+#![allow(dead_code)] // each test binary uses its own part of these
+
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use tempfile::TempDir;
@@ -24,4 +27,24 @@ pub fn run(cmd: &mut Command) -> (bool, String, String) {
 /// A fresh folder under cargo's per-target scratch space, removed when dropped.
 pub fn scratch() -> TempDir {
     tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+}
+
+/// The default corpus prepared with the CPU profile (plus `extra` prepare options) in a fixed
+/// folder under cargo's scratch space. `--force` makes a stale copy from an older build fresh;
+/// each test binary prepares it once.
+pub fn prepare_once(name: &str, extra: &[&str]) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let (ok, stdout, stderr) = run(autoresearch(&["prepare", "--force", "--profile", "cpu"])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(&dir));
+    assert!(ok, "prepare failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("prepared: "), "{stdout}");
+    dir
+}
+
+/// The baseline training file.
+pub fn baseline() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("train/src/train.rs"))
+        .unwrap()
 }

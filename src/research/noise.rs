@@ -1,0 +1,102 @@
+//! The keep/discard rule. Two runs of the same file differ (on a time budget the step count
+//! varies, and so does the result), so a candidate must beat the best by more than that spread:
+//! the baseline is run several times to measure it, and a candidate that is better but within the
+//! noise gets a confirmation run, whose mean must clear a margin shrunk by sqrt(runs).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NoiseFloor {
+    /// val_bpb of each baseline run.
+    pub runs: Vec<f64>,
+    /// Their sample standard deviation (0 with fewer than two runs).
+    pub sigma: f64,
+    /// The improvement a single run must show: max(2 sigma, the user's minimum).
+    pub margin: f64,
+}
+
+impl NoiseFloor {
+    pub fn measure(runs: &[f64], min_improvement: f64) -> Self {
+        let sigma = if runs.len() < 2 {
+            0.0
+        } else {
+            let mean = mean(runs);
+            let var =
+                runs.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (runs.len() - 1) as f64;
+            var.sqrt()
+        };
+        NoiseFloor {
+            runs: runs.to_vec(),
+            sigma,
+            margin: (2.0 * sigma).max(min_improvement),
+        }
+    }
+
+    /// The improvement the mean of `runs` runs must show.
+    pub fn needed(&self, runs: usize) -> f64 {
+        self.margin / (runs.max(1) as f64).sqrt()
+    }
+
+    /// Judges a candidate's finished runs against the best val_bpb.
+    pub fn judge(&self, best: f64, runs: &[f64], max_runs: usize) -> Judgement {
+        let improvement = best - mean(runs);
+        if improvement > self.needed(runs.len()) {
+            Judgement::Keep
+        } else if improvement > 0.0 && runs.len() < max_runs {
+            Judgement::Confirm
+        } else {
+            Judgement::Discard
+        }
+    }
+
+    pub fn rule(&self) -> String {
+        format!(
+            "keep when best - mean(runs) > max(2 x baseline sigma, minimum) / sqrt(runs) = {:.6} / sqrt(runs) \
+             (sigma {:.6} over {} baseline runs); better but within that: one more run",
+            self.margin,
+            self.sigma,
+            self.runs.len()
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judgement {
+    Keep,
+    Discard,
+    /// Better, but within the noise: run it again.
+    Confirm,
+}
+
+pub fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len().max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_margin_is_twice_the_baseline_spread() {
+        let floor = NoiseFloor::measure(&[1.80, 1.82, 1.81], 0.0001);
+        assert!((floor.sigma - 0.01).abs() < 1e-9, "{}", floor.sigma);
+        assert!((floor.margin - 0.02).abs() < 1e-9);
+        // A single baseline run says nothing about the spread: the user's minimum applies.
+        let single = NoiseFloor::measure(&[1.8], 0.0001);
+        assert_eq!((single.sigma, single.margin), (0.0, 0.0001));
+    }
+
+    #[test]
+    fn only_improvements_beyond_the_noise_are_kept() {
+        let floor = NoiseFloor::measure(&[1.80, 1.82, 1.81], 0.0);
+        let best = 1.81;
+        assert_eq!(floor.judge(best, &[1.78], 2), Judgement::Keep);
+        assert_eq!(floor.judge(best, &[1.80], 2), Judgement::Confirm);
+        assert_eq!(floor.judge(best, &[1.80], 1), Judgement::Discard);
+        assert_eq!(floor.judge(best, &[1.82], 2), Judgement::Discard);
+        // Two runs whose mean clears 0.02 / sqrt(2) = 0.0141.
+        assert_eq!(floor.judge(best, &[1.80, 1.79], 2), Judgement::Keep);
+        // A lucky first run that the confirmation does not back.
+        assert_eq!(floor.judge(best, &[1.80, 1.815], 2), Judgement::Discard);
+    }
+}

@@ -1,0 +1,699 @@
+//! One research run (a tag): recover what a crash left, measure the baseline and its noise, then
+//! experiment until told to stop. Every experiment is committed before it trains, saved as
+//! pending while it runs, and appended to the journal before the branch moves, so the journal is
+//! the truth and everything else (branch, results.tsv) is rebuilt from it on the next start.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use super::git::{parse_oid, Workspace};
+use super::journal::{Decision, Journal, Outcome, Record, RunRecord, Timing};
+use super::lock::RunLock;
+use super::noise::{mean, Judgement, NoiseFloor};
+use super::progress::Ui;
+use super::{pending, stop};
+use crate::agent::prompt::{Action, PastExperiment, PromptInput};
+use crate::agent::propose::{Agent, Attempt, Event, Verdict};
+use crate::cli::ActionChoice;
+use crate::trainer::{build, run};
+
+/// Experiments the agent sees in its prompt.
+const HISTORY: usize = 8;
+
+pub struct Settings {
+    pub tag: String,
+    /// runs/<tag>: journal, results, lock, per-experiment folders, the worktree.
+    pub dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub budget: f64,
+    pub timeout: Duration,
+    /// Stop once the tag's journal holds this many experiments (baseline and interrupted ones
+    /// not counted).
+    pub max_experiments: Option<usize>,
+    pub deadline: Option<Instant>,
+    pub baseline_runs: usize,
+    /// Most runs of one candidate (1 = no confirmation runs).
+    pub max_runs: usize,
+    pub min_improvement: f64,
+    /// Consecutive failures after which the agent starts over from the best file.
+    pub reset_after: usize,
+    /// Proposals per experiment before it is recorded as rejected.
+    pub proposals: usize,
+    pub action: ActionChoice,
+    pub allow_unconfined: bool,
+    pub program: PathBuf,
+}
+
+/// Why the loop ended.
+pub enum Ending {
+    MaxExperiments,
+    Deadline,
+    Stopped,
+}
+
+pub struct Research<'e> {
+    settings: Settings,
+    workspace: Workspace,
+    journal: Journal,
+    agent: Agent<'e>,
+    ui: Ui,
+    _lock: RunLock,
+}
+
+struct Best {
+    commit: git2::Oid,
+    val_bpb: f64,
+}
+
+impl<'e> Research<'e> {
+    pub fn open(settings: Settings, checkout: &Path, mut agent: Agent<'e>, ui: Ui) -> Result<Self> {
+        std::fs::create_dir_all(&settings.dir)
+            .with_context(|| format!("cannot create {}", settings.dir.display()))?;
+        let lock = RunLock::acquire(&settings.dir, &settings.tag)?;
+        let workspace = Workspace::open(checkout, &settings.tag, &settings.dir.join("worktree"))?;
+        let (mut journal, torn) = Journal::open(&settings.dir)?;
+        if let Some(torn) = torn {
+            ui.say(&format!(
+                "the journal's last line was cut short by a crash; it is kept in {}",
+                torn.display()
+            ));
+        }
+        if let Some(mut record) = pending::load(&settings.dir)? {
+            if journal.records().iter().all(|r| r.n != record.n) {
+                record.finished = now();
+                ui.say(&format!(
+                    "e{:04} was in flight when the last run ended: recorded as interrupted",
+                    record.n
+                ));
+                journal.append(record)?;
+            }
+            pending::clear(&settings.dir)?;
+        }
+        for record in journal.records() {
+            if let Some(hash) = &record.file_sha256 {
+                agent.ledger.insert_hash(hash);
+            }
+        }
+        Ok(Research {
+            settings,
+            workspace,
+            journal,
+            agent,
+            ui,
+            _lock: lock,
+        })
+    }
+
+    pub fn run(&mut self) -> Result<Ending> {
+        let floor = match self.baseline_record() {
+            Some(b) => NoiseFloor::measure(&finished_values(b), self.settings.min_improvement),
+            None => match self.baseline()? {
+                Some(floor) => floor,
+                None => return Ok(Ending::Stopped),
+            },
+        };
+        loop {
+            // The branch is always at the best commit between experiments, even after a crash.
+            let best = self.best()?;
+            self.workspace.reset_to(best.commit)?;
+            if stop::requested() {
+                return Ok(Ending::Stopped);
+            }
+            if let Some(max) = self.settings.max_experiments {
+                if self.experiments_done() >= max {
+                    return Ok(Ending::MaxExperiments);
+                }
+            }
+            if self.settings.deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(Ending::Deadline);
+            }
+            self.experiment(&best, &floor)?;
+        }
+    }
+
+    fn experiments_done(&self) -> usize {
+        self.journal
+            .records()
+            .iter()
+            .filter(|r| !is_baseline(r) && r.outcome != Outcome::Interrupted)
+            .count()
+    }
+
+    fn baseline_record(&self) -> Option<&Record> {
+        self.journal
+            .records()
+            .iter()
+            .find(|r| is_baseline(r) && r.outcome == Outcome::Keep)
+    }
+
+    fn best(&self) -> Result<Best> {
+        let record = self
+            .journal
+            .records()
+            .iter()
+            .rev()
+            .find(|r| r.outcome == Outcome::Keep)
+            .context("the journal has no baseline")?;
+        Ok(Best {
+            commit: parse_oid(record.commit.as_deref().unwrap_or_default())?,
+            val_bpb: record
+                .val_bpb
+                .context("a kept experiment without val_bpb")?,
+        })
+    }
+
+    fn next_n(&self) -> usize {
+        self.journal
+            .records()
+            .iter()
+            .map(|r| r.n + 1)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Runs the unchanged training file several times: the first val_bpb to beat, and the
+    /// run-to-run spread. None when interrupted.
+    fn baseline(&mut self) -> Result<Option<NoiseFloor>> {
+        let n = self.next_n();
+        let head = self.workspace.head()?;
+        let text = std::fs::read_to_string(self.workspace.train_file())
+            .context("cannot read the training file")?;
+        let mut record = new_record(n, head, "baseline");
+        record.commit = Some(head.to_string());
+        record.file_sha256 = Some(harness::meta::sha256_hex(text.as_bytes()));
+        self.workspace.mark(n, head)?;
+        self.agent.ledger.insert(&text);
+        self.ui.say(&format!(
+            "e{n:04}: baseline, {} run(s) of {:.0}s to measure the noise floor",
+            self.settings.baseline_runs, self.settings.budget
+        ));
+        let start = Instant::now();
+        let binary = match self.build(&text, &mut record) {
+            Ok(binary) => binary,
+            Err(errors) => {
+                record.outcome = Outcome::CompileError;
+                record.error = Some(errors.clone());
+                self.finish(record, start, None)?;
+                bail!("the baseline training file does not build, so there is nothing to improve on: fix train/src/train.rs\n{errors}");
+            }
+        };
+        for i in 1..=self.settings.baseline_runs {
+            let outcome = self.train(&binary, &mut record, i)?;
+            if let Some(failed) = outcome {
+                record.outcome = failed;
+                let interrupted = failed == Outcome::Interrupted;
+                let reason = record.error.clone().unwrap_or_default();
+                self.finish(record, start, None)?;
+                if interrupted {
+                    return Ok(None);
+                }
+                bail!("the baseline training run failed ({failed:?}: {reason}): fix train/src/train.rs before the research loop can start; see the log in {}", self.settings.dir.display());
+            }
+        }
+        let values = finished_values(&record);
+        let floor = NoiseFloor::measure(&values, self.settings.min_improvement);
+        record.outcome = Outcome::Keep;
+        record.val_bpb = Some(mean(&values));
+        record.decision = Some(Decision {
+            best_before: mean(&values),
+            candidate: mean(&values),
+            improvement: 0.0,
+            margin: floor.margin,
+            noise_sigma: floor.sigma,
+            baseline_runs: values,
+            rule: floor.rule(),
+        });
+        self.ui.say(&format!(
+            "noise floor: sigma {:.6} over {} runs; a single run must beat the best by {:.6}",
+            floor.sigma,
+            floor.runs.len(),
+            floor.margin
+        ));
+        self.finish(record, start, None)?;
+        Ok(Some(floor))
+    }
+
+    fn experiment(&mut self, best: &Best, floor: &NoiseFloor) -> Result<()> {
+        let n = self.next_n();
+        let start = Instant::now();
+        let mut record = new_record(n, best.commit, "");
+        let retry = self.journal.records().last().and_then(|last| {
+            let retried = self
+                .journal
+                .records()
+                .iter()
+                .any(|r| r.retry_of == Some(last.n));
+            // Once: a retry that is interrupted again is left as it is.
+            let retry = last.outcome == Outcome::Interrupted
+                && last.retry_of.is_none()
+                && !is_baseline(last)
+                && !retried;
+            retry.then(|| last.clone())
+        });
+        let (text, idea) = match retry {
+            // An experiment cut short by a stop or a crash is run once more, as it was.
+            Some(last) if last.commit.is_some() => {
+                let commit = parse_oid(last.commit.as_deref().unwrap_or_default())?;
+                record.retry_of = Some(last.n);
+                record.idea = last.idea.clone();
+                record.action = last.action.clone();
+                record.diff = last.diff.clone();
+                let idea = last
+                    .idea
+                    .clone()
+                    .unwrap_or_else(|| last.description.clone());
+                (self.workspace.file_at(commit)?, idea)
+            }
+            _ => match self.propose(&mut record, best)? {
+                Some(found) => found,
+                None => return self.finish(record, start, Some(best.val_bpb)),
+            },
+        };
+        record.description = idea.clone();
+        let commit = self.workspace.commit(&text, &format!("e{n:04}: {idea}"))?;
+        self.workspace.mark(n, commit)?;
+        record.commit = Some(commit.to_string());
+        record.file_sha256 = Some(harness::meta::sha256_hex(text.as_bytes()));
+        pending::save(&self.settings.dir, &record)?;
+
+        let binary = match self.build(&text, &mut record) {
+            Ok(binary) => binary,
+            Err(errors) => {
+                record.outcome = Outcome::CompileError;
+                record.error = Some(errors);
+                return self.finish(record, start, Some(best.val_bpb));
+            }
+        };
+        for i in 1..=self.settings.max_runs {
+            if let Some(failed) = self.train(&binary, &mut record, i)? {
+                record.outcome = failed;
+                return self.finish(record, start, Some(best.val_bpb));
+            }
+            let values = finished_values(&record);
+            let judgement = floor.judge(best.val_bpb, &values, self.settings.max_runs);
+            record.val_bpb = Some(mean(&values));
+            record.decision = Some(Decision {
+                best_before: best.val_bpb,
+                candidate: mean(&values),
+                improvement: best.val_bpb - mean(&values),
+                margin: floor.margin,
+                noise_sigma: floor.sigma,
+                baseline_runs: floor.runs.clone(),
+                rule: floor.rule(),
+            });
+            match judgement {
+                Judgement::Keep => record.outcome = Outcome::Keep,
+                Judgement::Discard => record.outcome = Outcome::Discard,
+                Judgement::Confirm => {
+                    self.ui.say(&format!(
+                        "e{n:04}: {:.6} is better than {:.6} but within the noise: one more run",
+                        values[values.len() - 1],
+                        best.val_bpb
+                    ));
+                    continue;
+                }
+            }
+            break;
+        }
+        self.finish(record, start, Some(best.val_bpb))
+    }
+
+    /// Asks the agent for a candidate that applies and compiles. None when there is none (the
+    /// record says why) or the user stopped the loop.
+    fn propose(&mut self, record: &mut Record, best: &Best) -> Result<Option<(String, String)>> {
+        let n = record.n;
+        let source = self.workspace.file_at(best.commit)?;
+        // Re-read every time: the human may edit the protocol during the night.
+        match crate::program::load(Some(&self.settings.program)) {
+            Ok(text) => self.agent.program = text,
+            Err(e) => self
+                .ui
+                .say(&format!("{e:#}; going on with the protocol read before")),
+        }
+        let (last_failure, reset) = self.failure_note();
+        record.agent_reset = reset;
+        let history = self.history();
+        let best_record = self
+            .journal
+            .records()
+            .iter()
+            .rev()
+            .find(|r| r.outcome == Outcome::Keep)
+            .map(past);
+        let start = Instant::now();
+        self.ui.agent_begin(n);
+        let mut attempts: Vec<Attempt> = Vec::new();
+        for (action, count) in plan(self.settings.action, n, self.settings.proposals) {
+            if count == 0 || stop::requested() {
+                continue;
+            }
+            let program = self.agent.program.clone();
+            let input = PromptInput {
+                program: &program,
+                train_file: &source,
+                history: &history,
+                best: best_record.as_ref(),
+                last_failure: last_failure.as_deref(),
+                action,
+            };
+            let ui = &mut self.ui;
+            let seed = (n as u32)
+                .wrapping_mul(100)
+                .wrapping_add(attempts.len() as u32);
+            let (_, found) = self
+                .agent
+                .propose(&source, &input, count, seed, &mut |event| {
+                    ui.agent_event(n, &event);
+                    let done = matches!(&event, Event::Finished(a) if a.is_valid());
+                    if done || stop::requested() {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                })?;
+            attempts.extend(found);
+            if attempts.iter().any(Attempt::is_valid) {
+                break;
+            }
+        }
+        record.proposals = attempts.len();
+        record.repairs = attempts.iter().map(|a| a.repairs).sum();
+        record.timing.build_seconds = attempts.iter().map(|a| a.build_seconds).sum();
+        record.timing.agent_seconds = start.elapsed().as_secs_f64() - record.timing.build_seconds;
+        if stop::requested() {
+            record.outcome = Outcome::Interrupted;
+            record.description = "stopped while the agent was writing".into();
+            return Ok(None);
+        }
+        let mut compile_error = None;
+        for a in &attempts {
+            match &a.verdict {
+                Verdict::Valid(text) => {
+                    record.idea = a.idea.clone();
+                    record.diff = a.diff.clone();
+                    record.action = Some(action_name(a.action).into());
+                    let idea = a.idea.clone().unwrap_or_else(|| "(no idea given)".into());
+                    return Ok(Some((text.clone(), idea)));
+                }
+                Verdict::Rejected(r) => record.rejections.push(r.to_string()),
+                Verdict::Refused(r) => record.rejections.push(format!("refused by the gate: {r}")),
+                Verdict::DoesNotCompile(e) => {
+                    record.rejections.push("does not compile".into());
+                    record.idea = a.idea.clone();
+                    record.diff = a.diff.clone();
+                    compile_error = Some(e.clone());
+                }
+            }
+        }
+        match compile_error {
+            Some(errors) => {
+                record.outcome = Outcome::CompileError;
+                record.description = record
+                    .idea
+                    .clone()
+                    .unwrap_or_else(|| "an edit that does not compile".into());
+                record.error = Some(errors);
+            }
+            None => {
+                record.outcome = Outcome::Rejected;
+                record.description = format!("no usable proposal in {}", attempts.len());
+                record.error = record.rejections.last().cloned();
+            }
+        }
+        Ok(None)
+    }
+
+    /// What went wrong lately, for the prompt; true when the agent is reset after a streak.
+    fn failure_note(&self) -> (Option<String>, bool) {
+        let streak: Vec<&Record> = self
+            .journal
+            .records()
+            .iter()
+            .rev()
+            .take_while(|r| r.outcome.is_failure())
+            .collect();
+        let Some(last) = streak.first() else {
+            return (None, false);
+        };
+        let reset_after = self.settings.reset_after.max(1);
+        if streak.len() % reset_after == 0 {
+            let list: Vec<String> = streak
+                .iter()
+                .rev()
+                .map(|r| {
+                    format!(
+                        "- {} ({}): {}",
+                        r.description,
+                        outcome_name(r.outcome),
+                        first_line(r.error.as_deref().unwrap_or(""))
+                    )
+                })
+                .collect();
+            let note = format!(
+                "The last {} experiments failed:\n{}\nThe training file is back at the best version. \
+                 Try a different and smaller change.",
+                streak.len(),
+                list.join("\n")
+            );
+            return (Some(note), true);
+        }
+        let note = format!(
+            "The last experiment ({}) failed: {}\n{}",
+            last.description,
+            outcome_name(last.outcome),
+            last.error.as_deref().unwrap_or("")
+        );
+        (Some(note), false)
+    }
+
+    fn history(&self) -> Vec<PastExperiment> {
+        let records = self.journal.records();
+        records[records.len().saturating_sub(HISTORY)..]
+            .iter()
+            .filter(|r| !is_baseline(r))
+            .map(past)
+            .collect()
+    }
+
+    /// Builds the candidate in the agent's staging slot (already built there: this only finds
+    /// the binary). Err carries the compiler's message.
+    fn build(&mut self, text: &str, record: &mut Record) -> Result<PathBuf, String> {
+        let label = Path::new(super::git::TRAIN_FILE);
+        match build::build_source(text, label, &self.agent.settings.slot) {
+            Ok(built) => {
+                record.timing.build_seconds += built.seconds;
+                Ok(built.binary)
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// One training run; Some(outcome) when it produced no result.
+    fn train(
+        &mut self,
+        binary: &Path,
+        record: &mut Record,
+        index: usize,
+    ) -> Result<Option<Outcome>> {
+        let run_dir = self
+            .settings
+            .dir
+            .join(format!("e{:04}", record.n))
+            .join(format!("run{index}"));
+        let spec = run::RunSpec {
+            binary,
+            data_dir: &self.settings.data_dir,
+            run_dir: &run_dir,
+            budget: Some(self.settings.budget),
+            timeout: self.settings.timeout,
+            allow_unconfined: self.settings.allow_unconfined,
+            stop: &stop::requested,
+        };
+        self.ui
+            .training_begin(record.n, index, self.settings.budget);
+        let ui = &mut self.ui;
+        let report = run::run(&spec, |line| ui.training_line(line))?;
+        record.timing.training_seconds += report.seconds;
+        record.log_tail = report.tail.clone();
+        let (name, summary, exit, failed) = match report.outcome {
+            run::Outcome::Finished(summary) => ("finished", Some(*summary), None, None),
+            run::Outcome::Diverged => (
+                "diverged",
+                None,
+                Some("FAIL: the loss became NaN or exploded".to_string()),
+                Some(Outcome::Crash),
+            ),
+            run::Outcome::Crashed { exit } => ("crashed", None, Some(exit), Some(Outcome::Crash)),
+            run::Outcome::TimedOut => (
+                "timed_out",
+                None,
+                Some(format!(
+                    "killed at the timeout of {:.0}s",
+                    self.settings.timeout.as_secs_f64()
+                )),
+                Some(Outcome::Timeout),
+            ),
+            run::Outcome::Interrupted => (
+                "interrupted",
+                None,
+                Some("stopped by the user".to_string()),
+                Some(Outcome::Interrupted),
+            ),
+        };
+        if let Some(s) = &summary {
+            record.timing.eval_seconds += s.eval_seconds;
+            record.peak_vram_mb = Some(record.peak_vram_mb.unwrap_or(0.0).max(s.peak_vram_mb));
+        }
+        if let Some(exit) = &exit {
+            let tail = report
+                .tail
+                .iter()
+                .rev()
+                .take(12)
+                .rev()
+                .cloned()
+                .collect::<Vec<_>>();
+            record.error = Some(format!("{exit}\n{}", tail.join("\n")));
+        }
+        record.runs.push(RunRecord {
+            outcome: name.into(),
+            summary,
+            seconds: report.seconds,
+            log: report.log,
+            exit,
+        });
+        pending::save(&self.settings.dir, record)?;
+        Ok(failed)
+    }
+
+    /// Appends the record, then moves the branch: to the candidate when kept, else back.
+    fn finish(&mut self, mut record: Record, start: Instant, best: Option<f64>) -> Result<()> {
+        record.finished = now();
+        record.timing.total_seconds = start.elapsed().as_secs_f64();
+        if record.description.is_empty() {
+            record.description = record.idea.clone().unwrap_or_default();
+        }
+        if record.outcome != Outcome::Keep {
+            // Weights of runs that were not kept only fill the disk.
+            for run in &record.runs {
+                if let Some(dir) = run.log.parent() {
+                    let _ = std::fs::remove_file(dir.join(harness::WEIGHTS_FILE));
+                }
+            }
+        }
+        self.ui.experiment_done(&record, best);
+        self.journal.append(record)?;
+        pending::clear(&self.settings.dir)?;
+        Ok(())
+    }
+}
+
+fn new_record(n: usize, parent: git2::Oid, description: &str) -> Record {
+    Record {
+        n,
+        outcome: Outcome::Interrupted,
+        val_bpb: None,
+        peak_vram_mb: None,
+        started: now(),
+        finished: String::new(),
+        description: description.into(),
+        idea: None,
+        diff: None,
+        action: None,
+        proposals: 0,
+        repairs: 0,
+        rejections: Vec::new(),
+        commit: None,
+        parent: parent.to_string(),
+        file_sha256: None,
+        runs: Vec::new(),
+        decision: None,
+        timing: Timing::default(),
+        error: None,
+        log_tail: Vec::new(),
+        retry_of: None,
+        agent_reset: false,
+    }
+}
+
+fn is_baseline(record: &Record) -> bool {
+    record.description == "baseline"
+}
+
+fn finished_values(record: &Record) -> Vec<f64> {
+    record
+        .runs
+        .iter()
+        .filter_map(|r| r.summary.as_ref().map(|s| s.val_bpb))
+        .collect()
+}
+
+fn past(record: &Record) -> PastExperiment {
+    PastExperiment {
+        description: record.description.clone(),
+        status: outcome_name(record.outcome).into(),
+        val_bpb: record.val_bpb,
+    }
+}
+
+/// Which actions an experiment asks for, and how many proposals of each. Mixed alternates the
+/// first action between experiments and falls back to the narrow SET, which weak models get right.
+fn plan(choice: ActionChoice, n: usize, proposals: usize) -> Vec<(Action, usize)> {
+    match choice {
+        ActionChoice::Replace => vec![(Action::Replace, proposals)],
+        ActionChoice::Set => vec![(Action::Set, proposals)],
+        ActionChoice::Mixed if n % 2 == 1 => vec![
+            (Action::Replace, proposals / 2),
+            (Action::Set, proposals - proposals / 2),
+        ],
+        ActionChoice::Mixed => vec![(Action::Set, proposals)],
+    }
+}
+
+pub fn outcome_name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Keep => "keep",
+        Outcome::Discard => "discard",
+        Outcome::Crash => "crash",
+        Outcome::Timeout => "timeout",
+        Outcome::CompileError => "compile_error",
+        Outcome::Rejected => "rejected",
+        Outcome::Interrupted => "interrupted",
+    }
+}
+
+fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Replace => "replace",
+        Action::Set => "set",
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mixed_alternates_and_falls_back_to_set() {
+        assert_eq!(
+            plan(ActionChoice::Mixed, 1, 4),
+            vec![(Action::Replace, 2), (Action::Set, 2)]
+        );
+        assert_eq!(plan(ActionChoice::Mixed, 2, 4), vec![(Action::Set, 4)]);
+        assert_eq!(
+            plan(ActionChoice::Replace, 2, 3),
+            vec![(Action::Replace, 3)]
+        );
+    }
+}
