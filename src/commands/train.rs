@@ -78,6 +78,11 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         run::Outcome::Crashed { exit } => {
             bail!("the training program crashed ({exit}) without a result")
         }
+        run::Outcome::OutOfMemory { exit } => {
+            bail!(
+                "the training program ran out of memory ({exit}): make the model or batch smaller"
+            )
+        }
         run::Outcome::Interrupted => bail!("the training program was stopped"),
         run::Outcome::TimedOut => bail!(
             "the training program did not finish within {:.0}s and was killed",

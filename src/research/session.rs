@@ -527,6 +527,12 @@ impl<'e> Research<'e> {
                 Some(Outcome::Crash),
             ),
             run::Outcome::Crashed { exit } => ("crashed", None, Some(exit), Some(Outcome::Crash)),
+            run::Outcome::OutOfMemory { exit } => (
+                "out_of_memory",
+                None,
+                Some(format!("out of memory ({exit})")),
+                Some(Outcome::Crash),
+            ),
             run::Outcome::TimedOut => (
                 "timed_out",
                 None,

@@ -43,9 +43,18 @@ pub fn violations(source: &str) -> Vec<String> {
     };
     for (i, tok) in tokens.iter().enumerate() {
         let next = tokens.get(i + 1).map(|t| t.text.as_str());
-        if next == Some("!") {
-            if let Some((_, why)) = FORBIDDEN_MACROS.iter().find(|(m, _)| *m == tok.text) {
+        // By name, with or without `!`: a `macro_rules!` wrapper can take the macro's name as an
+        // identifier (`m!(include_str)`) and call it where no `include_str!` is written.
+        if let Some((_, why)) = FORBIDDEN_MACROS.iter().find(|(m, _)| *m == tok.text) {
+            if next == Some("!") {
                 note(tok.line, format!("`{}!` ({why})", tok.text));
+                continue;
+            }
+            if FORBIDDEN_NAMES.iter().all(|(n, _)| *n != tok.text) {
+                note(
+                    tok.line,
+                    format!("`{}` ({why}, named as an identifier)", tok.text),
+                );
                 continue;
             }
         }
@@ -276,6 +285,8 @@ mod tests {
             .iter()
             .any(|v| v.contains("#[path]")));
         assert!(refused("mod helpers;")[0].contains("loads another source file"));
+        let wrapped = "macro_rules! m { ($x:ident) => { $x!(\"/etc/passwd\") }; }\nconst P: &str = m!(include_str);";
+        assert!(refused(wrapped)[0].contains("line 2: `include_str` (compile-time file access"));
     }
 
     #[test]

@@ -39,6 +39,10 @@ pub enum Outcome {
         exit: String,
     },
     TimedOut,
+    /// Exited after an allocation failed (host memory, or the GPU's).
+    OutOfMemory {
+        exit: String,
+    },
     /// Killed because `stop` asked for it.
     Interrupted,
 }
@@ -52,6 +56,12 @@ pub struct RunReport {
 }
 
 pub const LOG_FILE: &str = "train.log";
+/// What Rust's allocator and CUDA print when memory runs out.
+const OOM_MESSAGES: [&str; 3] = [
+    "memory allocation of",
+    "CUDA_ERROR_OUT_OF_MEMORY",
+    "out of memory",
+];
 
 /// The hard limit on one run: `explicit` seconds, or twice the budget plus start-up and
 /// evaluation.
@@ -178,6 +188,13 @@ pub fn run(spec: &RunSpec, mut on_line: impl FnMut(&str)) -> Result<RunReport, T
         }
     } else if tail.iter().any(|l| l == "FAIL") {
         Outcome::Diverged
+    } else if tail
+        .iter()
+        .any(|l| OOM_MESSAGES.iter().any(|m| l.contains(m)))
+    {
+        Outcome::OutOfMemory {
+            exit: describe_exit(&status),
+        }
     } else {
         Outcome::Crashed {
             exit: describe_exit(&status),

@@ -7,6 +7,8 @@ use std::process::Command;
 
 use tempfile::TempDir;
 
+pub mod research;
+
 /// The appliance binary with `args`.
 pub fn autoresearch(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_autoresearch"));
