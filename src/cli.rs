@@ -255,6 +255,9 @@ pub struct ConfineArgs {
     /// A folder the program may write (repeatable); the first is also its TMPDIR and HOME.
     #[arg(long, value_name = "DIR")]
     pub write: Vec<PathBuf>,
+    /// An environment variable to keep (repeatable); all but a short allow-list are dropped.
+    #[arg(long, value_name = "NAME")]
+    pub keep_env: Vec<String>,
     /// Run even where the kernel cannot enforce the file-system rules.
     #[arg(long)]
     pub allow_unconfined: bool,

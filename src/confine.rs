@@ -14,6 +14,7 @@
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
 use landlock::{
@@ -52,6 +53,14 @@ const ENV_KEEP: [&str; 7] = [
     "NVIDIA_VISIBLE_DEVICES",
 ];
 
+/// The user's choice, made once at start-up (`--unconfined`), for every program this process
+/// confines: builds and training runs alike.
+static ALLOW_UNCONFINED: AtomicBool = AtomicBool::new(false);
+
+pub fn set_allow_unconfined(allow: bool) {
+    ALLOW_UNCONFINED.store(allow, Ordering::SeqCst);
+}
+
 /// The hidden `confine` command: restrict this process, then become the program.
 pub fn run(args: &ConfineArgs) -> Result<()> {
     let Some((program, program_args)) = args.command.split_first() else {
@@ -74,9 +83,11 @@ pub fn run(args: &ConfineArgs) -> Result<()> {
     let mut cmd = std::process::Command::new(&program);
     cmd.args(program_args).env_clear();
     for (key, value) in std::env::vars_os() {
-        let keep = key
-            .to_str()
-            .is_some_and(|k| ENV_KEEP.contains(&k) || k.starts_with("AUTORESEARCH_"));
+        let keep = key.to_str().is_some_and(|k| {
+            ENV_KEEP.contains(&k)
+                || k.starts_with("AUTORESEARCH_")
+                || args.keep_env.iter().any(|e| e == k)
+        });
         if keep {
             cmd.env(key, value);
         }
@@ -177,23 +188,50 @@ fn restrict_files_and_tcp(
     Ok(status.ruleset)
 }
 
-/// The command line that runs `program` confined: reads `read`, writes `write` only.
-pub fn wrap(
-    program: &Path,
-    read: &[&Path],
-    write: &Path,
-    allow_unconfined: bool,
-) -> std::io::Result<std::process::Command> {
-    let me = std::env::current_exe()?;
-    let mut cmd = std::process::Command::new(me);
+/// What a confined program may touch besides the system's libraries.
+pub struct Allowed<'a> {
+    pub read: &'a [&'a Path],
+    /// The first is also its TMPDIR and HOME.
+    pub write: &'a [&'a Path],
+    /// Environment variables kept besides the fixed allow-list.
+    pub keep_env: &'a [&'a str],
+}
+
+/// The command line that runs `program` confined to `access`.
+pub fn wrap(program: &Path, access: &Allowed) -> std::io::Result<std::process::Command> {
+    let mut cmd = std::process::Command::new(appliance()?);
     cmd.arg("confine");
-    for r in read {
+    for r in access.read {
         cmd.arg("--read").arg(r);
     }
-    cmd.arg("--write").arg(write);
-    if allow_unconfined {
+    for w in access.write {
+        cmd.arg("--write").arg(w);
+    }
+    for e in access.keep_env {
+        cmd.arg("--keep-env").arg(e);
+    }
+    if ALLOW_UNCONFINED.load(Ordering::SeqCst) {
         cmd.arg("--allow-unconfined");
     }
     cmd.arg("--").arg(program);
     Ok(cmd)
+}
+
+/// The appliance binary, whose hidden `confine` command does the confining.
+fn appliance() -> std::io::Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    // Unit tests run from target/<profile>/deps/<name>-<hash>; the appliance is built beside it.
+    #[cfg(test)]
+    let me = me
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("autoresearch"))
+        .filter(|p| p.is_file())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the appliance binary beside the unit tests (cargo test builds it with the integration tests)",
+            )
+        })?;
+    Ok(me)
 }

@@ -109,8 +109,15 @@ pub fn run(args: &DoctorArgs) -> Result<()> {
 
     // The training program runs confined: try the same confinement on /bin/true.
     let scratch = tempfile::tempdir()?;
-    let confined =
-        crate::confine::wrap(Path::new("/bin/true"), &[], scratch.path(), false)?.output()?;
+    let confined = crate::confine::wrap(
+        Path::new("/bin/true"),
+        &crate::confine::Allowed {
+            read: &[],
+            write: &[scratch.path()],
+            keep_env: &[],
+        },
+    )?
+    .output()?;
     if confined.status.success() {
         report(true, "confinement", "Landlock file and TCP rules, scrubbed environment, own network namespace where allowed".into());
     } else {

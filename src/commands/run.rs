@@ -26,6 +26,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| jiff::Zoned::now().strftime("%Y%m%d").to_string());
     validate_tag(&tag)?;
+    crate::confine::set_allow_unconfined(args.unconfined);
     for (name, value) in [
         ("--baseline-runs", args.baseline_runs),
         ("--max-runs", args.max_runs),
@@ -103,7 +104,6 @@ pub fn run(args: &RunArgs) -> Result<()> {
         reset_after: args.reset_after,
         proposals: args.proposals,
         action: args.action,
-        allow_unconfined: args.unconfined,
         program: program_path,
     };
     stop::install()?;

@@ -5,6 +5,7 @@ use crate::cli::TrainArgs;
 use crate::trainer::{build, run};
 
 pub fn run(args: &TrainArgs) -> Result<()> {
+    crate::confine::set_allow_unconfined(args.unconfined);
     let data_dir = args.data.resolve();
     // Fail before a build when the data is missing or corrupt.
     let meta = DataMeta::load(&data_dir)?;
@@ -56,7 +57,6 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         run_dir: &run_dir,
         budget: Some(budget),
         timeout: run::timeout(budget, args.timeout)?,
-        allow_unconfined: args.unconfined,
         stop: &|| false,
     };
     let report = run::run(&spec, |line| println!("{line}"))?;

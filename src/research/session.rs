@@ -43,7 +43,6 @@ pub struct Settings {
     /// Proposals per experiment before it is recorded as rejected.
     pub proposals: usize,
     pub action: ActionChoice,
-    pub allow_unconfined: bool,
     pub program: PathBuf,
 }
 
@@ -509,7 +508,6 @@ impl<'e> Research<'e> {
             run_dir: &run_dir,
             budget: Some(self.settings.budget),
             timeout: self.settings.timeout,
-            allow_unconfined: self.settings.allow_unconfined,
             stop: &stop::requested,
         };
         self.ui

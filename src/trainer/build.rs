@@ -5,7 +5,6 @@
 //! harness, whatever worktree it came from.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use super::{io, TrainerError};
@@ -58,15 +57,46 @@ pub fn build_source(source: &str, label: &Path, slot: &str) -> Result<Built, Tra
     // Pins the staged crate to the workspace's versions; cargo prunes it to what it needs.
     std::fs::write(stage.join("Cargo.lock"), lock).map_err(io("cannot stage Cargo.lock"))?;
 
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.arg("build")
+    cargo_build(&stage.join("Cargo.toml"), &target, label)
+}
+
+/// Runs cargo on a staged crate, confined: it reads the toolchain, the registry's sources and the
+/// harness, writes only the target folder, and has no network. The static gate is the first
+/// line of defence; this is the one that holds when the gate is fooled.
+fn cargo_build(manifest: &Path, target: &Path, label: &Path) -> Result<Built, TrainerError> {
+    let toolchain = Toolchain::find();
+    let workspace = Path::new(WORKSPACE);
+    // The harness, and the manifests above it that it inherits its package settings from.
+    let harness = [
+        workspace.join("train/harness"),
+        workspace.join("train/Cargo.toml"),
+        workspace.join("Cargo.toml"),
+    ];
+    let mut read: Vec<&Path> = harness.iter().map(PathBuf::as_path).collect();
+    read.extend(toolchain.read.iter().map(PathBuf::as_path));
+    let mut write: Vec<&Path> = vec![target];
+    write.extend(toolchain.write.iter().map(PathBuf::as_path));
+    let allowed = crate::confine::Allowed {
+        read: &read,
+        write: &write,
+        keep_env: &[
+            "CARGO_HOME",
+            "RUSTUP_HOME",
+            "RUSTUP_TOOLCHAIN",
+            "CARGO_TARGET_DIR",
+        ],
+    };
+    let mut cmd = crate::confine::wrap(&toolchain.cargo, &allowed)
+        .map_err(|e| TrainerError::Cargo(e.to_string()))?;
+    cmd.env("CARGO_HOME", &toolchain.cargo_home)
+        .env("RUSTUP_HOME", &toolchain.rustup_home)
+        .arg("build")
         .arg("--release")
         .arg("--offline")
         .arg("--message-format=json-render-diagnostics")
         .arg("--manifest-path")
-        .arg(stage.join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target);
+        .arg(manifest)
+        .env("CARGO_TARGET_DIR", target);
     if cfg!(feature = "cuda") {
         cmd.args(["--features", "cuda"]);
     }
@@ -86,6 +116,63 @@ pub fn build_source(source: &str, label: &Path, slot: &str) -> Result<Built, Tra
         TrainerError::Cargo("the build succeeded but reported no executable".into())
     })?;
     Ok(Built { binary, seconds })
+}
+
+/// Where cargo and its toolchain live, and what of it a build may read and write.
+struct Toolchain {
+    cargo: PathBuf,
+    cargo_home: PathBuf,
+    rustup_home: PathBuf,
+    read: Vec<PathBuf>,
+    write: Vec<PathBuf>,
+}
+
+impl Toolchain {
+    fn find() -> Self {
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        let dir = |var: &str, default: &str| {
+            std::env::var_os(var)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| home.join(default))
+        };
+        let cargo_home = dir("CARGO_HOME", ".cargo");
+        let rustup_home = dir("RUSTUP_HOME", ".rustup");
+        // `CARGO` is set when the appliance itself runs under cargo; else the one on PATH.
+        let cargo = std::env::var_os("CARGO")
+            .map(PathBuf::from)
+            .or_else(|| on_path("cargo"))
+            .unwrap_or_else(|| PathBuf::from("cargo"));
+        let mut read: Vec<PathBuf> = ["bin", "registry", "git", "config.toml", "config"]
+            .iter()
+            .map(|p| cargo_home.join(p))
+            .collect();
+        // Not CARGO_HOME itself: it may hold a registry token (credentials.toml).
+        read.push(rustup_home.clone());
+        if let Some(dir) = cargo.parent() {
+            read.push(dir.to_path_buf());
+        }
+        // Cargo locks its package cache even offline.
+        let write = [".package-cache", ".package-cache-mutate", ".global-cache"]
+            .iter()
+            .map(|p| cargo_home.join(p))
+            .collect();
+        let existing = |paths: Vec<PathBuf>| paths.into_iter().filter(|p| p.exists()).collect();
+        Toolchain {
+            cargo,
+            cargo_home,
+            rustup_home,
+            read: existing(read),
+            write: existing(write),
+        }
+    }
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
 }
 
 fn manifest(slot: &str) -> String {
@@ -157,6 +244,42 @@ fn executable(json_lines: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The second line of defence, with the gate out of the way: a crate that reads a file
+    /// outside what the build may read at compile time does not build.
+    #[test]
+    fn a_confined_build_cannot_read_files_outside_the_toolchain() {
+        let dir = tempfile::tempdir_in(target_dir()).unwrap();
+        let secret = tempfile::NamedTempFile::new_in(std::env::temp_dir()).unwrap();
+        std::fs::write(secret.path(), "not for the agent").unwrap();
+        std::fs::create_dir_all(dir.path().join("src")).unwrap();
+        std::fs::write(
+            dir.path().join("Cargo.toml"),
+            "[package]\nname = \"sneaky\"\nversion = \"0.0.0\"\nedition = \"2021\"\n[workspace]\n",
+        )
+        .unwrap();
+        let main = format!(
+            "const S: &str = include_str!({:?});\nfn main() {{ println!(\"{{S}}\"); }}\n",
+            secret.path()
+        );
+        std::fs::write(dir.path().join("src/main.rs"), &main).unwrap();
+        // The crate lives in the folder the build may write, as a staged training file does.
+        let target = dir.path();
+        let err = cargo_build(&dir.path().join("Cargo.toml"), target, Path::new("sneaky"))
+            .err()
+            .expect("the build must fail");
+        let text = err.to_string();
+        assert!(text.contains("couldn't read"), "{text}");
+        assert!(text.contains("Permission denied"), "{text}");
+        // The same crate reading a file it may read builds: the failure above is the confinement.
+        std::fs::write(
+            dir.path().join("src/main.rs"),
+            main.replace(&format!("{:?}", secret.path()), "\"main.rs\""),
+        )
+        .unwrap();
+        cargo_build(&dir.path().join("Cargo.toml"), target, Path::new("honest"))
+            .expect("an honest crate builds confined");
+    }
 
     #[test]
     fn compiler_errors_keep_errors_and_drop_warnings() {

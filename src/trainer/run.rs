@@ -22,8 +22,6 @@ pub struct RunSpec<'a> {
     pub run_dir: &'a Path,
     pub budget: Option<f64>,
     pub timeout: Duration,
-    /// Run even where the kernel cannot confine the program.
-    pub allow_unconfined: bool,
     /// Polled while the program runs: true kills it (Ctrl-C).
     pub stop: &'a dyn Fn() -> bool,
 }
@@ -84,13 +82,12 @@ pub fn run(spec: &RunSpec, mut on_line: impl FnMut(&str)) -> Result<RunReport, T
         .map_err(io(format!("cannot create {}", log_path.display())))?;
 
     // The program runs confined: it reads the data and writes only its run folder.
-    let mut cmd = crate::confine::wrap(
-        spec.binary,
-        &[spec.data_dir],
-        spec.run_dir,
-        spec.allow_unconfined,
-    )
-    .map_err(io(
+    let access = crate::confine::Allowed {
+        read: &[spec.data_dir],
+        write: &[spec.run_dir],
+        keep_env: &[],
+    };
+    let mut cmd = crate::confine::wrap(spec.binary, &access).map_err(io(
         "cannot find the autoresearch binary to confine the training program",
     ))?;
     cmd.env(ENV_DATA_DIR, spec.data_dir)
