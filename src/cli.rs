@@ -332,6 +332,10 @@ pub struct RunArgs {
     /// Repair rounds after a compiler error.
     #[arg(long, default_value_t = 2)]
     pub repairs: usize,
+    /// The most memory, in MiB, the agent and the trainer may use together on the device (GPU
+    /// memory in CUDA builds, RAM otherwise); the agent leaves the device when both do not fit.
+    #[arg(long, value_name = "MIB")]
+    pub vram_budget: Option<u64>,
     /// Plain log lines only, no progress bars.
     #[arg(long)]
     pub quiet: bool,

@@ -220,6 +220,12 @@ pub fn wrap(program: &Path, access: &Allowed) -> std::io::Result<std::process::C
 /// The appliance binary, whose hidden `confine` command does the confining.
 fn appliance() -> std::io::Result<PathBuf> {
     let me = std::env::current_exe()?;
+    // Rebuilt while running (`cargo build` during a night's run): the kernel names the old file
+    // "... (deleted)"; the new one at the same path has the same `confine` command.
+    let me = match me.to_str().and_then(|p| p.strip_suffix(" (deleted)")) {
+        Some(path) => PathBuf::from(path),
+        None => me,
+    };
     // Unit tests run from target/<profile>/deps/<name>-<hash>; the appliance is built beside it.
     #[cfg(test)]
     let me = me
@@ -234,4 +240,23 @@ fn appliance() -> std::io::Result<PathBuf> {
             )
         })?;
     Ok(me)
+}
+
+/// Whether confinement works here (with the process's `--unconfined` choice): the same rules
+/// tried on `/bin/true`. Err says why not and what to do.
+pub fn probe() -> Result<(), String> {
+    let scratch = tempfile::tempdir().map_err(|e| format!("cannot make a scratch folder: {e}"))?;
+    let allowed = Allowed {
+        read: &[],
+        write: &[scratch.path()],
+        keep_env: &[],
+    };
+    let out = wrap(Path::new("/bin/true"), &allowed)
+        .and_then(|mut cmd| cmd.output())
+        .map_err(|e| format!("cannot start the confinement: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
 }

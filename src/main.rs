@@ -8,6 +8,7 @@ mod confine;
 mod data;
 mod program;
 mod research;
+mod scheduler;
 mod trainer;
 
 use std::process::ExitCode;

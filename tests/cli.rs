@@ -206,6 +206,18 @@ fn corrupt_shards_are_caught_before_training() {
         format!("{stdout}{stderr}").contains("val_000.bin is corrupt"),
         "{stdout}\n{stderr}"
     );
+
+    std::fs::write(
+        dir.join("meta.json"),
+        "{\"format_version\": 1, \"profile\":",
+    )
+    .unwrap();
+    let (ok, _, stderr) = run(autoresearch(&["train", "--budget", "2", "--data-dir"]).arg(&dir));
+    assert!(!ok);
+    assert!(
+        stderr.contains("meta.json") && stderr.contains("prepare --force"),
+        "{stderr}"
+    );
 }
 
 #[test]

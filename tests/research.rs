@@ -24,6 +24,9 @@ fn the_loop_runs_records_and_keeps_only_what_helps() {
             "2",
             "--action",
             "set",
+            // Less than the trainer alone needs: the agent leaves memory for every run.
+            "--vram-budget",
+            "1024",
         ],
     ));
     assert!(ok, "{stdout}\n{stderr}");
@@ -84,6 +87,29 @@ fn the_loop_runs_records_and_keeps_only_what_helps() {
             _ => assert_eq!((status, row[1].as_str()), ("crash", "0.000000")),
         }
     }
+
+    // The scheduler's RAM path: the agent was unloaded for each training run, its memory went
+    // back, and it was loaded again afterwards.
+    let trained: Vec<&Value> = records
+        .iter()
+        .filter(|r| !r["runs"].as_array().unwrap().is_empty())
+        .collect();
+    assert!(trained.len() >= 2);
+    for record in &trained {
+        let s = &record["schedule"];
+        assert_eq!(s["decision"]["plan"]["plan"], "evict", "{s}");
+        assert!(s["move_seconds"].as_f64().unwrap() >= 0.0);
+        assert!(s["reload_seconds"].as_f64().unwrap() > 0.0);
+        assert_eq!(s["memory_returned"], true, "{s}");
+        let rss = |key: &str| s[key]["own_rss"].as_u64().unwrap();
+        assert!(rss("after_move") < rss("before"), "{s}");
+    }
+    assert!(trained[1..]
+        .iter()
+        .all(|r| r["schedule"]["decision"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the trainer alone needs")));
 
     // The branch holds exactly the kept commits; every experiment's commit is still reachable.
     let git = git2::Repository::open(root).unwrap();
@@ -186,6 +212,12 @@ fn a_stopped_or_killed_loop_resumes_without_losing_results() {
     let baseline_value = records[0]["val_bpb"].as_f64().unwrap();
     assert_eq!(records[1]["outcome"], "interrupted");
     assert!(records[1]["commit"].is_string());
+    // With the baseline's peak known and plenty of memory, the agent stayed loaded.
+    let schedule = &records[1]["schedule"];
+    assert_eq!(
+        schedule["decision"]["plan"]["plan"], "resident",
+        "{schedule}"
+    );
     assert!(!dir.join("pending.json").exists());
 
     // kill -9 during the retry's training: the training program dies with the loop.

@@ -82,11 +82,13 @@ impl Engine {
             Err(_) => {
                 let arch = info.architecture.as_deref().unwrap_or("unknown");
                 let family = Family::for_architecture(arch);
-                eprintln!(
+                // Once per process: the scheduler may load the model many times.
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| eprintln!(
                     "note: {} has no chat template; using the {} format of its architecture ({arch})",
                     path.display(),
                     family.name()
-                );
+                ));
                 Template::Fallback(family)
             }
         };

@@ -12,6 +12,7 @@ use super::prompt::{self, Action, PromptInput};
 use super::AgentError;
 use crate::trainer::{build, TrainerError};
 
+#[derive(Default)]
 pub struct Settings {
     /// Context size for the model.
     pub context: usize,

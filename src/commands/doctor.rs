@@ -107,25 +107,10 @@ pub fn run(args: &DoctorArgs) -> Result<()> {
         }
     }
 
-    // The training program runs confined: try the same confinement on /bin/true.
-    let scratch = tempfile::tempdir()?;
-    let confined = crate::confine::wrap(
-        Path::new("/bin/true"),
-        &crate::confine::Allowed {
-            read: &[],
-            write: &[scratch.path()],
-            keep_env: &[],
-        },
-    )?
-    .output()?;
-    if confined.status.success() {
-        report(true, "confinement", "Landlock file and TCP rules, scrubbed environment, own network namespace where allowed".into());
-    } else {
-        report(
-            false,
-            "confinement",
-            String::from_utf8_lossy(&confined.stderr).trim().to_string(),
-        );
+    // Builds and training programs run confined: try the same confinement on /bin/true.
+    match crate::confine::probe() {
+        Ok(()) => report(true, "confinement", "Landlock file and TCP rules, scrubbed environment, own network namespace where allowed".into()),
+        Err(why) => report(false, "confinement", why),
     }
 
     let target = crate::trainer::build::target_dir();

@@ -8,16 +8,18 @@ use anyhow::{bail, Context, Result};
 use harness::meta::DataMeta;
 use harness::HarnessError;
 
-use crate::agent::edit::Ledger;
-use crate::agent::engine::Engine;
-use crate::agent::propose::{Agent, Settings as AgentSettings};
+use crate::agent::propose::Settings as AgentSettings;
 use crate::cli::{validate_tag, ProfileName, RunArgs};
 use crate::data::prepare::{prepare, PrepareRequest};
 use crate::research::git::checkout_root;
 use crate::research::journal::{JOURNAL_FILE, RESULTS_FILE};
 use crate::research::progress::Ui;
-use crate::research::session::{Ending, Research, Settings};
+use crate::research::session::{AgentParts, Ending, Research, Settings};
 use crate::research::stop;
+use crate::scheduler::memory::Device;
+use crate::scheduler::owner::DeviceOwner;
+use crate::scheduler::resident::ResidentAgent;
+use crate::scheduler::{SchedulerError, MIB};
 use crate::trainer::run::timeout;
 
 pub fn run(args: &RunArgs) -> Result<()> {
@@ -27,6 +29,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
         .unwrap_or_else(|| jiff::Zoned::now().strftime("%Y%m%d").to_string());
     validate_tag(&tag)?;
     crate::confine::set_allow_unconfined(args.unconfined);
+    // Said at start-up, not after a night of experiments that could not run.
+    crate::confine::probe()
+        .map_err(|why| anyhow::anyhow!("agent-written code cannot be confined here: {why}"))?;
     for (name, value) in [
         ("--baseline-runs", args.baseline_runs),
         ("--max-runs", args.max_runs),
@@ -67,28 +72,31 @@ pub fn run(args: &RunArgs) -> Result<()> {
     }
 
     let model = args.model.resolve()?;
-    let engine = Engine::load(&model, args.model.gpu_layers())?;
+    let device = Device::detect();
+    let before_load = device.read().map_err(SchedulerError::Memory)?;
+    let resident = ResidentAgent::load(&model, args.model.gpu_layers(), args.ctx)?;
     println!(
-        "agent model {} loaded in {:.1}s",
+        "agent model {} loaded in {:.1}s; device memory: {}",
         model.display(),
-        engine.load_seconds
+        resident.last_load_seconds,
+        device.name
     );
-    let context = args.ctx.unwrap_or_else(|| engine.n_ctx_train().min(8192));
-    let agent = Agent {
-        engine: &engine,
+    let agent_settings = AgentSettings {
+        context: resident.context(),
+        max_tokens: args.max_tokens,
+        temperature: args.temperature,
+        max_repairs: args.repairs,
+        // Per run folder: two runs never share a staged build, even with the same tag.
+        slot: format!(
+            "loop-{tag}-{}",
+            &harness::meta::sha256_hex(dir.to_string_lossy().as_bytes())[..8]
+        ),
+    };
+    let budget_bytes = args.vram_budget.map(|mib| mib * MIB);
+    let agent = AgentParts {
+        owner: DeviceOwner::new(device, resident, budget_bytes, before_load),
         program,
-        settings: AgentSettings {
-            context,
-            max_tokens: args.max_tokens,
-            temperature: args.temperature,
-            max_repairs: args.repairs,
-            // Per run folder: two runs never share a staged build, even with the same tag.
-            slot: format!(
-                "loop-{tag}-{}",
-                &harness::meta::sha256_hex(dir.to_string_lossy().as_bytes())[..8]
-            ),
-        },
-        ledger: Ledger::default(),
+        settings: agent_settings,
     };
     let settings = Settings {
         tag: tag.clone(),

@@ -12,6 +12,7 @@ use harness::summary::Summary;
 use serde::{Deserialize, Serialize};
 
 use super::{io, ResearchError};
+use crate::scheduler::owner::Schedule;
 
 pub const JOURNAL_FILE: &str = "experiments.jsonl";
 pub const RESULTS_FILE: &str = "results.tsv";
@@ -135,6 +136,9 @@ pub struct Record {
     pub retry_of: Option<usize>,
     /// The agent was reset to the best commit with its failures summarised before this one.
     pub agent_reset: bool,
+    /// Where the agent was during the training runs, and what moving it cost.
+    #[serde(default)]
+    pub schedule: Option<Schedule>,
 }
 
 impl Record {
@@ -326,6 +330,7 @@ pub(crate) mod tests {
             log_tail: vec![],
             retry_of: None,
             agent_reset: false,
+            schedule: None,
         }
     }
 

@@ -15,9 +15,13 @@ use super::lock::RunLock;
 use super::noise::{mean, Judgement, NoiseFloor};
 use super::progress::Ui;
 use super::{pending, stop};
+use crate::agent::edit::Ledger;
 use crate::agent::prompt::{Action, PastExperiment, PromptInput};
-use crate::agent::propose::{Agent, Attempt, Event, Verdict};
+use crate::agent::propose::{Agent, Attempt, Event, Settings as AgentSettings, Verdict};
 use crate::cli::ActionChoice;
+use crate::scheduler::owner::{DeviceOwner, Schedule};
+use crate::scheduler::policy::Plan;
+use crate::scheduler::MIB;
 use crate::trainer::{build, run};
 
 /// Experiments the agent sees in its prompt.
@@ -53,11 +57,18 @@ pub enum Ending {
     Stopped,
 }
 
-pub struct Research<'e> {
+pub struct Research {
     settings: Settings,
     workspace: Workspace,
     journal: Journal,
-    agent: Agent<'e>,
+    /// The agent's model and the device it shares with the trainer.
+    owner: DeviceOwner,
+    /// The rest of the agent, lent to an `Agent` for each proposal.
+    program: String,
+    agent_settings: AgentSettings,
+    ledger: Ledger,
+    /// The current experiment's scheduling, completed when it is recorded.
+    schedule: Option<Schedule>,
     ui: Ui,
     _lock: RunLock,
 }
@@ -67,8 +78,15 @@ struct Best {
     val_bpb: f64,
 }
 
-impl<'e> Research<'e> {
-    pub fn open(settings: Settings, checkout: &Path, mut agent: Agent<'e>, ui: Ui) -> Result<Self> {
+/// The agent as the command line set it up, and the device's owner.
+pub struct AgentParts {
+    pub owner: DeviceOwner,
+    pub program: String,
+    pub settings: AgentSettings,
+}
+
+impl Research {
+    pub fn open(settings: Settings, checkout: &Path, agent: AgentParts, ui: Ui) -> Result<Self> {
         std::fs::create_dir_all(&settings.dir)
             .with_context(|| format!("cannot create {}", settings.dir.display()))?;
         let lock = RunLock::acquire(&settings.dir, &settings.tag)?;
@@ -91,16 +109,25 @@ impl<'e> Research<'e> {
             }
             pending::clear(&settings.dir)?;
         }
+        let mut ledger = Ledger::default();
+        let mut owner = agent.owner;
         for record in journal.records() {
             if let Some(hash) = &record.file_sha256 {
-                agent.ledger.insert_hash(hash);
+                ledger.insert_hash(hash);
+            }
+            if let Some(peak) = record.peak_vram_mb {
+                owner.note_trainer_peak((peak * MIB as f64) as u64);
             }
         }
         Ok(Research {
             settings,
             workspace,
             journal,
-            agent,
+            owner,
+            program: agent.program,
+            agent_settings: agent.settings,
+            ledger,
+            schedule: None,
             ui,
             _lock: lock,
         })
@@ -184,7 +211,7 @@ impl<'e> Research<'e> {
         record.commit = Some(head.to_string());
         record.file_sha256 = Some(harness::meta::sha256_hex(text.as_bytes()));
         self.workspace.mark(n, head)?;
-        self.agent.ledger.insert(&text);
+        self.ledger.insert(&text);
         self.ui.say(&format!(
             "e{n:04}: baseline, {} run(s) of {:.0}s to measure the noise floor",
             self.settings.baseline_runs, self.settings.budget
@@ -327,7 +354,7 @@ impl<'e> Research<'e> {
         let source = self.workspace.file_at(best.commit)?;
         // Re-read every time: the human may edit the protocol during the night.
         match crate::program::load(Some(&self.settings.program)) {
-            Ok(text) => self.agent.program = text,
+            Ok(text) => self.program = text,
             Err(e) => self
                 .ui
                 .say(&format!("{e:#}; going on with the protocol read before")),
@@ -344,12 +371,18 @@ impl<'e> Research<'e> {
             .map(past);
         let start = Instant::now();
         self.ui.agent_begin(n);
+        let mut agent = Agent {
+            engine: self.owner.agent.engine()?,
+            program: std::mem::take(&mut self.program),
+            settings: std::mem::take(&mut self.agent_settings),
+            ledger: std::mem::take(&mut self.ledger),
+        };
         let mut attempts: Vec<Attempt> = Vec::new();
         for (action, count) in plan(self.settings.action, n, self.settings.proposals) {
             if count == 0 || stop::requested() {
                 continue;
             }
-            let program = self.agent.program.clone();
+            let program = agent.program.clone();
             let input = PromptInput {
                 program: &program,
                 train_file: &source,
@@ -362,26 +395,29 @@ impl<'e> Research<'e> {
             let seed = (n as u32)
                 .wrapping_mul(100)
                 .wrapping_add(attempts.len() as u32);
-            let (_, found) = self
-                .agent
-                .propose(&source, &input, count, seed, &mut |event| {
-                    ui.agent_event(n, &event);
-                    let done = matches!(&event, Event::Finished(a) if a.is_valid());
-                    if done || stop::requested() {
-                        ControlFlow::Break(())
-                    } else {
-                        ControlFlow::Continue(())
-                    }
-                })?;
-            attempts.extend(found);
+            let found = agent.propose(&source, &input, count, seed, &mut |event| {
+                ui.agent_event(n, &event);
+                let done = matches!(&event, Event::Finished(a) if a.is_valid());
+                if done || stop::requested() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })?;
+            // An agent error ends the loop, so the parts need no putting back on that path.
+            attempts.extend(found.1);
             if attempts.iter().any(Attempt::is_valid) {
                 break;
             }
         }
+        (self.program, self.agent_settings, self.ledger) =
+            (agent.program, agent.settings, agent.ledger);
         record.proposals = attempts.len();
         record.repairs = attempts.iter().map(|a| a.repairs).sum();
         record.timing.build_seconds = attempts.iter().map(|a| a.build_seconds).sum();
         record.timing.agent_seconds = start.elapsed().as_secs_f64() - record.timing.build_seconds;
+        self.owner
+            .note_proposal_seconds(record.timing.agent_seconds);
         if stop::requested() {
             record.outcome = Outcome::Interrupted;
             record.description = "stopped while the agent was writing".into();
@@ -481,7 +517,7 @@ impl<'e> Research<'e> {
     /// the binary). Err carries the compiler's message.
     fn build(&mut self, text: &str, record: &mut Record) -> Result<PathBuf, String> {
         let label = Path::new(super::git::TRAIN_FILE);
-        match build::build_source(text, label, &self.agent.settings.slot) {
+        match build::build_source(text, label, &self.agent_settings.slot) {
             Ok(built) => {
                 record.timing.build_seconds += built.seconds;
                 Ok(built.binary)
@@ -510,6 +546,17 @@ impl<'e> Research<'e> {
             timeout: self.settings.timeout,
             stop: &stop::requested,
         };
+        if self.schedule.is_none() {
+            // The device is arranged once per experiment, before its first run.
+            let schedule = self.owner.make_room()?;
+            if schedule.decision.plan != Plan::Resident {
+                self.ui.say(&format!(
+                    "e{:04}: agent {:?} for the run: {}",
+                    record.n, schedule.decision.plan, schedule.decision.reason
+                ));
+            }
+            self.schedule = Some(schedule);
+        }
         self.ui
             .training_begin(record.n, index, self.settings.budget);
         let ui = &mut self.ui;
@@ -548,6 +595,8 @@ impl<'e> Research<'e> {
             ),
         };
         if let Some(s) = &summary {
+            self.owner
+                .note_trainer_peak((s.peak_vram_mb * MIB as f64) as u64);
             record.timing.eval_seconds += s.eval_seconds;
             record.peak_vram_mb = Some(record.peak_vram_mb.unwrap_or(0.0).max(s.peak_vram_mb));
         }
@@ -588,6 +637,10 @@ impl<'e> Research<'e> {
                 }
             }
         }
+        if let Some(mut schedule) = self.schedule.take() {
+            self.owner.restore(&mut schedule)?;
+            record.schedule = Some(schedule);
+        }
         self.ui.experiment_done(&record, best);
         self.journal.append(record)?;
         pending::clear(&self.settings.dir)?;
@@ -620,6 +673,7 @@ fn new_record(n: usize, parent: git2::Oid, description: &str) -> Record {
         log_tail: Vec::new(),
         retry_of: None,
         agent_reset: false,
+        schedule: None,
     }
 }
 

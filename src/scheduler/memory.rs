@@ -1,0 +1,160 @@
+//! Memory readings of the device the experiments run on: an NVIDIA GPU through `nvidia-smi`
+//! (part of the driver, so no CUDA library is needed to ask), or the host's RAM from
+//! `/proc/meminfo`. Each reading also carries this process's own resident memory, which is what
+//! loading and unloading the agent changes on the CPU path (mapped weights count as cache, not as
+//! used memory, in the system's figures).
+
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+use super::MIB;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Gpu,
+    HostRam,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    pub total: u64,
+    pub free: u64,
+    /// This process's resident memory.
+    pub own_rss: u64,
+}
+
+pub struct Device {
+    pub name: String,
+    pub kind: Kind,
+    gpu_index: Option<u32>,
+}
+
+impl Device {
+    /// The first NVIDIA GPU in CUDA builds when the driver answers, else host RAM.
+    pub fn detect() -> Self {
+        if cfg!(feature = "cuda") {
+            if let Ok((name, _)) = query_gpu(0) {
+                return Device {
+                    name,
+                    kind: Kind::Gpu,
+                    gpu_index: Some(0),
+                };
+            }
+        }
+        Device {
+            name: "host RAM".into(),
+            kind: Kind::HostRam,
+            gpu_index: None,
+        }
+    }
+
+    pub fn read(&self) -> Result<Reading, String> {
+        let own_rss = own_rss().unwrap_or(0);
+        match self.gpu_index {
+            Some(index) => {
+                let (_, (total, free)) = query_gpu(index)?;
+                Ok(Reading {
+                    total,
+                    free,
+                    own_rss,
+                })
+            }
+            None => {
+                let text = std::fs::read_to_string("/proc/meminfo")
+                    .map_err(|e| format!("cannot read /proc/meminfo: {e}"))?;
+                let (total, free) = parse_meminfo(&text)?;
+                Ok(Reading {
+                    total,
+                    free,
+                    own_rss,
+                })
+            }
+        }
+    }
+}
+
+fn query_gpu(index: u32) -> Result<(String, (u64, u64)), String> {
+    let out = Command::new("nvidia-smi")
+        .args([
+            "--query-gpu=name,memory.total,memory.free",
+            "--format=csv,noheader,nounits",
+            "-i",
+            &index.to_string(),
+        ])
+        .output()
+        .map_err(|e| format!("cannot run nvidia-smi: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "nvidia-smi failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    parse_nvidia_smi(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// `name, total MiB, free MiB` as nvidia-smi prints it in CSV without units.
+pub fn parse_nvidia_smi(line: &str) -> Result<(String, (u64, u64)), String> {
+    let fields: Vec<&str> = line.trim().split(',').map(str::trim).collect();
+    let [name, total, free] = fields[..] else {
+        return Err(format!("unexpected nvidia-smi output {line:?}"));
+    };
+    let mib = |v: &str| {
+        v.parse::<u64>()
+            .map(|m| m * MIB)
+            .map_err(|_| format!("unexpected nvidia-smi figure {v:?}"))
+    };
+    Ok((name.to_string(), (mib(total)?, mib(free)?)))
+}
+
+/// MemTotal and MemAvailable, in bytes.
+pub fn parse_meminfo(text: &str) -> Result<(u64, u64), String> {
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+            .ok_or_else(|| format!("/proc/meminfo has no {key}"))
+    };
+    Ok((field("MemTotal:")?, field("MemAvailable:")?))
+}
+
+fn own_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nvidia_smi_and_meminfo_are_read() {
+        assert_eq!(
+            parse_nvidia_smi("NVIDIA H100 80GB HBM3, 81559, 80824\n").unwrap(),
+            (
+                "NVIDIA H100 80GB HBM3".to_string(),
+                (81559 * MIB, 80824 * MIB)
+            )
+        );
+        assert!(parse_nvidia_smi("No devices were found").is_err());
+        let meminfo =
+            "MemTotal:       24576000 kB\nMemFree:  100 kB\nMemAvailable:   20000000 kB\n";
+        assert_eq!(
+            parse_meminfo(meminfo).unwrap(),
+            (24_576_000 * 1024, 20_000_000 * 1024)
+        );
+        // This machine's own figures, for real.
+        let reading = Device::detect().read().unwrap();
+        assert!(reading.total > reading.free && reading.free > 0);
+        assert!(reading.own_rss > 0);
+    }
+}
