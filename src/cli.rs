@@ -49,6 +49,21 @@ pub enum BenchCommand {
     Build(BenchBuildArgs),
     /// The agent model's load time and tokens/s, against llama.cpp's llama-bench.
     Agent(BenchAgentArgs),
+    /// The scheduler's swap cycle: evict the agent, read the memory, load it again.
+    Swap(BenchSwapArgs),
+}
+
+#[derive(Args)]
+pub struct BenchSwapArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// Evict-and-reload cycles.
+    #[arg(long, default_value_t = 2)]
+    pub cycles: usize,
+    /// Context size in tokens the agent's KV cache is sized for (default: the model's, at most
+    /// 8192).
+    #[arg(long, value_name = "TOKENS")]
+    pub ctx: Option<usize>,
 }
 
 #[derive(Args)]

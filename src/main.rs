@@ -34,6 +34,7 @@ fn main() -> ExitCode {
             Command::Confine(args) => confine::run(args),
             Command::Bench(BenchCommand::Build(args)) => commands::bench::build_time(args),
             Command::Bench(BenchCommand::Agent(args)) => commands::bench_agent::run(args),
+            Command::Bench(BenchCommand::Swap(args)) => commands::bench_swap::run(args),
         },
     };
     match result {

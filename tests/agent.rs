@@ -173,3 +173,23 @@ fn hub_models_come_from_the_hugging_face_cache_when_offline() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_swap_cycle_gives_the_memory_back() {
+    let (ok, stdout, stderr) = run(autoresearch(&[
+        "bench", "swap", "--cycles", "1", "--ctx", "2048",
+    ]));
+    assert!(ok, "{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("cycle 1: evict"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    // "(N MiB above before loading)": what the unload left behind, at most a few MiB of caches.
+    let above: f64 = line
+        .split('(')
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(above < 64.0, "{line}");
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Every GPU check in one go, on a GPU machine with the CUDA 13.0 runtime, Python with PyTorch,
+# no Rust and no internet, from the archive scripts/build-cuda.sh makes. Figures go to $OUT
+# (default ./gpu-check-out), one file per step and summary.txt. Usage, from the repository root:
+#   scripts/gpu-check.sh [dist/gpu-check.tar.xz] [path/to/torch_ref.py]
+# Each step runs even when an earlier one failed, so one call yields every figure it can.
+set -uo pipefail
+archive=${1:-dist/gpu-check.tar.xz}
+torch_ref=${2:-}
+for candidate in "$torch_ref" shared/bench/torch_ref.py ../shared/bench/torch_ref.py; do
+    [[ -n $candidate && -f $candidate ]] && { torch_ref=$(realpath "$candidate"); break; }
+done
+out=$(realpath -m "${OUT:-gpu-check-out}")
+mkdir -p "$out"
+work=$(mktemp -d)
+tar -C "$work" -xJf "$archive" || { echo "cannot unpack $archive" >&2; exit 1; }
+bin="$work/gpu-check"
+export LD_LIBRARY_PATH="/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+budget=${BUDGET:-60}
+
+step() {  # step NAME COMMAND...: runs it, keeps its output, times it
+    local name=$1; shift
+    local start=$SECONDS
+    echo "== $name"
+    "$@" > "$out/$name.txt" 2>&1
+    local rc=$?
+    echo "$name: exit $rc in $((SECONDS - start))s" | tee -a "$out/steps.txt"
+    tail -n 5 "$out/$name.txt"
+}
+
+step nvidia-smi nvidia-smi
+
+# A model too large to carry: Qwen2.5-1.5B's shape, Q8_0, random weights, written here.
+pip_dir="$work/py"
+step gguf-install python3 -m pip install --quiet --no-deps --no-index --target "$pip_dir" "$bin"/*.whl
+step make-model env PYTHONPATH="$pip_dir" python3 "$bin/make-random-gguf.py" "$bin/model.gguf"
+step doctor "$bin/autoresearch" doctor --model "$bin/model.gguf"
+
+step bench-agent "$bin/autoresearch" bench agent --model "$bin/model.gguf"
+# Grammar-constrained proposals; without Rust here the candidates cannot be compiled, which the
+# output says for each one after showing that it parsed and applied.
+step propose "$bin/autoresearch" propose --model "$bin/model.gguf" --count 3 --action set \
+    --train-file "$bin/train.rs"
+step bench-swap "$bin/autoresearch" bench swap --model "$bin/model.gguf" --cycles 2
+
+data="$work/data"
+step prepare "$bin/autoresearch" prepare --profile gpu --data-dir "$data"
+step train "$bin/autoresearch" train --trainer-bin "$bin/train" --budget "$budget" \
+    --data-dir "$data" --run-dir "$out/train-run"
+if [[ -n $torch_ref ]]; then
+    step torch-ref python3 "$torch_ref"
+else
+    echo "torch_ref.py not found: pass its path as the second argument" | tee -a "$out/steps.txt"
+fi
+
+{
+    echo "# GPU check, $(date -u +%FT%TZ)"
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+    echo "## trainer (result.json)"
+    cat "$out/train-run/result.json" 2>/dev/null || echo "no result"
+    echo "## torch.compile reference"
+    grep -iE "tokens/s|mfu|peak" "$out/torch-ref.txt" 2>/dev/null
+    echo "## agent"
+    grep -E "load|pp|tg|tokens/s" "$out/bench-agent.txt" 2>/dev/null
+    grep -E "valid edits" "$out/propose.txt" 2>/dev/null
+    echo "## swap cycles"
+    cat "$out/bench-swap.txt" 2>/dev/null | grep -E "used|cycle"
+    echo "## steps"
+    cat "$out/steps.txt"
+} > "$out/summary.txt"
+cat "$out/summary.txt"
+rm -rf "$work"
