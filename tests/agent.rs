@@ -176,7 +176,7 @@ fn hub_models_come_from_the_hugging_face_cache_when_offline() {
 
 #[test]
 fn a_swap_cycle_gives_the_memory_back() {
-    let (ok, stdout, stderr) = run(autoresearch(&[
+    let (ok, stdout, stderr) = run(&mut autoresearch(&[
         "bench", "swap", "--cycles", "1", "--ctx", "2048",
     ]));
     assert!(ok, "{stderr}");
