@@ -2,35 +2,42 @@
 # Cross-builds the CUDA binaries for an sm_90 card (H100/H200) on a machine without a GPU, with
 # the toolchain from scripts/cuda-toolchain.sh, and packs them for a GPU machine that has the CUDA
 # 13.0 runtime but no Rust (see scripts/gpu-check.sh). Usage:
-#   scripts/build-cuda.sh [trainer|all]    # default all
+#   scripts/build-cuda.sh [trainer|all|cpu]    # default all
 # trainer: the baseline training program only (candle, ~20 min on 2 cores);
-# all: also the appliance with llama.cpp's CUDA backend (~50 min more on 2 cores).
+# all: also the appliance with llama.cpp's CUDA backend (~50 min more on 2 cores);
+# cpu: no CUDA at all, the CPU builds packed the same way, for a dry run of gpu-check.sh here.
 # Output: target/cuda/release/{train,autoresearch} and dist/gpu-check.tar.xz (at most 64 MiB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
 
-scripts/cuda-toolchain.sh
-source target/cuda-13.0/env.sh
-export CARGO_TARGET_DIR="$PWD/target/cuda"
-# candle's kernels and llama.cpp's, for one architecture (CUDAARCHS is not forwarded).
-export CUDA_COMPUTE_CAP=90
-export CMAKE_CUDA_ARCHITECTURES=90-real
-# PyPI has no static cuBLAS (cuda-toolchain.sh leaves empty archives in its place): link the
-# shared libraries, which the GPU machine's CUDA install provides.
-export RUSTFLAGS="${RUSTFLAGS:-} -C link-arg=-lcublas -C link-arg=-lcublasLt"
-
-cargo build --release --offline -p autoresearch-train --features cuda
-files=(train)
-if [[ $what == all ]]; then
-    cargo build --release --offline -p autoresearch --features cuda
-    files+=(autoresearch)
+if [[ $what == cpu ]]; then
+    cargo build --release --offline -p autoresearch-train -p autoresearch
+    built=target/release
+    files=(train autoresearch)
+else
+    scripts/cuda-toolchain.sh
+    source target/cuda-13.0/env.sh
+    export CARGO_TARGET_DIR="$PWD/target/cuda"
+    # candle's kernels and llama.cpp's, for one architecture (CUDAARCHS is not forwarded).
+    export CUDA_COMPUTE_CAP=90
+    export CMAKE_CUDA_ARCHITECTURES=90-real
+    # PyPI has no static cuBLAS (cuda-toolchain.sh leaves empty archives in its place): link
+    # the shared libraries, which the GPU machine's CUDA install provides.
+    export RUSTFLAGS="${RUSTFLAGS:-} -C link-arg=-lcublas -C link-arg=-lcublasLt"
+    cargo build --release --offline -p autoresearch-train --features cuda
+    built=target/cuda/release
+    files=(train)
+    if [[ $what == all ]]; then
+        cargo build --release --offline -p autoresearch --features cuda
+        files+=(autoresearch)
+    fi
 fi
 
 rm -rf dist/gpu-check
 mkdir -p dist/gpu-check
 for f in "${files[@]}"; do
-    cp "target/cuda/release/$f" dist/gpu-check/
+    cp "$built/$f" dist/gpu-check/
 done
 cp scripts/gpu-check.sh scripts/make-random-gguf.py train/src/train.rs dist/gpu-check/
 # The CPU build of the appliance prepares data and confines the trainer when the CUDA one is not

@@ -17,6 +17,10 @@ tar -C "$work" -xJf "$archive" || { echo "cannot unpack $archive" >&2; exit 1; }
 bin="$work/gpu-check"
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 budget=${BUDGET:-60}
+# For a dry run on a CPU machine (an archive from `build-cuda.sh cpu`): a tiny model and the cpu
+# profile, e.g. MODEL_ARGS="--layers 2 --hidden 256 --heads 4 --kv-heads 2 --ffn 512" PROFILE=cpu.
+read -r -a model_args <<< "${MODEL_ARGS:-}"
+profile=${PROFILE:-gpu}
 
 step() {  # step NAME COMMAND...: runs it, keeps its output, times it
     local name=$1; shift
@@ -33,7 +37,7 @@ step nvidia-smi nvidia-smi
 # A model too large to carry: Qwen2.5-1.5B's shape, Q8_0, random weights, written here.
 pip_dir="$work/py"
 step gguf-install python3 -m pip install --quiet --no-deps --no-index --target "$pip_dir" "$bin"/*.whl
-step make-model env PYTHONPATH="$pip_dir" python3 "$bin/make-random-gguf.py" "$bin/model.gguf"
+step make-model env PYTHONPATH="$pip_dir" python3 "$bin/make-random-gguf.py" "$bin/model.gguf" "${model_args[@]}"
 step doctor "$bin/autoresearch" doctor --model "$bin/model.gguf"
 
 step bench-agent "$bin/autoresearch" bench agent --model "$bin/model.gguf"
@@ -44,7 +48,7 @@ step propose "$bin/autoresearch" propose --model "$bin/model.gguf" --count 3 --a
 step bench-swap "$bin/autoresearch" bench swap --model "$bin/model.gguf" --cycles 2
 
 data="$work/data"
-step prepare "$bin/autoresearch" prepare --profile gpu --data-dir "$data"
+step prepare "$bin/autoresearch" prepare --profile "$profile" --data-dir "$data"
 step train "$bin/autoresearch" train --trainer-bin "$bin/train" --budget "$budget" \
     --data-dir "$data" --run-dir "$out/train-run"
 if [[ -n $torch_ref ]]; then

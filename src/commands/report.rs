@@ -10,7 +10,7 @@ use crate::research::git::checkout_root;
 use crate::research::journal::{self, Outcome, Record, JOURNAL_FILE};
 use crate::research::noise::mean;
 use crate::research::plot;
-use crate::research::session::outcome_name;
+use crate::research::session::{is_baseline, outcome_name};
 
 pub fn run(args: &ReportArgs) -> Result<()> {
     let runs = match &args.runs_dir {
@@ -35,13 +35,10 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     print!("{}", table(&records, args.order));
     print!("{}", summary(&records));
     let png = args.png.clone().unwrap_or_else(|| dir.join("progress.png"));
-    let kept = records
-        .iter()
-        .filter(|r| r.outcome == Outcome::Keep)
-        .count();
+    let (experiments, kept) = experiments_and_keeps(&records);
     let title = format!(
-        "autoresearch {tag}: {} experiments, {kept} kept",
-        records.len()
+        "autoresearch {tag}: {} experiments after the baseline, {kept} kept",
+        experiments.len()
     );
     plot::draw(&records, &title, &png).with_context(|| format!("cannot draw {}", png.display()))?;
     println!("chart: {}", png.display());
@@ -86,7 +83,7 @@ fn table(records: &[Record], order: ReportOrder) -> String {
             key(a).total_cmp(&key(b)).then(a.n.cmp(&b.n))
         });
     }
-    let baseline = records.first().and_then(|r| r.val_bpb);
+    let baseline = baseline(records).and_then(|r| r.val_bpb);
     let mut out = format!(
         "{:<6} {:<13} {:>9} {:>10} {:>6} {:>4} {:<7}  description\n",
         "exp", "status", "val_bpb", "vs base", "mem_gb", "runs", "commit"
@@ -112,16 +109,29 @@ fn table(records: &[Record], order: ReportOrder) -> String {
     out
 }
 
-fn summary(records: &[Record]) -> String {
+/// The experiments after the baseline (interrupted ones were re-run or left unfinished), and how
+/// many of them were kept.
+fn experiments_and_keeps(records: &[Record]) -> (Vec<&Record>, usize) {
     let experiments: Vec<&Record> = records
         .iter()
-        .skip(1)
-        .filter(|r| r.outcome != Outcome::Interrupted)
+        .filter(|r| !is_baseline(r) && r.outcome != Outcome::Interrupted)
         .collect();
     let kept = experiments
         .iter()
         .filter(|r| r.outcome == Outcome::Keep)
         .count();
+    (experiments, kept)
+}
+
+/// The baseline that finished (an interrupted one may come before it).
+fn baseline(records: &[Record]) -> Option<&Record> {
+    records
+        .iter()
+        .find(|r| is_baseline(r) && r.outcome == Outcome::Keep)
+}
+
+fn summary(records: &[Record]) -> String {
+    let (experiments, kept) = experiments_and_keeps(records);
     let mut out = format!(
         "\n{} experiments after the baseline, {kept} kept ({:.0}%)\n",
         experiments.len(),
@@ -132,7 +142,7 @@ fn summary(records: &[Record]) -> String {
         .filter(|r| r.outcome == Outcome::Keep)
         .filter_map(|r| Some((r.val_bpb?, r)))
         .min_by(|a, b| a.0.total_cmp(&b.0));
-    if let (Some((value, record)), Some(base)) = (best, records[0].val_bpb) {
+    if let (Some((value, record)), Some(base)) = (best, baseline(records).and_then(|r| r.val_bpb)) {
         out.push_str(&format!(
             "best val_bpb {value:.6} (e{:04}, commit {}), {:.6} better than the baseline's {base:.6}\n",
             record.n,
@@ -140,7 +150,7 @@ fn summary(records: &[Record]) -> String {
             base - value
         ));
     }
-    if let Some(d) = records[0].decision.as_ref() {
+    if let Some(d) = baseline(records).and_then(|r| r.decision.as_ref()) {
         out.push_str(&format!(
             "noise floor: sigma {:.6} over {} baseline runs; a single run must improve by {:.6}\n",
             d.noise_sigma,

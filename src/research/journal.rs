@@ -313,7 +313,11 @@ pub(crate) mod tests {
             peak_vram_mb: val_bpb.map(|_| 2048.0),
             started: "2026-11-27T00:00:00Z".into(),
             finished: "2026-11-27T00:05:00Z".into(),
-            description: format!("idea {n}\twith a tab"),
+            description: if n == 0 {
+                "baseline".into()
+            } else {
+                format!("idea {n}\twith a tab")
+            },
             idea: Some(format!("idea {n}")),
             diff: None,
             action: Some("set".into()),
@@ -355,7 +359,7 @@ pub(crate) mod tests {
             lines,
             [
                 RESULTS_HEADER,
-                "0000000\t1.793067\t2.0\tkeep\tidea 0 with a tab",
+                "0000000\t1.793067\t2.0\tkeep\tbaseline",
                 "0000001\t0.000000\t0.0\tcrash\tidea 1 with a tab",
                 "0000002\t1.800000\t2.0\tdiscard\tidea 2 with a tab",
             ]

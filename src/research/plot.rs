@@ -60,6 +60,7 @@ pub fn draw(records: &[Record], title: &str, path: &Path) -> anyhow::Result<()> 
     chart
         .configure_mesh()
         .x_desc("experiment")
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .y_desc("val_bpb (lower is better)")
         .y_label_formatter(&|v| format!("{v:.4}"))
         .draw()?;

@@ -423,42 +423,7 @@ impl Research {
             record.description = "stopped while the agent was writing".into();
             return Ok(None);
         }
-        let mut compile_error = None;
-        for a in &attempts {
-            match &a.verdict {
-                Verdict::Valid(text) => {
-                    record.idea = a.idea.clone();
-                    record.diff = a.diff.clone();
-                    record.action = Some(action_name(a.action).into());
-                    let idea = a.idea.clone().unwrap_or_else(|| "(no idea given)".into());
-                    return Ok(Some((text.clone(), idea)));
-                }
-                Verdict::Rejected(r) => record.rejections.push(r.to_string()),
-                Verdict::Refused(r) => record.rejections.push(format!("refused by the gate: {r}")),
-                Verdict::DoesNotCompile(e) => {
-                    record.rejections.push("does not compile".into());
-                    record.idea = a.idea.clone();
-                    record.diff = a.diff.clone();
-                    compile_error = Some(e.clone());
-                }
-            }
-        }
-        match compile_error {
-            Some(errors) => {
-                record.outcome = Outcome::CompileError;
-                record.description = record
-                    .idea
-                    .clone()
-                    .unwrap_or_else(|| "an edit that does not compile".into());
-                record.error = Some(errors);
-            }
-            None => {
-                record.outcome = Outcome::Rejected;
-                record.description = format!("no usable proposal in {}", attempts.len());
-                record.error = record.rejections.last().cloned();
-            }
-        }
-        Ok(None)
+        Ok(take_proposal(record, &attempts))
     }
 
     /// What went wrong lately, for the prompt; true when the agent is reset after a streak.
@@ -648,6 +613,47 @@ impl Research {
     }
 }
 
+/// Records what the proposals came to: the first valid one's file and idea, or why there is
+/// none (the last compiler error, or every rejection).
+fn take_proposal(record: &mut Record, attempts: &[Attempt]) -> Option<(String, String)> {
+    let mut compile_error = None;
+    for a in attempts {
+        match &a.verdict {
+            Verdict::Valid(text) => {
+                record.idea = a.idea.clone();
+                record.diff = a.diff.clone();
+                record.action = Some(action_name(a.action).into());
+                let idea = a.idea.clone().unwrap_or_else(|| "(no idea given)".into());
+                return Some((text.clone(), idea));
+            }
+            Verdict::Rejected(r) => record.rejections.push(r.to_string()),
+            Verdict::Refused(r) => record.rejections.push(format!("refused by the gate: {r}")),
+            Verdict::DoesNotCompile(e) => {
+                record.rejections.push("does not compile".into());
+                record.idea = a.idea.clone();
+                record.diff = a.diff.clone();
+                compile_error = Some(e.clone());
+            }
+        }
+    }
+    match compile_error {
+        Some(errors) => {
+            record.outcome = Outcome::CompileError;
+            record.description = record
+                .idea
+                .clone()
+                .unwrap_or_else(|| "an edit that does not compile".into());
+            record.error = Some(errors);
+        }
+        None => {
+            record.outcome = Outcome::Rejected;
+            record.description = format!("no usable proposal in {}", attempts.len());
+            record.error = record.rejections.last().cloned();
+        }
+    }
+    None
+}
+
 fn new_record(n: usize, parent: git2::Oid, description: &str) -> Record {
     Record {
         n,
@@ -677,7 +683,7 @@ fn new_record(n: usize, parent: git2::Oid, description: &str) -> Record {
     }
 }
 
-fn is_baseline(record: &Record) -> bool {
+pub fn is_baseline(record: &Record) -> bool {
     record.description == "baseline"
 }
 
@@ -741,6 +747,57 @@ fn now() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::edit::Rejection;
+
+    fn attempt(verdict: Verdict) -> Attempt {
+        Attempt {
+            action: Action::Set,
+            reply: String::new(),
+            idea: Some("raise the learning rate".into()),
+            diff: Some("-a\n+b\n".into()),
+            verdict,
+            repairs: 0,
+            reply_tokens: 0,
+            generate_seconds: 0.0,
+            build_seconds: 0.0,
+        }
+    }
+
+    /// The journal's outcome for proposals that never became a candidate (the model's replies
+    /// cannot be chosen in an end-to-end test, so the mapping is tested here).
+    #[test]
+    fn proposals_that_fail_are_recorded_with_their_reason() {
+        let parent = git2::Oid::ZERO_SHA1;
+        let garbage = attempt(Verdict::Rejected(Rejection::Format("no IDEA: line".into())));
+        let missing = attempt(Verdict::Rejected(Rejection::NotFound("const X".into())));
+        let noop = attempt(Verdict::Rejected(Rejection::NoOp));
+        let mut record = new_record(1, parent, "");
+        assert!(take_proposal(&mut record, &[garbage, missing, noop]).is_none());
+        assert_eq!(record.outcome, Outcome::Rejected);
+        assert_eq!(record.description, "no usable proposal in 3");
+        assert_eq!(record.rejections.len(), 3);
+        assert_eq!(record.error, record.rejections.last().cloned());
+
+        let refused = attempt(Verdict::Refused("line 3: `std::fs`".into()));
+        let broken = attempt(Verdict::DoesNotCompile("error[E0425]: x".into()));
+        let mut record = new_record(2, parent, "");
+        assert!(take_proposal(&mut record, &[refused, broken]).is_none());
+        assert_eq!(record.outcome, Outcome::CompileError);
+        assert_eq!(record.error.as_deref(), Some("error[E0425]: x"));
+        assert!(record.rejections[0].starts_with("refused by the gate: line 3"));
+        assert_eq!(record.description, "raise the learning rate");
+
+        let valid = attempt(Verdict::Valid("const A: f64 = 2.0;\n".into()));
+        let mut record = new_record(3, parent, "");
+        let noop = attempt(Verdict::Rejected(Rejection::NoOp));
+        let (text, idea) = take_proposal(&mut record, &[noop, valid]).unwrap();
+        assert_eq!(
+            (text.as_str(), idea.as_str()),
+            ("const A: f64 = 2.0;\n", "raise the learning rate")
+        );
+        assert_eq!(record.rejections.len(), 1);
+        assert_eq!(record.action.as_deref(), Some("set"));
+    }
 
     #[test]
     fn mixed_alternates_and_falls_back_to_set() {

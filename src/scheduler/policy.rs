@@ -190,8 +190,8 @@ mod tests {
     #[test]
     fn the_budget_cap_and_host_ram_rules() {
         let mut inputs = h100(Some(45 * GIB));
-        // --vram-budget 48 GiB: the same trainer no longer leaves room.
-        inputs.capacity = 48 * GIB;
+        // --vram-budget 50 GiB: the trainer (49.5 GiB with margin) fits, the agent no longer does.
+        inputs.capacity = 50 * GIB;
         inputs.can_offload = false;
         let d = decide(&inputs);
         assert_eq!(d.plan, Plan::Evict, "{}", d.reason);
