@@ -70,15 +70,25 @@ pub fn run(args: &ConfineArgs) -> Result<()> {
     // SAFETY: getppid(2) cannot fail.
     let parent = unsafe { libc::getppid() };
     limit_resources()?;
-    if !isolate_network() {
-        tracing::debug!("no network namespace for the training program; Landlock still denies TCP");
-    }
+    let own_network = isolate_network();
     let status = restrict_files_and_tcp(&program, &args.read, &args.write)?;
-    if status == RulesetStatus::NotEnforced && !args.allow_unconfined {
-        bail!(
-            "this kernel does not support Landlock, so agent-written code would run unconfined: \
-             use Linux 6.7 or later with Landlock enabled, or pass --unconfined to accept the risk"
-        );
+    if !args.allow_unconfined {
+        if status == RulesetStatus::NotEnforced {
+            bail!(
+                "this kernel does not support Landlock, so agent-written code would run unconfined: \
+                 use Linux 6.7 or later with Landlock enabled, or pass --unconfined to accept the risk"
+            );
+        }
+        // Landlock before ABI 4 (Linux 6.7) has no TCP rules: then only the namespace keeps
+        // the network away.
+        if status == RulesetStatus::PartiallyEnforced && !own_network {
+            bail!(
+                "this kernel can neither deny TCP through Landlock (Linux 6.7 or later) nor give the \
+                 program its own network namespace (unprivileged user namespaces are disabled), so \
+                 agent-written code could reach the network: enable one of them, or pass \
+                 --unconfined to accept the risk"
+            );
+        }
     }
     let mut cmd = std::process::Command::new(&program);
     cmd.args(program_args).env_clear();
