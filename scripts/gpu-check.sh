@@ -36,8 +36,12 @@ step nvidia-smi nvidia-smi
 
 # A model too large to carry: Qwen2.5-1.5B's shape, Q8_0, random weights, written here.
 pip_dir="$work/py"
-step gguf-install python3 -m pip install --quiet --no-deps --no-index --target "$pip_dir" "$bin"/*.whl
-step make-model env PYTHONPATH="$pip_dir" python3 "$bin/make-random-gguf.py" "$bin/model.gguf" "${model_args[@]}"
+# gguf always; numpy and yaml only where this Python lacks them (the carried ones are for 3.12).
+wheels=("$bin"/gguf-*.whl)
+python3 -c "import numpy" 2>/dev/null || wheels+=("$bin"/numpy-*.whl)
+python3 -c "import yaml" 2>/dev/null || wheels+=("$bin"/pyyaml-*.whl)
+step gguf-install python3 -m pip install --quiet --no-deps --no-index --target "$pip_dir" "${wheels[@]}"
+step make-model env PYTHONPATH="$pip_dir${PYTHONPATH:+:$PYTHONPATH}" python3 "$bin/make-random-gguf.py" "$bin/model.gguf" "${model_args[@]}"
 step doctor "$bin/autoresearch" doctor --model "$bin/model.gguf"
 
 step bench-agent "$bin/autoresearch" bench agent --model "$bin/model.gguf"
