@@ -234,18 +234,8 @@ pub struct ProposeArgs {
     /// The research protocol (default: program.md).
     #[arg(long, value_name = "PATH")]
     pub program: Option<PathBuf>,
-    /// Context size in tokens (default: the model's, at most 8192).
-    #[arg(long, value_name = "TOKENS")]
-    pub ctx: Option<usize>,
-    /// Longest reply in tokens.
-    #[arg(long, default_value_t = 384)]
-    pub max_tokens: usize,
-    /// Sampling temperature.
-    #[arg(long, default_value_t = 0.8)]
-    pub temperature: f32,
-    /// Repair rounds after a compiler error.
-    #[arg(long, default_value_t = 2)]
-    pub repairs: usize,
+    #[command(flatten)]
+    pub agent: AgentArgs,
     /// Seed of the first proposal (each next one adds 1).
     #[arg(long, default_value_t = 1)]
     pub seed: u32,
@@ -335,18 +325,8 @@ pub struct RunArgs {
     /// The research protocol, re-read before every proposal (default: program.md in the checkout).
     #[arg(long, value_name = "PATH")]
     pub program: Option<PathBuf>,
-    /// Context size in tokens (default: the model's, at most 8192).
-    #[arg(long, value_name = "TOKENS")]
-    pub ctx: Option<usize>,
-    /// Longest reply in tokens.
-    #[arg(long, default_value_t = 384)]
-    pub max_tokens: usize,
-    /// Sampling temperature.
-    #[arg(long, default_value_t = 0.8)]
-    pub temperature: f32,
-    /// Repair rounds after a compiler error.
-    #[arg(long, default_value_t = 2)]
-    pub repairs: usize,
+    #[command(flatten)]
+    pub agent: AgentArgs,
     /// The most memory, in MiB, the agent and the trainer may use together on the device (GPU
     /// memory in CUDA builds, RAM otherwise); the agent leaves the device when both do not fit.
     #[arg(long, value_name = "MIB")]
@@ -400,4 +380,21 @@ pub fn validate_tag(tag: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// How the agent writes: shared by `propose` and `run`.
+#[derive(Args)]
+pub struct AgentArgs {
+    /// Context size in tokens (default: the model's, at most 8192).
+    #[arg(long, value_name = "TOKENS")]
+    pub ctx: Option<usize>,
+    /// Longest reply in tokens.
+    #[arg(long, default_value_t = 384)]
+    pub max_tokens: usize,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    /// Repair rounds after a compiler error.
+    #[arg(long, default_value_t = 2)]
+    pub repairs: usize,
 }

@@ -24,16 +24,19 @@ pub fn run(args: &ProposeArgs) -> Result<()> {
     let model = args.model.resolve()?;
     let engine = Engine::load(&model, args.model.gpu_layers())?;
     eprintln!("loaded {} in {:.1}s", model.display(), engine.load_seconds);
-    let context = args.ctx.unwrap_or_else(|| engine.n_ctx_train().min(8192));
+    let context = args
+        .agent
+        .ctx
+        .unwrap_or_else(|| engine.n_ctx_train().min(8192));
 
     let mut agent = Agent {
         engine: &engine,
         program,
         settings: Settings {
             context,
-            max_tokens: args.max_tokens,
-            temperature: args.temperature,
-            max_repairs: args.repairs,
+            max_tokens: args.agent.max_tokens,
+            temperature: args.agent.temperature,
+            max_repairs: args.agent.repairs,
             slot: "propose".into(),
         },
         ledger: Ledger::default(),

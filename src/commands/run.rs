@@ -74,7 +74,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let model = args.model.resolve()?;
     let device = Device::detect();
     let before_load = device.read().map_err(SchedulerError::Memory)?;
-    let resident = ResidentAgent::load(&model, args.model.gpu_layers(), args.ctx)?;
+    let resident = ResidentAgent::load(&model, args.model.gpu_layers(), args.agent.ctx)?;
     println!(
         "agent model {} loaded in {:.1}s; device memory: {}",
         model.display(),
@@ -83,9 +83,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
     );
     let agent_settings = AgentSettings {
         context: resident.context(),
-        max_tokens: args.max_tokens,
-        temperature: args.temperature,
-        max_repairs: args.repairs,
+        max_tokens: args.agent.max_tokens,
+        temperature: args.agent.temperature,
+        max_repairs: args.agent.repairs,
         // Per run folder: two runs never share a staged build, even with the same tag.
         slot: format!(
             "loop-{tag}-{}",
