@@ -24,6 +24,8 @@ fn the_loop_runs_records_and_keeps_only_what_helps() {
             "2",
             "--action",
             "set",
+            "--proposals",
+            "6",
             // Less than the trainer alone needs: the agent leaves memory for every run.
             "--vram-budget",
             "1024",

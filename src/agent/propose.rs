@@ -34,8 +34,8 @@ pub enum Verdict {
     Rejected(Rejection),
     /// The static gate refused the edited file.
     Refused(String),
-    /// Still does not compile after the repair rounds.
-    DoesNotCompile(String),
+    /// Still does not compile after the repair rounds: the compiler's errors and the file.
+    DoesNotCompile { errors: String, text: String },
 }
 
 /// One proposal, with everything the journal needs.
@@ -201,7 +201,10 @@ impl Agent<'_> {
                 }
                 Err(TrainerError::Compile { errors, .. }) => {
                     if attempt.repairs == self.settings.max_repairs {
-                        attempt.verdict = Verdict::DoesNotCompile(errors);
+                        attempt.verdict = Verdict::DoesNotCompile {
+                            errors,
+                            text: candidate,
+                        };
                         return Ok(());
                     }
                     attempt.repairs += 1;
@@ -209,13 +212,19 @@ impl Agent<'_> {
                     match self.repair(&candidate, &errors, repair_seed, observe)? {
                         Some(fixed) => candidate = fixed,
                         None => {
-                            attempt.verdict = Verdict::DoesNotCompile(errors);
+                            attempt.verdict = Verdict::DoesNotCompile {
+                                errors,
+                                text: candidate,
+                            };
                             return Ok(());
                         }
                     }
                 }
                 Err(other) => {
-                    attempt.verdict = Verdict::DoesNotCompile(other.to_string());
+                    attempt.verdict = Verdict::DoesNotCompile {
+                        errors: other.to_string(),
+                        text: candidate,
+                    };
                     return Ok(());
                 }
             }
@@ -360,7 +369,9 @@ mod tests {
         match &attempt.verdict {
             // The weak default model rarely mends it; when it does, the file compiles.
             Verdict::Valid(text) => assert!(!text.contains("= oops;")),
-            Verdict::DoesNotCompile(errors) => assert!(errors.contains("error"), "{errors}"),
+            Verdict::DoesNotCompile { errors, .. } => {
+                assert!(errors.contains("error"), "{errors}")
+            }
             other => panic!("{other:?}"),
         }
     }

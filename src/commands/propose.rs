@@ -122,7 +122,9 @@ fn print_attempt(index: usize, a: &Attempt) {
         ),
         Verdict::Rejected(r) => println!("-> rejected: {r}\nreply was:\n{}", a.reply.trim_end()),
         Verdict::Refused(r) => println!("-> refused by the static gate:\n{r}"),
-        Verdict::DoesNotCompile(e) => println!("-> does not compile{repairs}:\n{e}"),
+        Verdict::DoesNotCompile { errors, .. } => {
+            println!("-> does not compile{repairs}:\n{errors}")
+        }
     }
     println!(
         "({} tokens in {:.1}s)\n",

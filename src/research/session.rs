@@ -294,8 +294,17 @@ impl Research {
                 (self.workspace.file_at(commit)?, idea)
             }
             _ => match self.propose(&mut record, best)? {
-                Some(found) => found,
-                None => return self.finish(record, start, Some(best.val_bpb)),
+                Taken::Candidate { text, idea } => (text, idea),
+                Taken::Broken { text } => {
+                    // A file that does not compile is a candidate too: committed, never trained.
+                    let message = format!("e{n:04}: {} (does not compile)", record.description);
+                    let commit = self.workspace.commit(&text, &message)?;
+                    self.workspace.mark(n, commit)?;
+                    record.commit = Some(commit.to_string());
+                    record.file_sha256 = Some(harness::meta::sha256_hex(text.as_bytes()));
+                    return self.finish(record, start, Some(best.val_bpb));
+                }
+                Taken::Nothing => return self.finish(record, start, Some(best.val_bpb)),
             },
         };
         record.description = idea.clone();
@@ -349,7 +358,7 @@ impl Research {
 
     /// Asks the agent for a candidate that applies and compiles. None when there is none (the
     /// record says why) or the user stopped the loop.
-    fn propose(&mut self, record: &mut Record, best: &Best) -> Result<Option<(String, String)>> {
+    fn propose(&mut self, record: &mut Record, best: &Best) -> Result<Taken> {
         let n = record.n;
         let source = self.workspace.file_at(best.commit)?;
         // Re-read every time: the human may edit the protocol during the night.
@@ -421,7 +430,7 @@ impl Research {
         if stop::requested() {
             record.outcome = Outcome::Interrupted;
             record.description = "stopped while the agent was writing".into();
-            return Ok(None);
+            return Ok(Taken::Nothing);
         }
         Ok(take_proposal(record, &attempts))
     }
@@ -613,10 +622,20 @@ impl Research {
     }
 }
 
+/// What an experiment's proposals came to.
+enum Taken {
+    /// A file that applies and compiles, with its idea.
+    Candidate { text: String, idea: String },
+    /// The last file that applied but did not compile.
+    Broken { text: String },
+    /// Nothing applied (or the user stopped the agent).
+    Nothing,
+}
+
 /// Records what the proposals came to: the first valid one's file and idea, or why there is
-/// none (the last compiler error, or every rejection).
-fn take_proposal(record: &mut Record, attempts: &[Attempt]) -> Option<(String, String)> {
-    let mut compile_error = None;
+/// none (the last compiler error with its file, or every rejection).
+fn take_proposal(record: &mut Record, attempts: &[Attempt]) -> Taken {
+    let mut broken = None;
     for a in attempts {
         match &a.verdict {
             Verdict::Valid(text) => {
@@ -624,34 +643,39 @@ fn take_proposal(record: &mut Record, attempts: &[Attempt]) -> Option<(String, S
                 record.diff = a.diff.clone();
                 record.action = Some(action_name(a.action).into());
                 let idea = a.idea.clone().unwrap_or_else(|| "(no idea given)".into());
-                return Some((text.clone(), idea));
+                return Taken::Candidate {
+                    text: text.clone(),
+                    idea,
+                };
             }
             Verdict::Rejected(r) => record.rejections.push(r.to_string()),
             Verdict::Refused(r) => record.rejections.push(format!("refused by the gate: {r}")),
-            Verdict::DoesNotCompile(e) => {
+            Verdict::DoesNotCompile { errors, text } => {
                 record.rejections.push("does not compile".into());
                 record.idea = a.idea.clone();
                 record.diff = a.diff.clone();
-                compile_error = Some(e.clone());
+                record.action = Some(action_name(a.action).into());
+                broken = Some((errors.clone(), text.clone()));
             }
         }
     }
-    match compile_error {
-        Some(errors) => {
+    match broken {
+        Some((errors, text)) => {
             record.outcome = Outcome::CompileError;
             record.description = record
                 .idea
                 .clone()
                 .unwrap_or_else(|| "an edit that does not compile".into());
             record.error = Some(errors);
+            Taken::Broken { text }
         }
         None => {
             record.outcome = Outcome::Rejected;
             record.description = format!("no usable proposal in {}", attempts.len());
             record.error = record.rejections.last().cloned();
+            Taken::Nothing
         }
     }
-    None
 }
 
 fn new_record(n: usize, parent: git2::Oid, description: &str) -> Record {
@@ -772,16 +796,25 @@ mod tests {
         let missing = attempt(Verdict::Rejected(Rejection::NotFound("const X".into())));
         let noop = attempt(Verdict::Rejected(Rejection::NoOp));
         let mut record = new_record(1, parent, "");
-        assert!(take_proposal(&mut record, &[garbage, missing, noop]).is_none());
+        assert!(matches!(
+            take_proposal(&mut record, &[garbage, missing, noop]),
+            Taken::Nothing
+        ));
         assert_eq!(record.outcome, Outcome::Rejected);
         assert_eq!(record.description, "no usable proposal in 3");
         assert_eq!(record.rejections.len(), 3);
         assert_eq!(record.error, record.rejections.last().cloned());
 
         let refused = attempt(Verdict::Refused("line 3: `std::fs`".into()));
-        let broken = attempt(Verdict::DoesNotCompile("error[E0425]: x".into()));
+        let broken = attempt(Verdict::DoesNotCompile {
+            errors: "error[E0425]: x".into(),
+            text: "const A: f64 = x;\n".into(),
+        });
         let mut record = new_record(2, parent, "");
-        assert!(take_proposal(&mut record, &[refused, broken]).is_none());
+        let Taken::Broken { text } = take_proposal(&mut record, &[refused, broken]) else {
+            panic!("the file that does not compile is kept for its commit")
+        };
+        assert_eq!(text, "const A: f64 = x;\n");
         assert_eq!(record.outcome, Outcome::CompileError);
         assert_eq!(record.error.as_deref(), Some("error[E0425]: x"));
         assert!(record.rejections[0].starts_with("refused by the gate: line 3"));
@@ -790,7 +823,9 @@ mod tests {
         let valid = attempt(Verdict::Valid("const A: f64 = 2.0;\n".into()));
         let mut record = new_record(3, parent, "");
         let noop = attempt(Verdict::Rejected(Rejection::NoOp));
-        let (text, idea) = take_proposal(&mut record, &[noop, valid]).unwrap();
+        let Taken::Candidate { text, idea } = take_proposal(&mut record, &[noop, valid]) else {
+            panic!("the valid proposal is the candidate")
+        };
         assert_eq!(
             (text.as_str(), idea.as_str()),
             ("const A: f64 = 2.0;\n", "raise the learning rate")
