@@ -19,7 +19,7 @@ use crate::research::stop;
 use crate::scheduler::memory::Device;
 use crate::scheduler::owner::DeviceOwner;
 use crate::scheduler::resident::ResidentAgent;
-use crate::scheduler::{SchedulerError, MIB};
+use crate::scheduler::MIB;
 use crate::trainer::run::timeout;
 
 pub fn run(args: &RunArgs) -> Result<()> {
@@ -73,7 +73,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
 
     let model = args.model.resolve()?;
     let device = Device::detect();
-    let before_load = device.read().map_err(SchedulerError::Memory)?;
+    let before_load = device.read()?;
     let resident = ResidentAgent::load(&model, args.model.gpu_layers(), args.agent.ctx)?;
     println!(
         "agent model {} loaded in {:.1}s; device memory: {}",

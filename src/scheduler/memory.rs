@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
-use super::MIB;
+use super::{SchedulerError, MIB};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -50,7 +50,20 @@ impl Device {
         }
     }
 
-    pub fn read(&self) -> Result<Reading, String> {
+    /// What moving the agent changes: the device's used memory on a GPU, this process's
+    /// resident memory on the host.
+    pub fn used(&self, reading: &Reading) -> u64 {
+        match self.kind {
+            Kind::Gpu => reading.total - reading.free,
+            Kind::HostRam => reading.own_rss,
+        }
+    }
+
+    pub fn read(&self) -> Result<Reading, SchedulerError> {
+        self.read_raw().map_err(SchedulerError::Memory)
+    }
+
+    fn read_raw(&self) -> Result<Reading, String> {
         let own_rss = own_rss().unwrap_or(0);
         match self.gpu_index {
             Some(index) => {

@@ -71,16 +71,9 @@ impl DeviceOwner {
         }
     }
 
-    fn own(&self, reading: &Reading) -> u64 {
-        match self.device.kind {
-            Kind::Gpu => reading.total - reading.free,
-            Kind::HostRam => reading.own_rss,
-        }
-    }
-
     /// Before a training run: decides where the agent goes, and moves it.
     pub fn make_room(&mut self) -> Result<Schedule, SchedulerError> {
-        let before = self.device.read().map_err(SchedulerError::Memory)?;
+        let before = self.device.read()?;
         let agent_total = self.agent.weights_bytes() + self.agent.context_bytes();
         let on_device = match (self.agent.is_loaded(), self.device.kind) {
             (false, _) => 0,
@@ -119,14 +112,16 @@ impl DeviceOwner {
             Plan::Resident => {}
             Plan::Evict => {
                 schedule.move_seconds = Some(self.agent.evict());
-                let after = self.device.read().map_err(SchedulerError::Memory)?;
-                schedule.memory_returned =
-                    Some(self.own(&after) <= self.own(&self.before_load) + RETURN_TOLERANCE);
+                let after = self.device.read()?;
+                schedule.memory_returned = Some(
+                    self.device.used(&after)
+                        <= self.device.used(&self.before_load) + RETURN_TOLERANCE,
+                );
                 schedule.after_move = Some(after);
             }
             Plan::PartialOffload { gpu_layers } => {
                 schedule.move_seconds = Some(self.agent.reload(gpu_layers)?);
-                schedule.after_move = Some(self.device.read().map_err(SchedulerError::Memory)?);
+                schedule.after_move = Some(self.device.read()?);
             }
         }
         Ok(schedule)
@@ -136,7 +131,7 @@ impl DeviceOwner {
     pub fn restore(&mut self, schedule: &mut Schedule) -> Result<(), SchedulerError> {
         if schedule.decision.plan != Plan::Resident {
             schedule.reload_seconds = Some(self.agent.reload_full()?);
-            schedule.after_reload = Some(self.device.read().map_err(SchedulerError::Memory)?);
+            schedule.after_reload = Some(self.device.read()?);
         }
         Ok(())
     }
