@@ -65,7 +65,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         report.seconds,
         report.log.display()
     );
-    match report.outcome {
+    match &report.outcome {
         run::Outcome::Finished(summary) => {
             eprintln!(
                 "val_bpb {:.6} ({})",
@@ -74,19 +74,6 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             );
             Ok(())
         }
-        run::Outcome::Diverged => bail!("FAIL: the loss became NaN or exploded; see the log above"),
-        run::Outcome::Crashed { exit } => {
-            bail!("the training program crashed ({exit}) without a result")
-        }
-        run::Outcome::OutOfMemory { exit } => {
-            bail!(
-                "the training program ran out of memory ({exit}): make the model or batch smaller"
-            )
-        }
-        run::Outcome::Interrupted => bail!("the training program was stopped"),
-        run::Outcome::TimedOut => bail!(
-            "the training program did not finish within {:.0}s and was killed",
-            spec.timeout.as_secs_f64()
-        ),
+        failed => bail!("{}", failed.problem(spec.timeout).unwrap_or_default()),
     }
 }

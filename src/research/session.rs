@@ -243,15 +243,7 @@ impl Research {
         let floor = NoiseFloor::measure(&values, self.settings.min_improvement);
         record.outcome = Outcome::Keep;
         record.val_bpb = Some(mean(&values));
-        record.decision = Some(Decision {
-            best_before: mean(&values),
-            candidate: mean(&values),
-            improvement: 0.0,
-            margin: floor.margin,
-            noise_sigma: floor.sigma,
-            baseline_runs: values,
-            rule: floor.rule(),
-        });
+        record.decision = Some(decision(&floor, mean(&values), &values));
         self.ui.say(&format!(
             "noise floor: sigma {:.6} over {} runs; a single run must beat the best by {:.6}",
             floor.sigma,
@@ -298,20 +290,14 @@ impl Research {
                 Taken::Broken { text } => {
                     // A file that does not compile is a candidate too: committed, never trained.
                     let message = format!("e{n:04}: {} (does not compile)", record.description);
-                    let commit = self.workspace.commit(&text, &message)?;
-                    self.workspace.mark(n, commit)?;
-                    record.commit = Some(commit.to_string());
-                    record.file_sha256 = Some(harness::meta::sha256_hex(text.as_bytes()));
+                    self.commit_candidate(&mut record, &text, &message)?;
                     return self.finish(record, start, Some(best.val_bpb));
                 }
                 Taken::Nothing => return self.finish(record, start, Some(best.val_bpb)),
             },
         };
         record.description = idea.clone();
-        let commit = self.workspace.commit(&text, &format!("e{n:04}: {idea}"))?;
-        self.workspace.mark(n, commit)?;
-        record.commit = Some(commit.to_string());
-        record.file_sha256 = Some(harness::meta::sha256_hex(text.as_bytes()));
+        self.commit_candidate(&mut record, &text, &format!("e{n:04}: {idea}"))?;
         pending::save(&self.settings.dir, &record)?;
 
         let binary = match self.build(&text, &mut record) {
@@ -330,15 +316,7 @@ impl Research {
             let values = finished_values(&record);
             let judgement = floor.judge(best.val_bpb, &values, self.settings.max_runs);
             record.val_bpb = Some(mean(&values));
-            record.decision = Some(Decision {
-                best_before: best.val_bpb,
-                candidate: mean(&values),
-                improvement: best.val_bpb - mean(&values),
-                margin: floor.margin,
-                noise_sigma: floor.sigma,
-                baseline_runs: floor.runs.clone(),
-                rule: floor.rule(),
-            });
+            record.decision = Some(decision(floor, best.val_bpb, &values));
             match judgement {
                 Judgement::Keep => record.outcome = Outcome::Keep,
                 Judgement::Discard => record.outcome = Outcome::Discard,
@@ -354,6 +332,16 @@ impl Research {
             break;
         }
         self.finish(record, start, Some(best.val_bpb))
+    }
+
+    /// Commits `text` on the branch, keeps the commit reachable under the experiment's ref, and
+    /// notes it (and the file's hash, for the ledger) in the record.
+    fn commit_candidate(&self, record: &mut Record, text: &str, message: &str) -> Result<()> {
+        let commit = self.workspace.commit(text, message)?;
+        self.workspace.mark(record.n, commit)?;
+        record.commit = Some(commit.to_string());
+        record.file_sha256 = Some(harness::meta::sha256_hex(text.as_bytes()));
+        Ok(())
     }
 
     /// Asks the agent for a candidate that applies and compiles. None when there is none (the
@@ -537,36 +525,15 @@ impl Research {
         let report = run::run(&spec, |line| ui.training_line(line))?;
         record.timing.training_seconds += report.seconds;
         record.log_tail = report.tail.clone();
-        let (name, summary, exit, failed) = match report.outcome {
-            run::Outcome::Finished(summary) => ("finished", Some(*summary), None, None),
-            run::Outcome::Diverged => (
-                "diverged",
-                None,
-                Some("FAIL: the loss became NaN or exploded".to_string()),
-                Some(Outcome::Crash),
-            ),
-            run::Outcome::Crashed { exit } => ("crashed", None, Some(exit), Some(Outcome::Crash)),
-            run::Outcome::OutOfMemory { exit } => (
-                "out_of_memory",
-                None,
-                Some(format!("out of memory ({exit})")),
-                Some(Outcome::Crash),
-            ),
-            run::Outcome::TimedOut => (
-                "timed_out",
-                None,
-                Some(format!(
-                    "killed at the timeout of {:.0}s",
-                    self.settings.timeout.as_secs_f64()
-                )),
-                Some(Outcome::Timeout),
-            ),
-            run::Outcome::Interrupted => (
-                "interrupted",
-                None,
-                Some("stopped by the user".to_string()),
-                Some(Outcome::Interrupted),
-            ),
+        let name = report.outcome.name();
+        let exit = report.outcome.problem(self.settings.timeout);
+        let (summary, failed) = match report.outcome {
+            run::Outcome::Finished(summary) => (Some(*summary), None),
+            run::Outcome::Diverged
+            | run::Outcome::Crashed { .. }
+            | run::Outcome::OutOfMemory { .. } => (None, Some(Outcome::Crash)),
+            run::Outcome::TimedOut => (None, Some(Outcome::Timeout)),
+            run::Outcome::Interrupted => (None, Some(Outcome::Interrupted)),
         };
         if let Some(s) = &summary {
             self.owner
@@ -596,7 +563,8 @@ impl Research {
         Ok(failed)
     }
 
-    /// Appends the record, then moves the branch: to the candidate when kept, else back.
+    /// Completes the record (timings, the scheduler's part, the agent back on the device) and
+    /// appends it; the loop then resets the branch to the best commit.
     fn finish(&mut self, mut record: Record, start: Instant, best: Option<f64>) -> Result<()> {
         record.finished = now();
         record.timing.total_seconds = start.elapsed().as_secs_f64();
@@ -619,6 +587,20 @@ impl Research {
         self.journal.append(record)?;
         pending::clear(&self.settings.dir)?;
         Ok(())
+    }
+}
+
+/// What the keep/discard rule saw for `runs` against `best_before`.
+fn decision(floor: &NoiseFloor, best_before: f64, runs: &[f64]) -> Decision {
+    let candidate = mean(runs);
+    Decision {
+        best_before,
+        candidate,
+        improvement: best_before - candidate,
+        margin: floor.margin,
+        noise_sigma: floor.sigma,
+        baseline_runs: floor.runs.clone(),
+        rule: floor.rule(),
     }
 }
 

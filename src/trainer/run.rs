@@ -45,6 +45,39 @@ pub enum Outcome {
     Interrupted,
 }
 
+impl Outcome {
+    /// Its name in the journal.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Finished(_) => "finished",
+            Outcome::Diverged => "diverged",
+            Outcome::Crashed { .. } => "crashed",
+            Outcome::TimedOut => "timed_out",
+            Outcome::OutOfMemory { .. } => "out_of_memory",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+
+    /// What went wrong, for a run without a result (`timeout` is the limit it ran under).
+    pub fn problem(&self, timeout: Duration) -> Option<String> {
+        Some(match self {
+            Outcome::Finished(_) => return None,
+            Outcome::Diverged => "FAIL: the loss became NaN or exploded; see its log".into(),
+            Outcome::Crashed { exit } => {
+                format!("the training program crashed ({exit}) without a result")
+            }
+            Outcome::OutOfMemory { exit } => format!(
+                "the training program ran out of memory ({exit}): make the model or batch smaller"
+            ),
+            Outcome::TimedOut => format!(
+                "the training program did not finish within {:.0}s and was killed",
+                timeout.as_secs_f64()
+            ),
+            Outcome::Interrupted => "the training program was stopped".into(),
+        })
+    }
+}
+
 pub struct RunReport {
     pub outcome: Outcome,
     pub log: PathBuf,
