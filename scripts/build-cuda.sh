@@ -39,7 +39,9 @@ mkdir -p dist/gpu-check
 for f in "${files[@]}"; do
     cp "$built/$f" dist/gpu-check/
 done
-cp scripts/gpu-check.sh scripts/make-random-gguf.py train/src/train.rs dist/gpu-check/
+cp scripts/gpu-check.sh scripts/make-random-gguf.py train/src/train.rs program.md dist/gpu-check/
+# PyTorch's reference, run beside our trainer for the ratio (from the shared material, when here).
+[[ -f ../shared/bench/torch_ref.py ]] && cp ../shared/bench/torch_ref.py dist/gpu-check/
 # The CPU build of the appliance prepares data and confines the trainer when the CUDA one is not
 # built (trainer mode); it runs on the GPU machine as it is.
 [[ -f dist/gpu-check/autoresearch ]] || cp target/release/autoresearch dist/gpu-check/

@@ -7,14 +7,15 @@
 set -uo pipefail
 archive=${1:-dist/gpu-check.tar.xz}
 torch_ref=${2:-}
-for candidate in "$torch_ref" shared/bench/torch_ref.py ../shared/bench/torch_ref.py; do
-    [[ -n $candidate && -f $candidate ]] && { torch_ref=$(realpath "$candidate"); break; }
-done
 out=$(realpath -m "${OUT:-gpu-check-out}")
 mkdir -p "$out"
 work=$(mktemp -d)
 tar -C "$work" -xJf "$archive" || { echo "cannot unpack $archive" >&2; exit 1; }
 bin="$work/gpu-check"
+# build-cuda.sh packs the reference script when it finds it beside the checkout.
+for candidate in "$torch_ref" shared/bench/torch_ref.py ../shared/bench/torch_ref.py "$bin/torch_ref.py"; do
+    [[ -n $candidate && -f $candidate ]] && { torch_ref=$(realpath "$candidate"); break; }
+done
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 budget=${BUDGET:-60}
 # For a dry run on a CPU machine (an archive from `build-cuda.sh cpu`): a tiny model and the cpu
@@ -22,11 +23,11 @@ budget=${BUDGET:-60}
 read -r -a model_args <<< "${MODEL_ARGS:-}"
 profile=${PROFILE:-gpu}
 
-step() {  # step NAME COMMAND...: runs it, keeps its output, times it
+step() {  # step NAME COMMAND...: runs it (at most STEP_LIMIT seconds), keeps its output, times it
     local name=$1; shift
     local start=$SECONDS
     echo "== $name"
-    "$@" > "$out/$name.txt" 2>&1
+    timeout "${STEP_LIMIT:-240}" "$@" > "$out/$name.txt" 2>&1
     local rc=$?
     echo "$name: exit $rc in $((SECONDS - start))s" | tee -a "$out/steps.txt"
     tail -n 5 "$out/$name.txt"
@@ -48,7 +49,7 @@ step bench-agent "$bin/autoresearch" bench agent --model "$bin/model.gguf"
 # Grammar-constrained proposals; without Rust here the candidates cannot be compiled, which the
 # output says for each one after showing that it parsed and applied.
 step propose "$bin/autoresearch" propose --model "$bin/model.gguf" --count 3 --action set \
-    --train-file "$bin/train.rs"
+    --train-file "$bin/train.rs" --program "$bin/program.md"
 step bench-swap "$bin/autoresearch" bench swap --model "$bin/model.gguf" --cycles 2
 
 data="$work/data"
@@ -60,6 +61,10 @@ if [[ -n $torch_ref ]]; then
 else
     echo "torch_ref.py not found: pass its path as the second argument" | tee -a "$out/steps.txt"
 fi
+# Think while training: the trainer alone and with the agent drafting beside it, same budget.
+step bench-draft "$bin/autoresearch" bench draft --model "$bin/model.gguf" --trainer-bin "$bin/train" \
+    --train-file "$bin/train.rs" --program "$bin/program.md" --data-dir "$data" \
+    --budget "${DRAFT_BUDGET:-30}"
 
 {
     echo "# GPU check, $(date -u +%FT%TZ)"
@@ -73,6 +78,8 @@ fi
     grep -E "valid edits" "$out/propose.txt" 2>/dev/null
     echo "## swap cycles"
     cat "$out/bench-swap.txt" 2>/dev/null | grep -E "used|cycle"
+    echo "## think while training"
+    grep -E "^(draft|trainer|drafts|no draft)" "$out/bench-draft.txt" 2>/dev/null
     echo "## steps"
     cat "$out/steps.txt"
 } > "$out/summary.txt"

@@ -51,6 +51,41 @@ pub enum BenchCommand {
     Agent(BenchAgentArgs),
     /// The scheduler's swap cycle: evict the agent, read the memory, load it again.
     Swap(BenchSwapArgs),
+    /// Think while training: the trainer's tokens/s alone and with the agent drafting beside it,
+    /// and how long a draft takes there.
+    Draft(BenchDraftArgs),
+}
+
+#[derive(Args)]
+pub struct BenchDraftArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    #[command(flatten)]
+    pub data: DataDirArg,
+    /// Seconds of training in each of the two runs.
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub budget: f64,
+    /// A prebuilt training program (default: build the training file).
+    #[arg(long, value_name = "PATH")]
+    pub trainer_bin: Option<PathBuf>,
+    /// The training file the agent drafts against (and builds, without --trainer-bin).
+    #[arg(long, value_name = "PATH")]
+    pub train_file: Option<PathBuf>,
+    /// The research protocol (default: program.md).
+    #[arg(long, value_name = "PATH")]
+    pub program: Option<PathBuf>,
+    /// Replies per draft before it gives up.
+    #[arg(long, default_value_t = 4)]
+    pub proposals: usize,
+    /// Longest reply, in tokens.
+    #[arg(long, default_value_t = 512)]
+    pub max_tokens: usize,
+    /// Context size in tokens (default: the model's, at most 8192).
+    #[arg(long, value_name = "TOKENS")]
+    pub ctx: Option<usize>,
+    /// Run the training program even where the kernel cannot confine it (no Landlock).
+    #[arg(long)]
+    pub unconfined: bool,
 }
 
 #[derive(Args)]
@@ -218,6 +253,17 @@ pub enum ActionChoice {
     Mixed,
 }
 
+/// When the agent writes the next proposal during a training run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ThinkChoice {
+    /// When the trainer runs on a GPU and the agent stays loaded beside it; never on a CPU-only
+    /// build, where the agent would take the trainer's cores and change what it measures.
+    Auto,
+    /// Whenever the agent stays loaded, CPU-only builds too (many-core machines, tests).
+    Always,
+    Never,
+}
+
 #[derive(Args)]
 pub struct ProposeArgs {
     #[command(flatten)]
@@ -327,6 +373,10 @@ pub struct RunArgs {
     pub program: Option<PathBuf>,
     #[command(flatten)]
     pub agent: AgentArgs,
+    /// Write the next proposal while a training run has the device, and use it when it still
+    /// applies to the file that wins.
+    #[arg(long, value_enum, default_value_t = ThinkChoice::Auto, value_name = "WHEN")]
+    pub think_while_training: ThinkChoice,
     /// The most memory, in MiB, the agent and the trainer may use together on the device (GPU
     /// memory in CUDA builds, RAM otherwise); the agent leaves the device when both do not fit.
     #[arg(long, value_name = "MIB")]

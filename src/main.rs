@@ -35,6 +35,7 @@ fn main() -> ExitCode {
             Command::Bench(BenchCommand::Build(args)) => commands::bench::build_time(args),
             Command::Bench(BenchCommand::Agent(args)) => commands::bench_agent::run(args),
             Command::Bench(BenchCommand::Swap(args)) => commands::bench_swap::run(args),
+            Command::Bench(BenchCommand::Draft(args)) => commands::bench_draft::run(args),
         },
     };
     match result {

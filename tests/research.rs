@@ -167,6 +167,78 @@ fn the_loop_runs_records_and_keeps_only_what_helps() {
     );
     let png = std::fs::read(run_dir(root).join("progress.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
+    // The agent was evicted for every run, so it wrote nothing ahead.
+    assert!(records.iter().all(|r| r["draft"].is_null()));
+}
+
+/// Think while training: with the agent resident, the next proposal is written during each
+/// experiment's runs, then checked against the file that won before it is used.
+#[test]
+fn the_agent_drafts_the_next_proposal_while_training() {
+    let guard = repo(&baseline());
+    let root = guard.path();
+    let (ok, stdout, stderr) = run(&mut loop_cmd(
+        root,
+        &[
+            "--max-experiments",
+            "3",
+            "--baseline-runs",
+            "1",
+            "--action",
+            "set",
+            "--proposals",
+            "6",
+            "--think-while-training",
+            "always",
+        ],
+    ));
+    assert!(ok, "{stdout}\n{stderr}");
+    let records = journal(root);
+    // The baseline's first run has the device to itself (the trainer's peak is not known yet);
+    // the agent stays loaded beside every later run.
+    assert_eq!(records[0]["schedule"]["decision"]["plan"]["plan"], "evict");
+    let mut drafts = 0;
+    for pair in records.windows(2) {
+        let (before, record) = (&pair[0], &pair[1]);
+        let resident = before["schedule"]["decision"]["plan"]["plan"] == "resident";
+        let draft = &record["draft"];
+        // A draft exists exactly when the experiment before it trained with the agent loaded.
+        assert_eq!(!draft.is_null(), resident, "{before}\n{record}");
+        if draft.is_null() {
+            continue;
+        }
+        drafts += 1;
+        eprintln!("e{}: draft {draft}", record["n"]);
+        assert_eq!(draft["during"], before["n"]);
+        let (seconds, waited) = (
+            draft["seconds"].as_f64().unwrap(),
+            draft["waited_seconds"].as_f64().unwrap(),
+        );
+        assert!(
+            seconds > 0.0 && (0.0..=seconds).contains(&waited),
+            "{draft}"
+        );
+        assert!(draft["replies"].as_u64().unwrap() >= 1, "{draft}");
+        match draft["outcome"].as_str().unwrap() {
+            // The drafted reply was the experiment's first proposal and it was valid.
+            "used" => {
+                assert!(record["rejections"].as_array().unwrap().is_empty());
+                assert!(record["commit"].is_string());
+            }
+            // It no longer applied (or was already tried), or it applied and failed: the
+            // rejection or the compiler's error is recorded like any proposal's.
+            "stale" | "failed" => assert!(record["proposals"].as_u64().unwrap() >= 1),
+            "none" => {}
+            other => panic!("unknown draft outcome {other}"),
+        }
+    }
+    assert!(
+        drafts >= 1,
+        "no experiment trained after the first: {records:?}"
+    );
+    let (ok, stdout, stderr) = run(autoresearch(&["report", "--tag", TAG, "--repo"]).arg(root));
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("think while training: "), "{stdout}");
 }
 
 #[test]

@@ -244,7 +244,7 @@ fn set_constant(text: &str, name: &str, value: &str) -> Result<String, Rejection
 }
 
 /// Hashes of every training file already tried, so the same experiment never runs twice.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Ledger {
     tried: HashSet<String>,
 }
@@ -253,6 +253,11 @@ impl Ledger {
     /// Records `text`; false when it was already there.
     pub fn insert(&mut self, text: &str) -> bool {
         self.insert_hash(&harness::meta::sha256_hex(text.as_bytes()))
+    }
+
+    pub fn contains(&self, text: &str) -> bool {
+        self.tried
+            .contains(&harness::meta::sha256_hex(text.as_bytes()))
     }
 
     /// Records a file by its SHA-256 (hex), as the journal keeps it.

@@ -12,7 +12,7 @@ use super::prompt::{self, Action, PromptInput};
 use super::AgentError;
 use crate::trainer::{build, TrainerError};
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Settings {
     /// Context size for the model.
     pub context: usize,
@@ -69,6 +69,16 @@ pub enum Event<'a> {
 }
 
 pub type Observer<'o> = dyn FnMut(Event<'_>) -> ControlFlow<()> + 'o;
+
+/// A reply written ahead, while a training run had the machine: it parsed and applied to the file
+/// it was written against. Whether it still applies is checked when it is used.
+#[derive(Debug, Clone)]
+pub struct DraftReply {
+    pub action: Action,
+    pub reply: String,
+    pub reply_tokens: usize,
+    pub generate_seconds: f64,
+}
 
 /// Statistics of one prompt evaluation.
 pub struct PromptStats {
@@ -160,6 +170,76 @@ impl Agent<'_> {
             }
         }
         Ok((stats, attempts))
+    }
+
+    /// Writes up to `count` replies against `source` until one parses, applies and makes a file
+    /// not tried before. Nothing is compiled and nothing goes into the ledger: the run in progress
+    /// decides which file the reply will be applied to. Returns the replies written and the one
+    /// that applies; `stop` ends it early.
+    pub fn draft(
+        &self,
+        source: &str,
+        input: &PromptInput,
+        count: usize,
+        seed: u32,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<(usize, Option<DraftReply>), AgentError> {
+        let engine = self.engine;
+        let prompt = fit_prompt(engine, &self.settings, input, self.settings.max_tokens)?;
+        let mut session = open_session(engine, &self.settings, &prompt.system, &prompt.user)?;
+        let grammar = self.grammar_for(input.action, source);
+        for i in 0..count {
+            if stop() {
+                return Ok((i, None));
+            }
+            let generation = session.generate_observed(
+                Some(&grammar),
+                self.settings.max_tokens,
+                self.settings.temperature,
+                seed.wrapping_add(i as u32),
+                &mut |_, _| !stop(),
+            )?;
+            let applies = generation.complete
+                && edit::parse(&generation.text)
+                    .and_then(|p| edit::apply(source, &p))
+                    .is_ok_and(|text| !self.ledger.contains(&text));
+            if applies {
+                let draft = DraftReply {
+                    action: input.action,
+                    reply: generation.text,
+                    reply_tokens: generation.tokens,
+                    generate_seconds: generation.seconds,
+                };
+                return Ok((i + 1, Some(draft)));
+            }
+        }
+        Ok((count, None))
+    }
+
+    /// A drafted reply as an attempt against `source`, the file that won in the meantime:
+    /// parsed, applied, checked against the ledger, compiled and repaired like a fresh one. A
+    /// draft that no longer applies comes back `Rejected`.
+    pub fn adopt(
+        &mut self,
+        source: &str,
+        draft: &DraftReply,
+        seed: u32,
+        observe: &mut Observer,
+    ) -> Result<Attempt, AgentError> {
+        let mut attempt = Attempt {
+            action: draft.action,
+            reply: draft.reply.clone(),
+            idea: None,
+            diff: None,
+            verdict: Verdict::Rejected(Rejection::NoOp),
+            repairs: 0,
+            reply_tokens: draft.reply_tokens,
+            generate_seconds: draft.generate_seconds,
+            build_seconds: 0.0,
+        };
+        self.evaluate(source, &mut attempt, seed, observe)?;
+        let _ = observe(Event::Finished(&attempt));
+        Ok(attempt)
     }
 
     /// Parses, applies, checks and compiles a reply, repairing compiler errors.
@@ -374,6 +454,80 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A draft is written against the file of its time without touching the ledger, then used
+    /// only where it still applies to the file that won.
+    #[test]
+    fn a_draft_is_used_only_where_it_still_applies() {
+        let engine = Engine::load(&crate::cli::default_model(), 0).expect("the default model");
+        let source = include_str!("../../train/src/train.rs");
+        let mut agent = Agent {
+            engine: &engine,
+            program: crate::program::load(None).unwrap(),
+            settings: Settings {
+                context: 4096,
+                max_tokens: 128,
+                temperature: 0.8,
+                max_repairs: 0,
+                slot: "test-draft".into(),
+            },
+            ledger: Ledger::default(),
+        };
+        let program = agent.program.clone();
+        let input = PromptInput {
+            program: &program,
+            train_file: source,
+            history: &[],
+            best: None,
+            last_failure: None,
+            action: Action::Set,
+        };
+        let (replies, draft) = agent.draft(source, &input, 4, 3, &|| false).unwrap();
+        let draft = draft.expect("one of four grammar-constrained SET replies applies");
+        assert!((1..=4).contains(&replies));
+        let drafted = edit::apply(source, &edit::parse(&draft.reply).unwrap()).unwrap();
+        assert!(!agent.ledger.contains(&drafted), "a draft records nothing");
+        let stop_at_once = agent.draft(source, &input, 4, 3, &|| true).unwrap();
+        assert_eq!(stop_at_once.0, 0);
+        assert!(stop_at_once.1.is_none());
+
+        // The run meanwhile kept a file without the lines a REPLACE draft searched for.
+        let won = source.replace(
+            "const MATRIX_LR: f64 = 0.04;",
+            "const MATRIX_LR: f64 = 0.05;",
+        );
+        let replace = DraftReply {
+            action: Action::Replace,
+            reply: "IDEA: lower the matrix learning rate\n<<<<<<< SEARCH\nconst MATRIX_LR: f64 = 0.04;\n=======\nconst MATRIX_LR: f64 = 0.03;\n>>>>>>> REPLACE\n".into(),
+            reply_tokens: 40,
+            generate_seconds: 1.0,
+        };
+        let mut go_on = |_: Event| ControlFlow::Continue(());
+        let stale = agent.adopt(&won, &replace, 1, &mut go_on).unwrap();
+        assert!(
+            matches!(stale.verdict, Verdict::Rejected(Rejection::NotFound(_))),
+            "{:?}",
+            stale.verdict
+        );
+
+        // Against the file it was written for, it goes through the whole check and is tried once.
+        let used = agent.adopt(source, &draft, 1, &mut go_on).unwrap();
+        assert!(
+            matches!(
+                used.verdict,
+                Verdict::Valid(_) | Verdict::DoesNotCompile { .. }
+            ),
+            "{:?}",
+            used.verdict
+        );
+        assert_eq!(used.generate_seconds, draft.generate_seconds);
+        assert!(agent.ledger.contains(&drafted));
+        let again = agent.adopt(source, &draft, 1, &mut go_on).unwrap();
+        assert!(matches!(
+            again.verdict,
+            Verdict::Rejected(Rejection::AlreadyTried)
+        ));
     }
 
     #[test]

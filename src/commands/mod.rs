@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod bench_agent;
+pub mod bench_draft;
 pub mod bench_swap;
 pub mod doctor;
 pub mod prepare;

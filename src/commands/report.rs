@@ -169,6 +169,18 @@ fn summary(records: &[Record]) -> String {
             per(|r| r.timing.total_seconds),
         ));
     }
+    let drafts: Vec<_> = records.iter().filter_map(|r| r.draft.as_ref()).collect();
+    if !drafts.is_empty() {
+        let used = drafts.iter().filter(|d| d.outcome == "used").count();
+        let stale = drafts.iter().filter(|d| d.outcome == "stale").count();
+        let saved: f64 = drafts.iter().map(|d| d.saved_seconds()).sum();
+        let waited: f64 = drafts.iter().map(|d| d.waited_seconds).sum();
+        out.push_str(&format!(
+            "think while training: {} drafts, {used} used, {stale} stale; {saved:.1}s of agent time ran beside training ({:.1}s per draft), {waited:.1}s waited for after runs\n",
+            drafts.len(),
+            saved / drafts.len() as f64,
+        ));
+    }
     out
 }
 
@@ -176,6 +188,7 @@ fn summary(records: &[Record]) -> String {
 mod tests {
     use super::*;
     use crate::research::journal::tests::record;
+    use crate::research::journal::DraftRecord;
 
     #[test]
     fn the_table_puts_the_best_first_and_failures_last() {
@@ -195,6 +208,21 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("best val_bpb 1.800000 (e0002"), "{text}");
+        assert!(!text.contains("think while training"), "{text}");
+
+        let mut drafted = records.clone();
+        drafted[2].draft = Some(DraftRecord {
+            during: 1,
+            seconds: 30.0,
+            waited_seconds: 5.0,
+            replies: 2,
+            outcome: "used".into(),
+        });
+        let text = summary(&drafted);
+        assert!(
+            text.contains("think while training: 1 drafts, 1 used, 0 stale; 25.0s of agent time ran beside training"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -113,6 +113,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         proposals: args.proposals,
         action: args.action,
         program: program_path,
+        think: args.think_while_training,
     };
     stop::install()?;
     let mut research = Research::open(settings, &checkout, agent, Ui::new(args.quiet))?;

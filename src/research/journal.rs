@@ -139,6 +139,32 @@ pub struct Record {
     /// Where the agent was during the training runs, and what moving it cost.
     #[serde(default)]
     pub schedule: Option<Schedule>,
+    /// The proposal written ahead during the previous experiment's training, and what became
+    /// of it.
+    #[serde(default)]
+    pub draft: Option<DraftRecord>,
+}
+
+/// A draft written while a training run had the machine (think while training).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DraftRecord {
+    /// The experiment whose training it was written beside.
+    pub during: usize,
+    /// Writing it, and the part of that the loop waited for after the run had ended: the rest
+    /// ran beside training and is what thinking ahead saved.
+    pub seconds: f64,
+    pub waited_seconds: f64,
+    /// Replies written until one applied.
+    pub replies: usize,
+    /// used, stale (no longer applies to the file that won), failed (applied but was refused or
+    /// did not compile), or none (no reply applied).
+    pub outcome: String,
+}
+
+impl DraftRecord {
+    pub fn saved_seconds(&self) -> f64 {
+        (self.seconds - self.waited_seconds).max(0.0)
+    }
 }
 
 impl Record {
@@ -335,6 +361,7 @@ pub(crate) mod tests {
             retry_of: None,
             agent_reset: false,
             schedule: None,
+            draft: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The research loop: propose, commit, train, judge against the noise floor, keep or discard,
 //! record; forever, resumable after any interruption, with every result kept.
 
+pub mod draft;
 pub mod git;
 pub mod journal;
 pub mod lock;

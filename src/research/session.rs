@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use super::draft::{Draft, DraftJob, Drafting};
 use super::git::{parse_oid, Workspace};
-use super::journal::{Decision, Journal, Outcome, Record, RunRecord, Timing};
+use super::journal::{Decision, DraftRecord, Journal, Outcome, Record, RunRecord, Timing};
 use super::lock::RunLock;
 use super::noise::{mean, Judgement, NoiseFloor};
 use super::progress::Ui;
@@ -18,7 +19,8 @@ use super::{pending, stop};
 use crate::agent::edit::Ledger;
 use crate::agent::prompt::{Action, PastExperiment, PromptInput};
 use crate::agent::propose::{Agent, Attempt, Event, Settings as AgentSettings, Verdict};
-use crate::cli::ActionChoice;
+use crate::cli::{ActionChoice, ThinkChoice};
+use crate::scheduler::memory::Kind;
 use crate::scheduler::owner::{DeviceOwner, Schedule};
 use crate::scheduler::policy::Plan;
 use crate::scheduler::MIB;
@@ -48,6 +50,7 @@ pub struct Settings {
     pub proposals: usize,
     pub action: ActionChoice,
     pub program: PathBuf,
+    pub think: ThinkChoice,
 }
 
 /// Why the loop ended.
@@ -69,6 +72,11 @@ pub struct Research {
     ledger: Ledger,
     /// The current experiment's scheduling, completed when it is recorded.
     schedule: Option<Schedule>,
+    /// Whether the agent writes the next proposal during training runs, the draft being written,
+    /// and the one waiting for the next proposal.
+    thinks: bool,
+    drafting: Option<Drafting>,
+    draft: Option<Draft>,
     ui: Ui,
     _lock: RunLock,
 }
@@ -119,7 +127,15 @@ impl Research {
                 owner.note_trainer_peak((peak * MIB as f64) as u64);
             }
         }
+        let thinks = match settings.think {
+            ThinkChoice::Always => true,
+            ThinkChoice::Never => false,
+            ThinkChoice::Auto => owner.device.kind == Kind::Gpu,
+        };
         Ok(Research {
+            thinks,
+            drafting: None,
+            draft: None,
             settings,
             workspace,
             journal,
@@ -375,7 +391,37 @@ impl Research {
             ledger: std::mem::take(&mut self.ledger),
         };
         let mut attempts: Vec<Attempt> = Vec::new();
+        if let Some(draft) = self.draft.take() {
+            let mut outcome = "none";
+            if let Some(reply) = &draft.reply {
+                let ui = &mut self.ui;
+                let attempt = agent.adopt(&source, reply, seed(n, 0) + 1000, &mut |event| {
+                    ui.agent_event(n, &event);
+                    if stop::requested() {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                })?;
+                outcome = match &attempt.verdict {
+                    Verdict::Valid(_) => "used",
+                    Verdict::Rejected(_) => "stale",
+                    Verdict::Refused(_) | Verdict::DoesNotCompile { .. } => "failed",
+                };
+                attempts.push(attempt);
+            }
+            record.draft = Some(DraftRecord {
+                during: draft.during,
+                seconds: draft.seconds,
+                waited_seconds: draft.waited_seconds,
+                replies: draft.replies,
+                outcome: outcome.into(),
+            });
+        }
         for (action, count) in plan(self.settings.action, n, self.settings.proposals) {
+            if attempts.iter().any(Attempt::is_valid) {
+                break;
+            }
             if count == 0 || stop::requested() {
                 continue;
             }
@@ -389,9 +435,7 @@ impl Research {
                 action,
             };
             let ui = &mut self.ui;
-            let seed = (n as u32)
-                .wrapping_mul(100)
-                .wrapping_add(attempts.len() as u32);
+            let seed = seed(n, attempts.len());
             let found = agent.propose(&source, &input, count, seed, &mut |event| {
                 ui.agent_event(n, &event);
                 let done = matches!(&event, Event::Finished(a) if a.is_valid());
@@ -475,6 +519,55 @@ impl Research {
             .collect()
     }
 
+    /// With the device arranged for a run of `record` and the agent still loaded: starts writing
+    /// the next experiment's proposal against the best file, beside the training.
+    fn start_draft(&mut self, record: &Record) -> Result<()> {
+        if !self.thinks || self.drafting.is_some() {
+            return Ok(());
+        }
+        let Some(engine) = self.owner.agent.shared() else {
+            return Ok(());
+        };
+        let next = record.n + 1;
+        let Some(&(action, count)) = plan(self.settings.action, next, self.settings.proposals)
+            .iter()
+            .find(|(_, count)| *count > 0)
+        else {
+            return Ok(());
+        };
+        let best = self
+            .journal
+            .records()
+            .iter()
+            .rev()
+            .find(|r| r.outcome == Outcome::Keep)
+            .map(past);
+        let mut history = self.history();
+        if !is_baseline(record) {
+            // So that the draft tries something else than the experiment it is written beside.
+            history.push(PastExperiment {
+                description: record.description.clone(),
+                status: "running now".into(),
+                val_bpb: None,
+            });
+        }
+        let job = DraftJob {
+            engine,
+            program: self.program.clone(),
+            settings: self.agent_settings.clone(),
+            ledger: self.ledger.clone(),
+            source: self.workspace.file_at(parse_oid(&record.parent)?)?,
+            history,
+            best,
+            last_failure: self.failure_note().0,
+            action,
+            count,
+            seed: seed(next, 0),
+        };
+        self.drafting = Some(Drafting::start(job, record.n)?);
+        Ok(())
+    }
+
     /// Builds the candidate in the agent's staging slot (already built there: this only finds
     /// the binary). Err carries the compiler's message.
     fn build(&mut self, text: &str, record: &mut Record) -> Result<PathBuf, String> {
@@ -500,14 +593,6 @@ impl Research {
             .dir
             .join(format!("e{:04}", record.n))
             .join(format!("run{index}"));
-        let spec = run::RunSpec {
-            binary,
-            data_dir: &self.settings.data_dir,
-            run_dir: &run_dir,
-            budget: Some(self.settings.budget),
-            timeout: self.settings.timeout,
-            stop: &stop::requested,
-        };
         if self.schedule.is_none() {
             // The device is arranged once per experiment, before its first run.
             let schedule = self.owner.make_room()?;
@@ -518,7 +603,16 @@ impl Research {
                 ));
             }
             self.schedule = Some(schedule);
+            self.start_draft(record)?;
         }
+        let spec = run::RunSpec {
+            binary,
+            data_dir: &self.settings.data_dir,
+            run_dir: &run_dir,
+            budget: Some(self.settings.budget),
+            timeout: self.settings.timeout,
+            stop: &stop::requested,
+        };
         self.ui
             .training_begin(record.n, index, self.settings.budget);
         let ui = &mut self.ui;
@@ -579,6 +673,16 @@ impl Research {
                 }
             }
         }
+        if let Some(drafting) = self.drafting.take() {
+            // Before the agent moves: the draft holds the model.
+            match drafting.finish() {
+                Ok(draft) => self.draft = Some(draft),
+                Err(e) => self.ui.say(&format!(
+                    "e{:04}: the draft written during training failed ({e:#}); the next proposal is written afresh",
+                    record.n
+                )),
+            }
+        }
         if let Some(mut schedule) = self.schedule.take() {
             self.owner.restore(&mut schedule)?;
             record.schedule = Some(schedule);
@@ -588,6 +692,11 @@ impl Research {
         pending::clear(&self.settings.dir)?;
         Ok(())
     }
+}
+
+/// The sampling seed of an experiment's proposal number `attempt`.
+fn seed(n: usize, attempt: usize) -> u32 {
+    (n as u32).wrapping_mul(100).wrapping_add(attempt as u32)
 }
 
 /// What the keep/discard rule saw for `runs` against `best_before`.
@@ -686,6 +795,7 @@ fn new_record(n: usize, parent: git2::Oid, description: &str) -> Record {
         retry_of: None,
         agent_reset: false,
         schedule: None,
+        draft: None,
     }
 }
 

@@ -3,6 +3,7 @@
 //! model is dropped), loaded again afterwards, with each step timed.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::agent::engine::Engine;
@@ -12,7 +13,8 @@ pub struct ResidentAgent {
     path: PathBuf,
     /// Layers on the device when fully loaded (`--gpu-layers`).
     full_layers: u32,
-    engine: Option<Engine>,
+    /// Shared with a draft written during a training run, which ends before the model moves.
+    engine: Option<Arc<Engine>>,
     layers_loaded: u32,
     /// The KV cache the agent's sessions need, in bytes (its context size at the model's shape).
     context_bytes: u64,
@@ -40,7 +42,7 @@ impl ResidentAgent {
             weights_bytes: model.size(),
             layers_loaded: gpu_layers,
             last_load_seconds: engine.load_seconds,
-            engine: Some(engine),
+            engine: Some(Arc::new(engine)),
             context_bytes,
             context,
             n_layers,
@@ -72,7 +74,12 @@ impl ResidentAgent {
         if self.engine.is_none() || self.layers_loaded != self.full_layers {
             self.reload(self.full_layers)?;
         }
-        Ok(self.engine.as_ref().expect("loaded above"))
+        Ok(self.engine.as_deref().expect("loaded above"))
+    }
+
+    /// The engine as it is (None when evicted), for a thread that writes beside a training run.
+    pub fn shared(&self) -> Option<Arc<Engine>> {
+        self.engine.clone()
     }
 
     pub fn layers_loaded(&self) -> u32 {
@@ -106,7 +113,7 @@ impl ResidentAgent {
     pub fn reload(&mut self, gpu_layers: u32) -> Result<f64, AgentError> {
         let start = Instant::now();
         self.engine = None;
-        self.engine = Some(Engine::load(&self.path, gpu_layers)?);
+        self.engine = Some(Arc::new(Engine::load(&self.path, gpu_layers)?));
         self.layers_loaded = gpu_layers;
         self.last_load_seconds = start.elapsed().as_secs_f64();
         Ok(self.last_load_seconds)
