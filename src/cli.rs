@@ -133,10 +133,14 @@ pub struct DataDirArg {
 }
 
 impl DataDirArg {
+    /// The folder as an absolute path: the training program runs in its run folder, where a
+    /// relative path would point elsewhere.
     pub fn resolve(&self) -> PathBuf {
-        self.data_dir
+        let dir = self
+            .data_dir
             .clone()
-            .unwrap_or_else(harness::default_data_dir)
+            .unwrap_or_else(harness::default_data_dir);
+        std::path::absolute(&dir).unwrap_or(dir)
     }
 }
 
@@ -447,4 +451,19 @@ pub struct AgentArgs {
     /// Repair rounds after a compiler error.
     #[arg(long, default_value_t = 2)]
     pub repairs: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relative_data_dir_becomes_absolute() {
+        let arg = DataDirArg {
+            data_dir: Some(PathBuf::from("some/data")),
+        };
+        let resolved = arg.resolve();
+        assert!(resolved.is_absolute(), "{}", resolved.display());
+        assert!(resolved.ends_with("some/data"));
+    }
 }

@@ -150,9 +150,9 @@ fn train(binary: &Path, data_dir: &Path, run_dir: &Path, budget: f64) -> Result<
     match report.outcome {
         runner::Outcome::Finished(summary) => Ok(*summary),
         failed => bail!(
-            "the training run failed: {}; log: {}",
+            "the training run failed: {}; its last lines:\n{}",
             failed.problem(spec.timeout).unwrap_or_default(),
-            report.log.display()
+            report.tail.join("\n")
         ),
     }
 }
