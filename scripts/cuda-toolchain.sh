@@ -46,6 +46,9 @@ ln -sf libcuda.so lib/stubs/libcuda.so.1
 cat > "$dir/env.sh" <<ENV
 export CUDA_PATH="$root"
 export CUDA_HOME="$root"
+# llama-cpp-sys-2 finds the libraries it links (cudart_static, culibos, the libcuda stub) through
+# find_cuda_helper, which on Linux reads this (it appends lib64 and lib64/stubs), not CUDA_PATH.
+export CUDA_LIBRARY_PATH="$root"
 export PATH="$root/bin:\$PATH"
 export LIBRARY_PATH="$root/lib:$root/lib/stubs\${LIBRARY_PATH:+:\$LIBRARY_PATH}"
 export LD_LIBRARY_PATH="$root/lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"

@@ -54,8 +54,11 @@ step bench-swap "$bin/autoresearch" bench swap --model "$bin/model.gguf" --cycle
 
 data="$work/data"
 step prepare "$bin/autoresearch" prepare --profile "$profile" --data-dir "$data"
+# The run's weights stay behind: only its log and result come back.
 step train "$bin/autoresearch" train --trainer-bin "$bin/train" --budget "$budget" \
-    --data-dir "$data" --run-dir "$out/train-run"
+    --data-dir "$data" --run-dir "$work/train-run"
+mkdir -p "$out/train-run"
+cp "$work/train-run/train.log" "$work/train-run/result.json" "$out/train-run/" 2>/dev/null
 if [[ -n $torch_ref ]]; then
     step torch-ref python3 "$torch_ref"
 else
