@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU check in one go, on a GPU machine with the CUDA 13.0 runtime, Python with PyTorch,
 # no Rust and no internet, from the archive scripts/build-cuda.sh makes. Figures go to $OUT
-# (default ./gpu-check-out), one file per step and summary.txt. Usage, from the repository root:
+# (default ./gpu-check-out): summary.txt, all-steps.txt (every step's output) and the training run's
+# log and result. Usage, from the repository root:
 #   scripts/gpu-check.sh [dist/gpu-check.tar.xz] [path/to/torch_ref.py]
 # Each step runs even when an earlier one failed, so one call yields every figure it can.
 set -uo pipefail
@@ -10,6 +11,8 @@ torch_ref=${2:-}
 out=$(realpath -m "${OUT:-gpu-check-out}")
 mkdir -p "$out"
 work=$(mktemp -d)
+logs="$work/logs"
+mkdir -p "$logs"
 tar -C "$work" -xJf "$archive" || { echo "cannot unpack $archive" >&2; exit 1; }
 bin="$work/gpu-check"
 # build-cuda.sh packs the reference script when it finds it beside the checkout.
@@ -27,10 +30,10 @@ step() {  # step NAME COMMAND...: runs it (at most STEP_LIMIT seconds), keeps it
     local name=$1; shift
     local start=$SECONDS
     echo "== $name"
-    timeout "${STEP_LIMIT:-240}" "$@" > "$out/$name.txt" 2>&1
+    timeout "${STEP_LIMIT:-240}" "$@" > "$logs/$name.txt" 2>&1
     local rc=$?
-    echo "$name: exit $rc in $((SECONDS - start))s" | tee -a "$out/steps.txt"
-    tail -n 5 "$out/$name.txt"
+    echo "$name: exit $rc in $((SECONDS - start))s" | tee -a "$logs/steps.txt"
+    tail -n 5 "$logs/$name.txt"
 }
 
 step nvidia-smi nvidia-smi
@@ -59,15 +62,23 @@ step train "$bin/autoresearch" train --trainer-bin "$bin/train" --budget "$budge
     --data-dir "$data" --run-dir "$work/train-run"
 mkdir -p "$out/train-run"
 cp "$work/train-run/train.log" "$work/train-run/result.json" "$out/train-run/" 2>/dev/null
+# When the confined run fails, the figures still come back from an unconfined one, said as such.
+confinement=()
+if [[ ! -f $work/train-run/result.json ]]; then
+    confinement=(--unconfined)
+    step train-unconfined "$bin/autoresearch" train --trainer-bin "$bin/train" --budget "$budget" \
+        --data-dir "$data" --run-dir "$work/train-run" --unconfined
+    cp "$work/train-run/train.log" "$work/train-run/result.json" "$out/train-run/" 2>/dev/null
+fi
 if [[ -n $torch_ref ]]; then
     step torch-ref python3 "$torch_ref"
 else
-    echo "torch_ref.py not found: pass its path as the second argument" | tee -a "$out/steps.txt"
+    echo "torch_ref.py not found: pass its path as the second argument" | tee -a "$logs/steps.txt"
 fi
 # Think while training: the trainer alone and with the agent drafting beside it, same budget.
 step bench-draft "$bin/autoresearch" bench draft --model "$bin/model.gguf" --trainer-bin "$bin/train" \
     --train-file "$bin/train.rs" --program "$bin/program.md" --data-dir "$data" \
-    --budget "${DRAFT_BUDGET:-30}"
+    --budget "${DRAFT_BUDGET:-30}" "${confinement[@]}"
 
 {
     echo "# GPU check, $(date -u +%FT%TZ)"
@@ -75,16 +86,21 @@ step bench-draft "$bin/autoresearch" bench draft --model "$bin/model.gguf" --tra
     echo "## trainer (result.json)"
     cat "$out/train-run/result.json" 2>/dev/null || echo "no result"
     echo "## torch.compile reference"
-    grep -iE "tokens/s|mfu|peak" "$out/torch-ref.txt" 2>/dev/null
+    grep -iE "tokens/s|mfu|peak" "$logs/torch-ref.txt" 2>/dev/null
     echo "## agent"
-    grep -E "load|pp|tg|tokens/s" "$out/bench-agent.txt" 2>/dev/null
-    grep -E "valid edits" "$out/propose.txt" 2>/dev/null
+    grep -E "load|pp|tg|tokens/s" "$logs/bench-agent.txt" 2>/dev/null
+    grep -E "valid edits" "$logs/propose.txt" 2>/dev/null
     echo "## swap cycles"
-    cat "$out/bench-swap.txt" 2>/dev/null | grep -E "used|cycle"
+    cat "$logs/bench-swap.txt" 2>/dev/null | grep -E "used|cycle"
     echo "## think while training"
-    grep -E "^(draft|trainer|drafts|no draft)" "$out/bench-draft.txt" 2>/dev/null
+    grep -E "^(draft|trainer|drafts|no draft)" "$logs/bench-draft.txt" 2>/dev/null
     echo "## steps"
-    cat "$out/steps.txt"
+    cat "$logs/steps.txt"
 } > "$out/summary.txt"
 cat "$out/summary.txt"
+for f in "$logs"/*.txt; do
+    [[ $f == "$logs/steps.txt" ]] && continue
+    echo "===== $(basename "$f" .txt)"
+    cat "$f"
+done > "$out/all-steps.txt"
 rm -rf "$work"

@@ -167,10 +167,11 @@ fn restrict_files_and_tcp(
     write: &[PathBuf],
 ) -> Result<RulesetStatus> {
     let abi = ABI::V5;
-    // /proc/self names the pid this process keeps after exec.
+    // /proc/self names the pid this process keeps after exec. Its own entries are writable: the
+    // CUDA driver names its threads through /proc/self/task/<tid>/comm in cuInit and fails with
+    // CUDA_ERROR_OPERATING_SYSTEM when it cannot. They are this process's alone.
     let own_proc = PathBuf::from(format!("/proc/{}", std::process::id()));
     let mut readable: Vec<PathBuf> = SYSTEM_READ.iter().map(PathBuf::from).collect();
-    readable.push(own_proc);
     readable.push(program.to_path_buf());
     readable.extend(read.iter().cloned());
     let mut devices: Vec<PathBuf> = DEVICES.iter().map(PathBuf::from).collect();
@@ -193,6 +194,10 @@ fn restrict_files_and_tcp(
             AccessFs::from_read(abi) | AccessFs::from_write(abi),
         ))?
         .add_rules(path_beneath_rules(write, AccessFs::from_all(abi)))?
+        .add_rules(path_beneath_rules(
+            [own_proc],
+            AccessFs::from_read(abi) | AccessFs::WriteFile | AccessFs::Truncate,
+        ))?
         .restrict_self()
         .context("cannot apply the Landlock ruleset")?;
     Ok(status.ruleset)

@@ -413,6 +413,12 @@ fn confined_programs_cannot_read_write_or_connect_outside_their_folder() {
     assert!(ok, "{stdout}{stderr}");
     assert!(run_dir.join("inside").exists());
 
+    // Its own /proc entries are its to write: the CUDA driver names its threads there.
+    let (ok, stdout, stderr) = confined(
+        "echo trainer > /proc/self/task/$$/comm && read -r name < /proc/$$/comm && echo $name",
+    );
+    assert!(ok && stdout.trim() == "trainer", "{stdout}{stderr}");
+
     let (ok, _, stderr) = confined(&format!("cat {}", secret.display()));
     assert!(!ok && stderr.contains("Permission denied"), "{stderr}");
     let (ok, _, stderr) = confined(&format!("echo x > {}/outside", guard.path().display()));
