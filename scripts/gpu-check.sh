@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
 # Every GPU check in one go, on a GPU machine with the CUDA 13.0 runtime, Python with PyTorch,
-# no Rust and no internet, from the archive scripts/build-cuda.sh makes. Figures go to $OUT
-# (default ./gpu-check-out): summary.txt, all-steps.txt (every step's output) and the training run's
-# log and result. Usage, from the repository root:
+# no Rust and no internet, from the archive scripts/build-cuda.sh makes. Usage, from the
+# repository root:
 #   scripts/gpu-check.sh [dist/gpu-check.tar.xz] [path/to/torch_ref.py]
-# Each step runs even when an earlier one failed, so one call yields every figure it can.
+# Figures go to $OUT (default ./gpu-check-out): all-steps.txt grows with every step's output as it
+# finishes (so a call cut short still brings back what ran), summary.txt at the end, and the
+# training run's log and result. Each step runs even when an earlier one failed.
+# Environment:
+#   PARTS="agent train torch draft"  which parts run (to split the checks over two calls)
+#   BUDGET=60 DRAFT_BUDGET=30        training seconds of the train step and of each bench draft run
+#   STEP_LIMIT=240 TRAIN_LIMIT=420   seconds before a step (a training step) is killed; the gpu
+#                                    profile's 11 warm-up steps do not count against the budget
+#   MODEL_ARGS, PROFILE=gpu          for a dry run on a CPU machine (an archive from
+#                                    `build-cuda.sh cpu`): e.g. MODEL_ARGS="--layers 2 --hidden 256
+#                                    --heads 4 --kv-heads 2 --ffn 512" PROFILE=cpu
 set -uo pipefail
 archive=${1:-dist/gpu-check.tar.xz}
 torch_ref=${2:-}
 out=$(realpath -m "${OUT:-gpu-check-out}")
-mkdir -p "$out"
+mkdir -p "$out/train-run"
 work=$(mktemp -d)
 logs="$work/logs"
 mkdir -p "$logs"
@@ -20,87 +29,104 @@ for candidate in "$torch_ref" shared/bench/torch_ref.py ../shared/bench/torch_re
     [[ -n $candidate && -f $candidate ]] && { torch_ref=$(realpath "$candidate"); break; }
 done
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+parts=" ${PARTS:-agent train torch draft} "
 budget=${BUDGET:-60}
-# For a dry run on a CPU machine (an archive from `build-cuda.sh cpu`): a tiny model and the cpu
-# profile, e.g. MODEL_ARGS="--layers 2 --hidden 256 --heads 4 --kv-heads 2 --ffn 512" PROFILE=cpu.
 read -r -a model_args <<< "${MODEL_ARGS:-}"
 profile=${PROFILE:-gpu}
 
-step() {  # step NAME COMMAND...: runs it (at most STEP_LIMIT seconds), keeps its output, times it
-    local name=$1; shift
+step() {  # step LIMIT NAME COMMAND...: runs it, keeps and times its output
+    local limit=$1 name=$2; shift 2
     local start=$SECONDS
     echo "== $name"
-    timeout "${STEP_LIMIT:-240}" "$@" > "$logs/$name.txt" 2>&1
+    timeout "$limit" "$@" > "$logs/$name.txt" 2>&1
     local rc=$?
     echo "$name: exit $rc in $((SECONDS - start))s" | tee -a "$logs/steps.txt"
-    tail -n 5 "$logs/$name.txt"
+    tail -n 8 "$logs/$name.txt"
+    { echo "===== $name (exit $rc)"; cat "$logs/$name.txt"; } >> "$out/all-steps.txt"
 }
+limit=${STEP_LIMIT:-240}
+train_limit=${TRAIN_LIMIT:-420}
+wants() { [[ $parts == *" $1 "* ]]; }
 
-step nvidia-smi nvidia-smi
+step 30 nvidia-smi nvidia-smi
 
-# A model too large to carry: Qwen2.5-1.5B's shape, Q8_0, random weights, written here.
-pip_dir="$work/py"
-# gguf always; numpy and yaml only where this Python lacks them (the carried ones are for 3.12).
-wheels=("$bin"/gguf-*.whl)
-python3 -c "import numpy" 2>/dev/null || wheels+=("$bin"/numpy-*.whl)
-python3 -c "import yaml" 2>/dev/null || wheels+=("$bin"/pyyaml-*.whl)
-step gguf-install python3 -m pip install --quiet --no-deps --no-index --target "$pip_dir" "${wheels[@]}"
-step make-model env PYTHONPATH="$pip_dir${PYTHONPATH:+:$PYTHONPATH}" python3 "$bin/make-random-gguf.py" "$bin/model.gguf" "${model_args[@]}"
-step doctor "$bin/autoresearch" doctor --model "$bin/model.gguf"
-
-step bench-agent "$bin/autoresearch" bench agent --model "$bin/model.gguf"
-# Grammar-constrained proposals; without Rust here the candidates cannot be compiled, which the
-# output says for each one after showing that it parsed and applied.
-step propose "$bin/autoresearch" propose --model "$bin/model.gguf" --count 3 --action set \
-    --train-file "$bin/train.rs" --program "$bin/program.md"
-step bench-swap "$bin/autoresearch" bench swap --model "$bin/model.gguf" --cycles 2
+if wants agent || wants draft; then
+    # A model too large to carry: Qwen2.5-1.5B's shape, Q8_0, random weights, written here.
+    pip_dir="$work/py"
+    # gguf always; numpy and yaml only where this Python lacks them (the carried ones are for 3.12).
+    wheels=("$bin"/gguf-*.whl)
+    python3 -c "import numpy" 2>/dev/null || wheels+=("$bin"/numpy-*.whl)
+    python3 -c "import yaml" 2>/dev/null || wheels+=("$bin"/pyyaml-*.whl)
+    step "$limit" gguf-install python3 -m pip install --quiet --no-deps --no-index --target "$pip_dir" "${wheels[@]}"
+    step "$limit" make-model env PYTHONPATH="$pip_dir${PYTHONPATH:+:$PYTHONPATH}" \
+        python3 "$bin/make-random-gguf.py" "$bin/model.gguf" "${model_args[@]}"
+fi
+if wants agent; then
+    step "$limit" doctor "$bin/autoresearch" doctor --model "$bin/model.gguf"
+    step "$limit" bench-agent "$bin/autoresearch" bench agent --model "$bin/model.gguf"
+    # Grammar-constrained proposals; without Rust here the candidates cannot be compiled, which
+    # the output says for each one after showing that it parsed and applied.
+    step "$limit" propose "$bin/autoresearch" propose --model "$bin/model.gguf" --count 3 \
+        --action set --train-file "$bin/train.rs" --program "$bin/program.md"
+    step "$limit" bench-swap "$bin/autoresearch" bench swap --model "$bin/model.gguf" --cycles 2
+fi
 
 data="$work/data"
-step prepare "$bin/autoresearch" prepare --profile "$profile" --data-dir "$data"
-# The run's weights stay behind: only its log and result come back.
-step train "$bin/autoresearch" train --trainer-bin "$bin/train" --budget "$budget" \
-    --data-dir "$data" --run-dir "$work/train-run"
-mkdir -p "$out/train-run"
-cp "$work/train-run/train.log" "$work/train-run/result.json" "$out/train-run/" 2>/dev/null
-# When the confined run fails, the figures still come back from an unconfined one, said as such.
 confinement=()
-if [[ ! -f $work/train-run/result.json ]]; then
-    confinement=(--unconfined)
-    step train-unconfined "$bin/autoresearch" train --trainer-bin "$bin/train" --budget "$budget" \
-        --data-dir "$data" --run-dir "$work/train-run" --unconfined
+if wants train || wants draft; then
+    step "$limit" prepare "$bin/autoresearch" prepare --profile "$profile" --data-dir "$data"
+fi
+if wants train; then
+    # The run's weights stay behind: only its log and result come back.
+    step "$train_limit" train "$bin/autoresearch" train --trainer-bin "$bin/train" \
+        --budget "$budget" --data-dir "$data" --run-dir "$work/train-run"
     cp "$work/train-run/train.log" "$work/train-run/result.json" "$out/train-run/" 2>/dev/null
+    # When the confined run fails, the figures still come back from an unconfined one, said so.
+    if [[ ! -f $work/train-run/result.json ]] && grep -q "CUDA\|Landlock\|confine" "$logs/train.txt"; then
+        confinement=(--unconfined)
+        step "$train_limit" train-unconfined "$bin/autoresearch" train --trainer-bin "$bin/train" \
+            --budget "$budget" --data-dir "$data" --run-dir "$work/train-run" --unconfined
+        cp "$work/train-run/train.log" "$work/train-run/result.json" "$out/train-run/" 2>/dev/null
+    fi
 fi
-if [[ -n $torch_ref ]]; then
-    step torch-ref python3 "$torch_ref"
-else
-    echo "torch_ref.py not found: pass its path as the second argument" | tee -a "$logs/steps.txt"
+if wants torch; then
+    if [[ -n $torch_ref ]]; then
+        step "$limit" torch-ref python3 "$torch_ref"
+    else
+        echo "torch_ref.py not found: pass its path as the second argument" | tee -a "$logs/steps.txt"
+    fi
 fi
-# Think while training: the trainer alone and with the agent drafting beside it, same budget.
-step bench-draft "$bin/autoresearch" bench draft --model "$bin/model.gguf" --trainer-bin "$bin/train" \
-    --train-file "$bin/train.rs" --program "$bin/program.md" --data-dir "$data" \
-    --budget "${DRAFT_BUDGET:-30}" "${confinement[@]}"
+if wants draft; then
+    # Think while training: the trainer alone and with the agent drafting beside it.
+    step $((2 * train_limit)) bench-draft "$bin/autoresearch" bench draft --model "$bin/model.gguf" \
+        --trainer-bin "$bin/train" --train-file "$bin/train.rs" --program "$bin/program.md" \
+        --data-dir "$data" --budget "${DRAFT_BUDGET:-30}" "${confinement[@]}"
+fi
 
 {
-    echo "# GPU check, $(date -u +%FT%TZ)"
+    echo "# GPU check, $(date -u +%FT%TZ), parts:$parts"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
     echo "## trainer (result.json)"
     cat "$out/train-run/result.json" 2>/dev/null || echo "no result"
     echo "## torch.compile reference"
-    grep -iE "tokens/s|mfu|peak" "$logs/torch-ref.txt" 2>/dev/null
+    grep -E "tok_per_s" "$logs/torch-ref.txt" 2>/dev/null
+    # The ratio, when both ran in this call.
+    python3 - "$out/train-run/result.json" "$logs/torch-ref.txt" <<'PY' 2>/dev/null
+import json, re, sys
+ours = json.load(open(sys.argv[1]))
+ref = dict(re.findall(r"(\w+)=(\S+)", open(sys.argv[2]).read()))
+print(f"trainer / torch.compile: tokens/s {ours['tokens_per_second'] / float(ref['tok_per_s']):.3f}, "
+      f"MFU {ours['mfu_percent']:.2f}% / {float(ref['mfu_pct']):.1f}%")
+PY
     echo "## agent"
     grep -E "load|pp|tg|tokens/s" "$logs/bench-agent.txt" 2>/dev/null
     grep -E "valid edits" "$logs/propose.txt" 2>/dev/null
     echo "## swap cycles"
-    cat "$logs/bench-swap.txt" 2>/dev/null | grep -E "used|cycle"
+    grep -E "used|cycle" "$logs/bench-swap.txt" 2>/dev/null
     echo "## think while training"
     grep -E "^(draft|trainer|drafts|no draft)" "$logs/bench-draft.txt" 2>/dev/null
     echo "## steps"
     cat "$logs/steps.txt"
 } > "$out/summary.txt"
 cat "$out/summary.txt"
-for f in "$logs"/*.txt; do
-    [[ $f == "$logs/steps.txt" ]] && continue
-    echo "===== $(basename "$f" .txt)"
-    cat "$f"
-done > "$out/all-steps.txt"
 rm -rf "$work"
