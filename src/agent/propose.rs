@@ -414,22 +414,27 @@ fn code_around_errors(source: &str, errors: &str) -> String {
 mod tests {
     use super::*;
 
+    /// An agent on the default model with the real protocol.
+    fn agent<'e>(engine: &'e Engine, context: usize, max_repairs: usize, slot: &str) -> Agent<'e> {
+        Agent {
+            engine,
+            program: crate::program::load(None).unwrap(),
+            settings: Settings {
+                context,
+                max_tokens: 128,
+                temperature: 0.8,
+                max_repairs,
+                slot: slot.into(),
+            },
+            ledger: Ledger::default(),
+        }
+    }
+
     #[test]
     fn a_compiler_error_goes_back_to_the_model_for_repair() {
         let engine = Engine::load(&crate::cli::default_model(), 0).expect("the default model");
         let source = include_str!("../../train/src/train.rs");
-        let mut agent = Agent {
-            engine: &engine,
-            program: crate::program::load(None).unwrap(),
-            settings: Settings {
-                context: 2048,
-                max_tokens: 128,
-                temperature: 0.8,
-                max_repairs: 1,
-                slot: "test-repair".into(),
-            },
-            ledger: Ledger::default(),
-        };
+        let mut agent = agent(&engine, 2048, 1, "test-repair");
         let mut attempt = Attempt {
             action: Action::Set,
             reply: "IDEA: break the build\nSET MATRIX_LR = oops\n".into(),
@@ -462,18 +467,7 @@ mod tests {
     fn a_draft_is_used_only_where_it_still_applies() {
         let engine = Engine::load(&crate::cli::default_model(), 0).expect("the default model");
         let source = include_str!("../../train/src/train.rs");
-        let mut agent = Agent {
-            engine: &engine,
-            program: crate::program::load(None).unwrap(),
-            settings: Settings {
-                context: 4096,
-                max_tokens: 128,
-                temperature: 0.8,
-                max_repairs: 0,
-                slot: "test-draft".into(),
-            },
-            ledger: Ledger::default(),
-        };
+        let mut agent = agent(&engine, 4096, 0, "test-draft");
         let program = agent.program.clone();
         let input = PromptInput {
             program: &program,

@@ -191,14 +191,17 @@ impl Research {
             .find(|r| is_baseline(r) && r.outcome == Outcome::Keep)
     }
 
-    fn best(&self) -> Result<Best> {
-        let record = self
-            .journal
+    /// The latest kept experiment: the best, since only improvements are kept.
+    fn last_kept(&self) -> Option<&Record> {
+        self.journal
             .records()
             .iter()
             .rev()
             .find(|r| r.outcome == Outcome::Keep)
-            .context("the journal has no baseline")?;
+    }
+
+    fn best(&self) -> Result<Best> {
+        let record = self.last_kept().context("the journal has no baseline")?;
         Ok(Best {
             commit: parse_oid(record.commit.as_deref().unwrap_or_default())?,
             val_bpb: record
@@ -375,13 +378,7 @@ impl Research {
         let (last_failure, reset) = self.failure_note();
         record.agent_reset = reset;
         let history = self.history();
-        let best_record = self
-            .journal
-            .records()
-            .iter()
-            .rev()
-            .find(|r| r.outcome == Outcome::Keep)
-            .map(past);
+        let best_record = self.last_kept().map(past);
         let start = Instant::now();
         self.ui.agent_begin(n);
         let mut agent = Agent {
@@ -535,13 +532,7 @@ impl Research {
         else {
             return Ok(());
         };
-        let best = self
-            .journal
-            .records()
-            .iter()
-            .rev()
-            .find(|r| r.outcome == Outcome::Keep)
-            .map(past);
+        let best = self.last_kept().map(past);
         let mut history = self.history();
         if !is_baseline(record) {
             // So that the draft tries something else than the experiment it is written beside.
