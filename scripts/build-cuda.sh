@@ -3,7 +3,8 @@
 # the toolchain from scripts/cuda-toolchain.sh, and packs them for a GPU machine that has the CUDA
 # 13.0 runtime but no Rust (see scripts/gpu-check.sh). Usage:
 #   scripts/build-cuda.sh [trainer|all|cpu]    # default all
-# trainer: the baseline training program only (candle, ~20 min on 2 cores);
+# trainer: the baseline training program and the op-timings example only (candle, ~20 min on 2
+# cores);
 # all: also the appliance with llama.cpp's CUDA backend (~50 min more on 2 cores);
 # cpu: no CUDA at all, the CPU builds packed the same way, for a dry run of gpu-check.sh here.
 # Output: target/cuda/release/{train,autoresearch} and dist/gpu-check.tar.xz (at most 64 MiB).
@@ -13,8 +14,9 @@ what=${1:-all}
 
 if [[ $what == cpu ]]; then
     cargo build --release --offline -p autoresearch-train -p autoresearch
+    cargo build --release --offline -p autoresearch-harness --example op-timings
     built=target/release
-    files=(train autoresearch)
+    files=(train autoresearch examples/op-timings)
 else
     scripts/cuda-toolchain.sh
     source target/cuda-13.0/env.sh
@@ -26,8 +28,9 @@ else
     # the shared libraries, which the GPU machine's CUDA install provides.
     export RUSTFLAGS="${RUSTFLAGS:-} -C link-arg=-lcublas -C link-arg=-lcublasLt"
     cargo build --release --offline -p autoresearch-train --features cuda
+    cargo build --release --offline -p autoresearch-harness --example op-timings --features cuda
     built=target/cuda/release
-    files=(train)
+    files=(train examples/op-timings)
     if [[ $what == all ]]; then
         cargo build --release --offline -p autoresearch --features cuda
         files+=(autoresearch)

@@ -7,10 +7,12 @@
 # finishes (so a call cut short still brings back what ran), summary.txt at the end, and the
 # training run's log and result. Each step runs even when an earlier one failed.
 # Environment:
-#   PARTS="agent train torch draft"  which parts run (to split the checks over two calls)
+#   PARTS="ops agent train torch draft"  which parts run (to split the checks over calls); ops
+#                                    times the training file's operations one by one
 #   BUDGET=60 DRAFT_BUDGET=30        training seconds of the train step and of each bench draft run
 #   STEP_LIMIT=240 TRAIN_LIMIT=420   seconds before a step (a training step) is killed; the gpu
 #                                    profile's 11 warm-up steps do not count against the budget
+#   OP_SHAPE="ROWS SEQ"              op-timings shape (default the gpu profile's 32 x 2048)
 #   MODEL_ARGS, PROFILE=gpu          for a dry run on a CPU machine (an archive from
 #                                    `build-cuda.sh cpu`): e.g. MODEL_ARGS="--layers 2 --hidden 256
 #                                    --heads 4 --kv-heads 2 --ffn 512" PROFILE=cpu
@@ -29,7 +31,7 @@ for candidate in "$torch_ref" shared/bench/torch_ref.py ../shared/bench/torch_re
     [[ -n $candidate && -f $candidate ]] && { torch_ref=$(realpath "$candidate"); break; }
 done
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-parts=" ${PARTS:-agent train torch draft} "
+parts=" ${PARTS:-ops agent train torch draft} "
 budget=${BUDGET:-60}
 read -r -a model_args <<< "${MODEL_ARGS:-}"
 profile=${PROFILE:-gpu}
@@ -49,6 +51,9 @@ train_limit=${TRAIN_LIMIT:-420}
 wants() { [[ $parts == *" $1 "* ]]; }
 
 step 30 nvidia-smi nvidia-smi
+if wants ops; then
+    step "$limit" op-timings "$bin/op-timings" ${OP_SHAPE:-}
+fi
 
 if wants agent || wants draft; then
     # A model too large to carry: Qwen2.5-1.5B's shape, Q8_0, random weights, written here.
@@ -118,6 +123,8 @@ ref = dict(re.findall(r"(\w+)=(\S+)", open(sys.argv[2]).read()))
 print(f"trainer / torch.compile: tokens/s {ours['tokens_per_second'] / float(ref['tok_per_s']):.3f}, "
       f"MFU {ours['mfu_percent']:.2f}% / {float(ref['mfu_pct']):.1f}%")
 PY
+    echo "## operations (ms per micro-batch, forward + backward)"
+    cat "$logs/op-timings.txt" 2>/dev/null
     echo "## agent"
     grep -E "load|pp|tg|tokens/s" "$logs/bench-agent.txt" 2>/dev/null
     grep -E "valid edits" "$logs/propose.txt" 2>/dev/null
