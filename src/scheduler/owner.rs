@@ -74,14 +74,18 @@ impl DeviceOwner {
     /// Before a training run: decides where the agent goes, and moves it.
     pub fn make_room(&mut self) -> Result<Schedule, SchedulerError> {
         let before = self.device.read()?;
-        let agent_total = self.agent.weights_bytes() + self.agent.context_bytes();
+        // Between proposals only the weights are held: a KV cache lives as long as a proposal's
+        // session (on the H200 an eviction freed 1,566 MiB of a 1,565 MiB model). So the reading
+        // is given back the weights, and a resident agent is planned with its KV cache on top,
+        // which a draft written beside the run allocates.
+        let weights = self.agent.weights_bytes();
         let on_device = match (self.agent.is_loaded(), self.device.kind) {
             (false, _) => 0,
-            (true, Kind::HostRam) => agent_total,
+            (true, Kind::HostRam) => weights,
             (true, Kind::Gpu) => {
                 let share = self.agent.layers_loaded().min(self.agent.n_layers()) as f64
                     / self.agent.n_layers().max(1) as f64;
-                (agent_total as f64 * share) as u64
+                (weights as f64 * share) as u64
             }
         };
         let free = before.free + on_device;
