@@ -36,8 +36,10 @@ pub fn run(args: &BenchDraftArgs) -> Result<()> {
     let source = std::fs::read_to_string(&train_file)
         .with_context(|| format!("cannot read {}", train_file.display()))?;
     let binary = match &args.trainer_bin {
-        Some(bin) if bin.is_file() => bin.clone(),
-        Some(bin) => bail!("--trainer-bin {} does not exist", bin.display()),
+        Some(bin) => {
+            super::train::check_prebuilt(bin)?;
+            bin.clone()
+        }
         None => build::build(&train_file, "bench-draft")?.binary,
     };
     let program = crate::program::load(args.program.as_deref())?;

@@ -26,9 +26,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let binary = match &args.trainer_bin {
         // Built elsewhere (a GPU machine without Rust, build-once-run-many).
         Some(bin) => {
-            if !bin.is_file() {
-                bail!("--trainer-bin {} does not exist: pass a training program built by `autoresearch train`", bin.display());
-            }
+            check_prebuilt(bin)?;
             eprintln!(
                 "running the prebuilt {}; training for {budget:.0}s",
                 bin.display()
@@ -76,4 +74,15 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         }
         failed => bail!("{}", failed.problem(spec.timeout).unwrap_or_default()),
     }
+}
+
+/// A `--trainer-bin` must be a file: a training program built earlier.
+pub fn check_prebuilt(bin: &std::path::Path) -> Result<()> {
+    if !bin.is_file() {
+        bail!(
+            "--trainer-bin {} does not exist: pass a training program built by `autoresearch train`",
+            bin.display()
+        );
+    }
+    Ok(())
 }

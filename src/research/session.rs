@@ -387,19 +387,22 @@ impl Research {
             settings: std::mem::take(&mut self.agent_settings),
             ledger: std::mem::take(&mut self.ledger),
         };
+        let ui = &mut self.ui;
+        // The agent stops at the first valid proposal, or when the user stops the loop.
+        let mut observe = |event: Event<'_>| {
+            ui.agent_event(n, &event);
+            let done = matches!(&event, Event::Finished(a) if a.is_valid());
+            if done || stop::requested() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        };
         let mut attempts: Vec<Attempt> = Vec::new();
         if let Some(draft) = self.draft.take() {
             let mut outcome = "none";
             if let Some(reply) = &draft.reply {
-                let ui = &mut self.ui;
-                let attempt = agent.adopt(&source, reply, seed(n, 0) + 1000, &mut |event| {
-                    ui.agent_event(n, &event);
-                    if stop::requested() {
-                        ControlFlow::Break(())
-                    } else {
-                        ControlFlow::Continue(())
-                    }
-                })?;
+                let attempt = agent.adopt(&source, reply, seed(n, 0) + 1000, &mut observe)?;
                 outcome = match &attempt.verdict {
                     Verdict::Valid(_) => "used",
                     Verdict::Rejected(_) => "stale",
@@ -431,22 +434,10 @@ impl Research {
                 last_failure: last_failure.as_deref(),
                 action,
             };
-            let ui = &mut self.ui;
             let seed = seed(n, attempts.len());
-            let found = agent.propose(&source, &input, count, seed, &mut |event| {
-                ui.agent_event(n, &event);
-                let done = matches!(&event, Event::Finished(a) if a.is_valid());
-                if done || stop::requested() {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            })?;
+            let found = agent.propose(&source, &input, count, seed, &mut observe)?;
             // An agent error ends the loop, so the parts need no putting back on that path.
             attempts.extend(found.1);
-            if attempts.iter().any(Attempt::is_valid) {
-                break;
-            }
         }
         (self.program, self.agent_settings, self.ledger) =
             (agent.program, agent.settings, agent.ledger);
