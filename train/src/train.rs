@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use harness::candle::{DType, Device, Tensor, Var, D};
-use harness::candle_nn::{self, VarMap};
+use harness::candle_nn::VarMap;
 use harness::rng::Rng;
 use harness::{Harness, LanguageModel, ModelInfo, Trained};
 
@@ -116,6 +116,25 @@ fn linear(x: &Tensor, w: &Tensor) -> harness::candle::Result<Tensor> {
     let mut out_shape = x.dims().to_vec();
     *out_shape.last_mut().unwrap() = rows;
     x.reshape(((), cols))?.matmul(&w.t()?)?.reshape(out_shape)
+}
+
+/// Softmax over the last dimension. The max is subtracted for range only and softmax does not
+/// depend on it, so it carries no gradient: that spares the backward pass five passes over the
+/// attention scores (candle's `ops::softmax` differentiates through it).
+fn softmax(x: &Tensor) -> harness::candle::Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+}
+
+/// Mean cross-entropy of `targets` under `logits: [N, V]`, without materialising the
+/// log-probabilities (the max again only for range): log-sum-exp minus the target's logit.
+fn cross_entropy(logits: &Tensor, targets: &Tensor) -> harness::candle::Result<Tensor> {
+    let max = logits.max_keepdim(D::Minus1)?.detach();
+    let shifted = logits.broadcast_sub(&max)?;
+    let log_sum_exp = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    let picked = shifted.gather(&targets.unsqueeze(D::Minus1)?, D::Minus1)?;
+    (log_sum_exp - picked)?.mean_all()
 }
 
 fn sigmoid(x: &Tensor) -> harness::candle::Result<Tensor> {
@@ -307,16 +326,16 @@ impl Gpt {
             let g = (sigmoid(&linear(&x.narrow(D::Minus1, 0, VE_GATE_CHANNELS)?, gate)?)? * 2.0)?;
             v = (v + ve.reshape((b, t, h, hd))?.broadcast_mul(&g.unsqueeze(3)?)?)?;
         }
-        let q = rms_norm(&rope(&q, &self.cos, &self.sin)?)?
+        // The 1/sqrt(hd) scale on q, which is T/hd times smaller than the scores.
+        let q = (rms_norm(&rope(&q, &self.cos, &self.sin)?)? * (1.0 / (hd as f64).sqrt()))?
             .transpose(1, 2)?
             .contiguous()?;
         let k = rms_norm(&rope(&k, &self.cos, &self.sin)?)?
             .transpose(1, 2)?
             .contiguous()?;
         let v = v.transpose(1, 2)?.contiguous()?;
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
-        let scores = scores.broadcast_add(&self.masks[block.mask])?;
-        let weights = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let scores = q.matmul(&k.t()?)?.broadcast_add(&self.masks[block.mask])?;
+        let weights = softmax(&scores)?;
         let y = weights.matmul(&v)?.transpose(1, 2)?.reshape((b, t, c))?;
         linear(&y, &a.c_proj)
     }
@@ -330,7 +349,7 @@ impl Gpt {
     fn loss(&self, x: &Tensor, y: &Tensor) -> harness::candle::Result<Tensor> {
         let logits = self.forward(x)?;
         let v = self.cfg.vocab_size;
-        candle_nn::loss::cross_entropy(&logits.reshape(((), v))?, &y.flatten_all()?)
+        cross_entropy(&logits.reshape(((), v))?, &y.flatten_all()?)
     }
 
     /// Training FLOPs per token: 6 per matrix weight, plus attention scores over each window.
