@@ -42,6 +42,39 @@ fn main() -> Result<()> {
             backward(&x)
         },
     )?;
+    // Two ways around index_add's serial loop over every id, checked against index_select's
+    // gradient with a random upstream gradient.
+    let upstream = Tensor::randn(0f32, 1.0, (tokens, WIDTH), &device)?.to_dtype(dtype)?;
+    let table_grad = |x: Tensor| -> Result<Tensor> {
+        let grads = (x * &upstream)?.sum_all()?.backward()?;
+        grads.get(table.as_tensor()).unwrap().to_dtype(DType::F32)
+    };
+    let reference = table_grad(table.as_tensor().index_select(&ids, 0)?.to_dtype(dtype)?)?;
+    for chunks in [16, 64] {
+        let chunk_ids = ids
+            .reshape((chunks, tokens / chunks, 1))?
+            .broadcast_as((chunks, tokens / chunks, WIDTH))?
+            .contiguous()?;
+        let lookup = || chunked_embedding(table.as_tensor(), &chunk_ids)?.to_dtype(dtype);
+        time(
+            &device,
+            &format!("embedding lookup by gather from {chunks} copies of the table (backward: scatter_add over {chunks} x width threads){}", difference(&reference, &table_grad(lookup()?)?)?),
+            || backward(&lookup()?),
+        )?;
+    }
+    let one_hot = ids
+        .unsqueeze(1)?
+        .broadcast_eq(&Tensor::arange(0u32, VOCAB as u32, &device)?.unsqueeze(0)?)?
+        .to_dtype(dtype)?;
+    let lookup = || one_hot.matmul(&table.as_tensor().to_dtype(dtype)?);
+    time(
+        &device,
+        &format!(
+            "embedding lookup by one-hot matmul (one-hot built once per micro-batch){}",
+            difference(&reference, &table_grad(lookup()?)?)?
+        ),
+        || backward(&lookup()?),
+    )?;
 
     let x = var(&[tokens, WIDTH], dtype)?;
     let w = var(&[4 * WIDTH, WIDTH], DType::F32)?;
@@ -96,11 +129,16 @@ fn main() -> Result<()> {
     })?;
     time(
         &device,
-        "attention: scores, softmax (unfused), weights v",
+        "attention: scores, softmax (candle_nn::ops::softmax), weights v",
         || {
             let weights = candle_nn::ops::softmax(&scores()?, D::Minus1)?;
             backward(&weights.matmul(v.as_tensor())?)
         },
+    )?;
+    time(
+        &device,
+        "attention: scores, softmax with a detached max (train.rs), weights v",
+        || backward(&softmax(&scores()?)?.matmul(v.as_tensor())?),
     )?;
 
     let hidden = var(&[tokens, WIDTH], dtype)?;
@@ -118,7 +156,59 @@ fn main() -> Result<()> {
             backward(&candle_nn::loss::cross_entropy(&logits, &targets)?)
         },
     )?;
+    time(
+        &device,
+        "the same with train.rs's cross-entropy (log-sum-exp minus the target's logit)",
+        || {
+            let logits = hidden
+                .as_tensor()
+                .matmul(&head.as_tensor().to_dtype(dtype)?.t()?)?
+                .to_dtype(DType::F32)?;
+            let logits = ((logits / 15.0)?.tanh()? * 15.0)?;
+            backward(&cross_entropy(&logits, &targets)?)
+        },
+    )?;
     Ok(())
+}
+
+/// `table` rows at `ids` (shaped `[chunks, tokens / chunks, width]`, each id repeated across the
+/// width), gathered from one copy of the table per chunk: the gradient's scatter_add then runs a
+/// thread per chunk and column, each over its chunk's ids only, and the copies' gradients are
+/// summed.
+fn chunked_embedding(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
+    let (vocab, width) = table.dims2()?;
+    let chunks = ids.dim(0)?;
+    let copies = table
+        .unsqueeze(0)?
+        .broadcast_as((chunks, vocab, width))?
+        .contiguous()?;
+    copies.gather(ids, 1)?.reshape(((), width))
+}
+
+/// The largest difference from the reference gradient, relative to its largest entry.
+fn difference(reference: &Tensor, other: &Tensor) -> Result<String> {
+    let scale = reference.abs()?.max_all()?.to_scalar::<f32>()?;
+    let diff = (reference - other)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    Ok(format!(
+        " [gradient off by {:.1e} of its largest entry]",
+        diff / scale
+    ))
+}
+
+/// As train.rs writes it: the max only for range, without a gradient.
+fn softmax(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+}
+
+/// As train.rs writes it: log-sum-exp minus the target's logit, averaged.
+fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let max = logits.max_keepdim(D::Minus1)?.detach();
+    let shifted = logits.broadcast_sub(&max)?;
+    let log_sum_exp = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    let picked = shifted.gather(&targets.unsqueeze(D::Minus1)?, D::Minus1)?;
+    (log_sum_exp - picked)?.mean_all()
 }
 
 /// Back-propagates the sum of `y` (the gradients are dropped).
