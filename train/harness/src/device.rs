@@ -25,10 +25,9 @@ impl DeviceInfo {
         #[cfg(feature = "cuda")]
         if candle_core::utils::cuda_is_available() {
             let device = Device::new_cuda(0)?;
-            let name = device
-                .as_cuda_device()?
-                .cuda_stream()
-                .context()
+            let context = device.as_cuda_device()?.cuda_stream().context().clone();
+            keep_freed_memory(&context)?;
+            let name = context
                 .name()
                 .unwrap_or_else(|_| "unknown CUDA device".into());
             let peak = gpu_peak_bf16(&name);
@@ -73,6 +72,32 @@ impl DeviceInfo {
             Device::Cpu => process_peak_rss_kb().unwrap_or(0) as f64 / 1024.0,
             _ => self.peak_used_bytes as f64 / (1024.0 * 1024.0),
         }
+    }
+}
+
+/// candle allocates from the device's default stream-ordered memory pool, which by default
+/// gives every freed byte back to the driver at each synchronisation (once per step here, when
+/// the loss is read): the next step then maps all of its memory afresh, and the per-step memory
+/// samples, taken after that synchronisation, would miss the step's peak. Keeping freed memory
+/// in the pool (as PyTorch's caching allocator does) fixes both; the process gives it all back
+/// when it exits.
+#[cfg(feature = "cuda")]
+fn keep_freed_memory(
+    context: &candle_core::cuda::cudarc::driver::CudaContext,
+) -> candle_core::Result<()> {
+    use candle_core::cuda::cudarc::driver::{result, sys};
+    let mut threshold = u64::MAX;
+    // SAFETY: the device comes from a live context, and the release threshold attribute takes
+    // a u64, which `threshold` is.
+    unsafe {
+        let pool = result::device::get_default_mem_pool(context.cu_device())
+            .map_err(candle_core::Error::wrap)?;
+        result::mem_pool::set_attribute(
+            pool,
+            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+            &mut threshold as *mut u64 as *mut std::ffi::c_void,
+        )
+        .map_err(candle_core::Error::wrap)
     }
 }
 
