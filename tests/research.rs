@@ -103,6 +103,7 @@ fn the_loop_runs_records_and_keeps_only_what_helps() {
         assert!(s["move_seconds"].as_f64().unwrap() >= 0.0);
         assert!(s["reload_seconds"].as_f64().unwrap() > 0.0);
         assert_eq!(s["memory_returned"], true, "{s}");
+        assert!(s["kept_after_unload"].as_u64().unwrap() <= 64 << 20, "{s}");
         let rss = |key: &str| s[key]["own_rss"].as_u64().unwrap();
         assert!(rss("after_move") < rss("before"), "{s}");
     }
@@ -163,6 +164,10 @@ fn the_loop_runs_records_and_keeps_only_what_helps() {
     }
     assert!(
         stdout.contains("experiments after the baseline"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("host RAM: the agent stayed for 0 experiments, was unloaded for"),
         "{stdout}"
     );
     let png = std::fs::read(run_dir(root).join("progress.png")).unwrap();

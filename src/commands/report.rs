@@ -11,6 +11,9 @@ use crate::research::journal::{self, Outcome, Record, JOURNAL_FILE};
 use crate::research::noise::mean;
 use crate::research::plot;
 use crate::research::session::{is_baseline, outcome_name};
+use crate::scheduler::owner::Schedule;
+use crate::scheduler::policy::Plan;
+use crate::scheduler::MIB;
 
 pub fn run(args: &ReportArgs) -> Result<()> {
     let runs = match &args.runs_dir {
@@ -181,6 +184,50 @@ fn summary(records: &[Record]) -> String {
             saved / drafts.len() as f64,
         ));
     }
+    out.push_str(&scheduling(records));
+    out
+}
+
+/// Where the agent went during the runs, what moving it cost, and what memory an unload left.
+fn scheduling(records: &[Record]) -> String {
+    let schedules: Vec<&Schedule> = records.iter().filter_map(|r| r.schedule.as_ref()).collect();
+    let Some(first) = schedules.first() else {
+        return String::new();
+    };
+    let count = |f: fn(&Plan) -> bool| schedules.iter().filter(|s| f(&s.decision.plan)).count();
+    let mut out = format!(
+        "{}: the agent stayed for {} experiments, was unloaded for {}, partly offloaded for {}",
+        first.device,
+        count(|p| *p == Plan::Resident),
+        count(|p| *p == Plan::Evict),
+        count(|p| matches!(p, Plan::PartialOffload { .. })),
+    );
+    let moves: Vec<f64> = schedules.iter().filter_map(|s| s.move_seconds).collect();
+    let reloads: Vec<f64> = schedules.iter().filter_map(|s| s.reload_seconds).collect();
+    if !moves.is_empty() {
+        out.push_str(&format!(
+            "; moving it took {:.2}s, loading it back {:.2}s (mean)",
+            mean(&moves),
+            mean(&reloads)
+        ));
+    }
+    let kept: Vec<u64> = schedules
+        .iter()
+        .filter_map(|s| s.kept_after_unload)
+        .collect();
+    if let (Some(least), Some(most)) = (kept.iter().min(), kept.iter().max()) {
+        let returned = schedules
+            .iter()
+            .filter(|s| s.memory_returned == Some(true))
+            .count();
+        out.push_str(&format!(
+            "; after an unload {}-{} MiB stayed above the pre-load level (back to it in {returned} of {})",
+            least / MIB,
+            most / MIB,
+            kept.len()
+        ));
+    }
+    out.push('\n');
     out
 }
 
@@ -221,6 +268,47 @@ mod tests {
         let text = summary(&drafted);
         assert!(
             text.contains("think while training: 1 drafts, 1 used, 0 stale; 25.0s of agent time ran beside training"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_report_says_where_the_agent_went_and_what_an_unload_left() {
+        let reading = |free| crate::scheduler::memory::Reading {
+            total: 1000 * MIB,
+            free,
+            own_rss: 0,
+        };
+        let schedule = |plan, kept: Option<u64>| Schedule {
+            device: "NVIDIA H200".into(),
+            decision: crate::scheduler::policy::Decision {
+                plan,
+                reason: String::new(),
+                trainer_need: None,
+                agent_total: 0,
+                capacity: 0,
+            },
+            before_load: reading(900 * MIB),
+            before: reading(700 * MIB),
+            after_move: None,
+            after_reload: None,
+            move_seconds: kept.map(|_| 0.02),
+            reload_seconds: kept.map(|_| 0.5),
+            memory_returned: kept.map(|k| k <= 64 * MIB),
+            kept_after_unload: kept,
+        };
+        let mut records = vec![
+            record(0, Outcome::Keep, Some(1.9)),
+            record(1, Outcome::Discard, Some(1.95)),
+            record(2, Outcome::Keep, Some(1.8)),
+        ];
+        assert!(!summary(&records).contains("the agent stayed"));
+        records[0].schedule = Some(schedule(Plan::Evict, Some(592 * MIB)));
+        records[1].schedule = Some(schedule(Plan::Evict, Some(600 * MIB)));
+        records[2].schedule = Some(schedule(Plan::Resident, None));
+        let text = summary(&records);
+        assert!(
+            text.contains("NVIDIA H200: the agent stayed for 1 experiments, was unloaded for 2, partly offloaded for 0; moving it took 0.02s, loading it back 0.50s (mean); after an unload 592-600 MiB stayed above the pre-load level (back to it in 0 of 2)"),
             "{text}"
         );
     }

@@ -107,6 +107,10 @@ pub struct Record {
     pub outcome: Outcome,
     /// The mean val_bpb of the finished runs.
     pub val_bpb: Option<f64>,
+    /// The trainer's own peak memory over its runs: its process's peak resident set on the CPU;
+    /// on a GPU the device's peak use during a run less the use when the experiment's runs began
+    /// (so its CUDA context and allocations, without a resident agent). Each run's own figure
+    /// as the trainer reported it stays in its result.json.
     pub peak_vram_mb: Option<f64>,
     pub started: String,
     pub finished: String,

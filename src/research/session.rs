@@ -612,10 +612,17 @@ impl Research {
             run::Outcome::Interrupted => (None, Some(Outcome::Interrupted)),
         };
         if let Some(s) = &summary {
-            self.owner
-                .note_trainer_peak((s.peak_vram_mb * MIB as f64) as u64);
+            let schedule = self
+                .schedule
+                .as_ref()
+                .expect("arranged before the first run");
+            let peak = self
+                .owner
+                .trainer_share((s.peak_vram_mb * MIB as f64) as u64, schedule);
+            self.owner.note_trainer_peak(peak);
             record.timing.eval_seconds += s.eval_seconds;
-            record.peak_vram_mb = Some(record.peak_vram_mb.unwrap_or(0.0).max(s.peak_vram_mb));
+            let peak_mb = peak as f64 / MIB as f64;
+            record.peak_vram_mb = Some(record.peak_vram_mb.unwrap_or(0.0).max(peak_mb));
         }
         if let Some(exit) = &exit {
             let tail = report

@@ -59,6 +59,18 @@ impl Device {
         }
     }
 
+    /// The part of a trainer's reported peak that was its own. On the host the trainer reports
+    /// its process's peak resident set, which is its own already. On a GPU it reports the
+    /// device's peak use, which also counts what was in use when it started (a resident agent,
+    /// this process's CUDA context, other processes): planning the next run with that would
+    /// count the agent twice, once in the peak and once beside it.
+    pub fn trainer_share(&self, reported_peak: u64, at_start: &Reading) -> u64 {
+        match self.kind {
+            Kind::HostRam => reported_peak,
+            Kind::Gpu => reported_peak.saturating_sub(self.used(at_start)),
+        }
+    }
+
     pub fn read(&self) -> Result<Reading, SchedulerError> {
         self.read_raw().map_err(SchedulerError::Memory)
     }
@@ -169,5 +181,29 @@ mod tests {
         let reading = Device::detect().read().unwrap();
         assert!(reading.total > reading.free && reading.free > 0);
         assert!(reading.own_rss > 0);
+    }
+
+    #[test]
+    fn a_trainer_is_charged_only_for_what_it_added() {
+        let gpu = Device {
+            name: "GPU".into(),
+            kind: Kind::Gpu,
+            gpu_index: Some(0),
+        };
+        // 80 GiB card, 10 GiB in use when the run began (a resident agent, contexts).
+        let start = Reading {
+            total: 80 * 1024 * MIB,
+            free: 70 * 1024 * MIB,
+            own_rss: 0,
+        };
+        assert_eq!(gpu.trainer_share(30 * 1024 * MIB, &start), 20 * 1024 * MIB);
+        // A peak below the start (the agent's KV cache freed during the run) is not negative.
+        assert_eq!(gpu.trainer_share(5 * 1024 * MIB, &start), 0);
+        let host = Device {
+            name: "host RAM".into(),
+            kind: Kind::HostRam,
+            gpu_index: None,
+        };
+        assert_eq!(host.trainer_share(3 * 1024 * MIB, &start), 3 * 1024 * MIB);
     }
 }

@@ -29,8 +29,12 @@ pub struct Schedule {
     /// Seconds to evict (or reload with fewer layers on the device) and to load fully again.
     pub move_seconds: Option<f64>,
     pub reload_seconds: Option<f64>,
-    /// After an eviction: whether the memory went back to what it was before the load.
+    /// After an eviction: whether the memory went back to what it was before the load (within
+    /// 64 MiB), and how much stayed above that level. On a GPU the process keeps its CUDA context
+    /// after the first load (592 MiB on the H200, the same after every cycle), so `false` there
+    /// is expected; growth from one eviction to the next is what would be a leak.
     pub memory_returned: Option<bool>,
+    pub kept_after_unload: Option<u64>,
 }
 
 pub struct DeviceOwner {
@@ -111,16 +115,19 @@ impl DeviceOwner {
             move_seconds: None,
             reload_seconds: None,
             memory_returned: None,
+            kept_after_unload: None,
         };
         match schedule.decision.plan {
             Plan::Resident => {}
             Plan::Evict => {
                 schedule.move_seconds = Some(self.agent.evict());
                 let after = self.device.read()?;
-                schedule.memory_returned = Some(
-                    self.device.used(&after)
-                        <= self.device.used(&self.before_load) + RETURN_TOLERANCE,
-                );
+                let kept = self
+                    .device
+                    .used(&after)
+                    .saturating_sub(self.device.used(&self.before_load));
+                schedule.memory_returned = Some(kept <= RETURN_TOLERANCE);
+                schedule.kept_after_unload = Some(kept);
                 schedule.after_move = Some(after);
             }
             Plan::PartialOffload { gpu_layers } => {
@@ -129,6 +136,13 @@ impl DeviceOwner {
             }
         }
         Ok(schedule)
+    }
+
+    /// The trainer's own peak memory from the peak its run reported (see `Device::trainer_share`),
+    /// measured against the device as the experiment's runs found it.
+    pub fn trainer_share(&self, reported_peak: u64, schedule: &Schedule) -> u64 {
+        let start = schedule.after_move.unwrap_or(schedule.before);
+        self.device.trainer_share(reported_peak, &start)
     }
 
     /// After the training run: the agent back, fully.
