@@ -144,29 +144,27 @@ fn main() -> Result<()> {
     let hidden = var(&[tokens, WIDTH], dtype)?;
     let head = var(&[VOCAB, WIDTH], DType::F32)?;
     let targets = Tensor::rand(0f32, VOCAB as f32, tokens, &device)?.to_dtype(DType::U32)?;
+    let capped_logits = || -> Result<Tensor> {
+        let logits = hidden
+            .as_tensor()
+            .matmul(&head.as_tensor().to_dtype(dtype)?.t()?)?
+            .to_dtype(DType::F32)?;
+        (logits / 15.0)?.tanh()? * 15.0
+    };
     time(
         &device,
-        "lm head, f32 logits, tanh soft-cap, cross-entropy",
+        "lm head, f32 logits, tanh soft-cap, cross-entropy (candle_nn)",
         || {
-            let logits = hidden
-                .as_tensor()
-                .matmul(&head.as_tensor().to_dtype(dtype)?.t()?)?
-                .to_dtype(DType::F32)?;
-            let logits = ((logits / 15.0)?.tanh()? * 15.0)?;
-            backward(&candle_nn::loss::cross_entropy(&logits, &targets)?)
+            backward(&candle_nn::loss::cross_entropy(
+                &capped_logits()?,
+                &targets,
+            )?)
         },
     )?;
     time(
         &device,
         "the same with train.rs's cross-entropy (log-sum-exp minus the target's logit)",
-        || {
-            let logits = hidden
-                .as_tensor()
-                .matmul(&head.as_tensor().to_dtype(dtype)?.t()?)?
-                .to_dtype(DType::F32)?;
-            let logits = ((logits / 15.0)?.tanh()? * 15.0)?;
-            backward(&cross_entropy(&logits, &targets)?)
-        },
+        || backward(&cross_entropy(&capped_logits()?, &targets)?),
     )?;
     Ok(())
 }
