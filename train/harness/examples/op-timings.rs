@@ -34,13 +34,11 @@ fn main() -> Result<()> {
     let ids = Tensor::rand(0f32, VOCAB as f32, tokens, &device)?.to_dtype(DType::U32)?;
 
     let table = var(&[VOCAB, WIDTH], DType::F32)?;
+    let index_lookup = || table.as_tensor().index_select(&ids, 0)?.to_dtype(dtype);
     time(
         &device,
         "embedding lookup (f32 table, index_select; its backward is index_add)",
-        || {
-            let x = table.as_tensor().index_select(&ids, 0)?.to_dtype(dtype)?;
-            backward(&x)
-        },
+        || backward(&index_lookup()?),
     )?;
     // Two ways around index_add's serial loop over every id, checked against index_select's
     // gradient with a random upstream gradient.
@@ -49,7 +47,7 @@ fn main() -> Result<()> {
         let grads = (x * &upstream)?.sum_all()?.backward()?;
         grads.get(table.as_tensor()).unwrap().to_dtype(DType::F32)
     };
-    let reference = table_grad(table.as_tensor().index_select(&ids, 0)?.to_dtype(dtype)?)?;
+    let reference = table_grad(index_lookup()?)?;
     for chunks in [16, 64] {
         let chunk_ids = ids
             .reshape((chunks, tokens / chunks, 1))?
