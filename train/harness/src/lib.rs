@@ -24,6 +24,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
+pub use autoresearch_ops as ops;
 pub use candle_core as candle;
 use candle_core::{DType, Device, Tensor};
 pub use candle_nn;
