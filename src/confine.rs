@@ -14,7 +14,6 @@
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
 use landlock::{
@@ -53,12 +52,15 @@ const ENV_KEEP: [&str; 7] = [
     "NVIDIA_VISIBLE_DEVICES",
 ];
 
-/// The user's choice, made once at start-up (`--unconfined`), for every program this process
-/// confines: builds and training runs alike.
-static ALLOW_UNCONFINED: AtomicBool = AtomicBool::new(false);
-
-pub fn set_allow_unconfined(allow: bool) {
-    ALLOW_UNCONFINED.store(allow, Ordering::SeqCst);
+/// What happens where the kernel cannot confine a program: the user's choice (`--unconfined`),
+/// made once at start-up and passed to every build and training run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Confinement {
+    /// Refuse to run it (the default).
+    #[default]
+    Required,
+    /// Run it with whatever confinement the kernel offers, possibly none.
+    BestEffort,
 }
 
 /// The hidden `confine` command: restrict this process, then become the program.
@@ -213,7 +215,11 @@ pub struct Allowed<'a> {
 }
 
 /// The command line that runs `program` confined to `access`.
-pub fn wrap(program: &Path, access: &Allowed) -> std::io::Result<std::process::Command> {
+pub fn wrap(
+    program: &Path,
+    access: &Allowed,
+    confinement: Confinement,
+) -> std::io::Result<std::process::Command> {
     let mut cmd = std::process::Command::new(appliance()?);
     cmd.arg("confine");
     for r in access.read {
@@ -225,7 +231,7 @@ pub fn wrap(program: &Path, access: &Allowed) -> std::io::Result<std::process::C
     for e in access.keep_env {
         cmd.arg("--keep-env").arg(e);
     }
-    if ALLOW_UNCONFINED.load(Ordering::SeqCst) {
+    if confinement == Confinement::BestEffort {
         cmd.arg("--allow-unconfined");
     }
     cmd.arg("--").arg(program);
@@ -241,32 +247,34 @@ fn appliance() -> std::io::Result<PathBuf> {
         Some(path) => PathBuf::from(path),
         None => me,
     };
-    // Unit tests run from target/<profile>/deps/<name>-<hash>; the appliance is built beside it.
-    #[cfg(test)]
-    let me = me
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("autoresearch"))
-        .filter(|p| p.is_file())
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "the appliance binary beside the unit tests (cargo test builds it with the integration tests)",
-            )
-        })?;
+    // Tests (unit and integration) run from target/<profile>/deps/<name>-<hash>, a binary
+    // without the `confine` command; cargo builds the appliance beside that folder.
+    if me.parent().and_then(Path::file_name) == Some(std::ffi::OsStr::new("deps")) {
+        return me
+            .parent()
+            .and_then(Path::parent)
+            .map(|dir| dir.join("autoresearch"))
+            .filter(|p| p.is_file())
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the appliance binary beside the tests (cargo test builds it with the integration tests)",
+                )
+            });
+    }
     Ok(me)
 }
 
-/// Whether confinement works here (with the process's `--unconfined` choice): the same rules
-/// tried on `/bin/true`. Err says why not and what to do.
-pub fn probe() -> Result<(), String> {
+/// Whether confinement works here (with the user's `--unconfined` choice): the same rules tried
+/// on `/bin/true`. Err says why not and what to do.
+pub fn probe(confinement: Confinement) -> Result<(), String> {
     let scratch = tempfile::tempdir().map_err(|e| format!("cannot make a scratch folder: {e}"))?;
     let allowed = Allowed {
         read: &[],
         write: &[scratch.path()],
         keep_env: &[],
     };
-    let out = wrap(Path::new("/bin/true"), &allowed)
+    let out = wrap(Path::new("/bin/true"), &allowed, confinement)
         .and_then(|mut cmd| cmd.output())
         .map_err(|e| format!("cannot start the confinement: {e}"))?;
     if out.status.success() {

@@ -3,13 +3,16 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Stdio};
+use std::io::Read;
 use std::time::{Duration, Instant};
 
-use common::research::{journal, loop_cmd, processes_with, repo, run_dir, tsv, wait_for, TAG};
+use autoresearch::research::record::{DraftOutcome, Outcome, Record, RecordKind, RunEnd};
+use autoresearch::scheduler::policy::Plan;
+use autoresearch::units::Bytes;
+use common::research::{
+    journal, loop_cmd, processes_with, repo, run_dir, spawn_loop, tsv, wait_for_line, TAG,
+};
 use common::{autoresearch, baseline, run};
-use serde_json::Value;
 
 #[test]
 fn the_loop_runs_records_and_keeps_only_what_helps() {
@@ -44,75 +47,70 @@ fn the_loop_runs_records_and_keeps_only_what_helps() {
     let experiments = records
         .iter()
         .skip(1)
-        .filter(|r| r["outcome"] != "interrupted");
+        .filter(|r| r.outcome != Outcome::Interrupted);
     assert_eq!(experiments.count(), 3);
 
     // The baseline ran twice and measured the noise the rule uses.
     let base = &records[0];
-    assert_eq!(base["description"], "baseline");
-    assert_eq!(base["outcome"], "keep");
-    assert_eq!(base["runs"].as_array().unwrap().len(), 2);
-    assert_eq!(
-        base["decision"]["baseline_runs"].as_array().unwrap().len(),
-        2
-    );
+    assert_eq!(base.kind, RecordKind::Baseline);
+    assert_eq!(base.description, "baseline");
+    assert_eq!(base.outcome, Outcome::Keep);
+    assert_eq!(base.runs.len(), 2);
+    assert_eq!(base.decision.as_ref().unwrap().baseline_runs.len(), 2);
+    assert!(records[1..]
+        .iter()
+        .all(|r| r.kind == RecordKind::Experiment));
 
     // Every tsv row is a journal record with a commit, and agrees with it.
-    let with_commit: Vec<&Value> = records.iter().filter(|r| r["commit"].is_string()).collect();
+    let with_commit: Vec<&Record> = records.iter().filter(|r| r.commit.is_some()).collect();
     assert_eq!(rows.len() - 1, with_commit.len());
     for (row, record) in rows[1..].iter().zip(&with_commit) {
         let status = row[3].as_str();
-        assert!(["keep", "discard", "crash"].contains(&status), "{row:?}");
-        assert!(record["commit"].as_str().unwrap().starts_with(&row[0]));
-        match record["outcome"].as_str().unwrap() {
-            "keep" | "discard" => {
-                assert_eq!(status, record["outcome"].as_str().unwrap());
-                let value = record["val_bpb"].as_f64().unwrap();
-                assert_eq!(row[1], format!("{value:.6}"));
-                // The recorded value is the harness's, read from result.json.
-                let run = &record["runs"][0];
-                let result: Value = serde_json::from_str(
-                    &std::fs::read_to_string(
-                        Path::new(run["log"].as_str().unwrap()).with_file_name("result.json"),
-                    )
-                    .unwrap(),
-                )
-                .unwrap();
-                assert_eq!(result["val_bpb"], run["summary"]["val_bpb"]);
-                if status == "discard" {
-                    let d = &record["decision"];
-                    let needed = d["margin"].as_f64().unwrap()
-                        / (record["runs"].as_array().unwrap().len() as f64).sqrt();
-                    assert!(d["improvement"].as_f64().unwrap() <= needed, "{d}");
-                }
+        assert_eq!(status, record.outcome.tsv_status(), "{row:?}");
+        assert_eq!(row[0], record.commit.unwrap().short());
+        if record.outcome.is_judged() {
+            let value = record.val_bpb.unwrap();
+            assert_eq!(row[1], format!("{value:.6}"));
+            // The recorded value is the harness's, read from result.json.
+            let run = &record.runs[0];
+            let result: harness::summary::Summary = serde_json::from_str(
+                &std::fs::read_to_string(run.log.with_file_name("result.json")).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(
+                Some(result.val_bpb),
+                run.summary.as_ref().map(|s| s.val_bpb)
+            );
+            if record.outcome == Outcome::Discard {
+                let d = record.decision.as_ref().unwrap();
+                let needed = d.margin / (record.runs.len() as f64).sqrt();
+                assert!(d.improvement <= needed, "{d:?}");
             }
-            _ => assert_eq!((status, row[1].as_str()), ("crash", "0.000000")),
+        } else {
+            assert_eq!((status, row[1].as_str()), ("crash", "0.000000"));
         }
     }
 
     // The scheduler's RAM path: the agent was unloaded for each training run, its memory went
     // back, and it was loaded again afterwards.
-    let trained: Vec<&Value> = records
-        .iter()
-        .filter(|r| !r["runs"].as_array().unwrap().is_empty())
-        .collect();
+    let trained: Vec<&Record> = records.iter().filter(|r| !r.runs.is_empty()).collect();
     assert!(trained.len() >= 2);
     for record in &trained {
-        let s = &record["schedule"];
-        assert_eq!(s["decision"]["plan"]["plan"], "evict", "{s}");
-        assert!(s["move_seconds"].as_f64().unwrap() >= 0.0);
-        assert!(s["reload_seconds"].as_f64().unwrap() > 0.0);
-        assert_eq!(s["memory_returned"], true, "{s}");
-        assert!(s["kept_after_unload"].as_u64().unwrap() <= 64 << 20, "{s}");
-        let rss = |key: &str| s[key]["own_rss"].as_u64().unwrap();
-        assert!(rss("after_move") < rss("before"), "{s}");
+        let s = record.schedule.as_ref().unwrap();
+        assert_eq!(s.decision.plan, Plan::Evict, "{s:?}");
+        assert!(s.move_seconds.unwrap() >= 0.0);
+        assert!(s.reload_seconds.unwrap() > 0.0);
+        assert_eq!(s.memory_returned, Some(true), "{s:?}");
+        assert!(s.kept_after_unload.unwrap() <= Bytes::mib(64), "{s:?}");
+        assert!(s.after_move.unwrap().own_rss < s.before.own_rss, "{s:?}");
     }
-    assert!(trained[1..]
-        .iter()
-        .all(|r| r["schedule"]["decision"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("the trainer alone needs")));
+    assert!(trained[1..].iter().all(|r| r
+        .schedule
+        .as_ref()
+        .unwrap()
+        .decision
+        .reason
+        .contains("the trainer alone needs")));
 
     // The branch holds exactly the kept commits; every experiment's commit is still reachable.
     let git = git2::Repository::open(root).unwrap();
@@ -131,19 +129,15 @@ fn the_loop_runs_records_and_keeps_only_what_helps() {
     let kept: Vec<String> = records
         .iter()
         .skip(1)
-        .filter(|r| r["outcome"] == "keep")
-        .map(|r| r["commit"].as_str().unwrap().to_string())
+        .filter(|r| r.outcome == Outcome::Keep)
+        .map(|r| r.commit.unwrap().to_string())
         .collect();
     assert_eq!(on_branch, kept);
     for record in &with_commit {
-        let n = record["n"].as_u64().unwrap();
         let reference = git
-            .find_reference(&format!("refs/autoresearch/{TAG}/{n:04}"))
+            .find_reference(&format!("refs/autoresearch/{TAG}/{:04}", record.n))
             .unwrap();
-        assert_eq!(
-            reference.target().unwrap().to_string(),
-            record["commit"].as_str().unwrap()
-        );
+        assert_eq!(reference.target(), record.commit.map(|c| c.0));
     }
     // The user's checkout is untouched.
     assert_eq!(
@@ -159,8 +153,7 @@ fn the_loop_runs_records_and_keeps_only_what_helps() {
     let (ok, stdout, stderr) = run(autoresearch(&["report", "--tag", TAG, "--repo"]).arg(root));
     assert!(ok, "{stderr}");
     for record in &records {
-        let n = record["n"].as_u64().unwrap();
-        assert!(stdout.contains(&format!("e{n:04}")), "{stdout}");
+        assert!(stdout.contains(&format!("e{:04}", record.n)), "{stdout}");
     }
     assert!(
         stdout.contains("experiments after the baseline"),
@@ -173,7 +166,7 @@ fn the_loop_runs_records_and_keeps_only_what_helps() {
     let png = std::fs::read(run_dir(root).join("progress.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
     // The agent was evicted for every run, so it wrote nothing ahead.
-    assert!(records.iter().all(|r| r["draft"].is_null()));
+    assert!(records.iter().all(|r| r.draft.is_none()));
 }
 
 /// Think while training: with the agent resident, the next proposal is written during each
@@ -201,40 +194,33 @@ fn the_agent_drafts_the_next_proposal_while_training() {
     let records = journal(root);
     // The baseline's first run has the device to itself (the trainer's peak is not known yet);
     // the agent stays loaded beside every later run.
-    assert_eq!(records[0]["schedule"]["decision"]["plan"]["plan"], "evict");
+    let plan = |r: &Record| r.schedule.as_ref().map(|s| s.decision.plan);
+    assert_eq!(plan(&records[0]), Some(Plan::Evict));
     let mut drafts = 0;
     for pair in records.windows(2) {
         let (before, record) = (&pair[0], &pair[1]);
-        let resident = before["schedule"]["decision"]["plan"]["plan"] == "resident";
-        let draft = &record["draft"];
+        let resident = plan(before) == Some(Plan::Resident);
         // A draft exists exactly when the experiment before it trained with the agent loaded.
-        assert_eq!(!draft.is_null(), resident, "{before}\n{record}");
-        if draft.is_null() {
-            continue;
-        }
+        assert_eq!(record.draft.is_some(), resident, "{before:?}\n{record:?}");
+        let Some(draft) = &record.draft else { continue };
         drafts += 1;
-        eprintln!("e{}: draft {draft}", record["n"]);
-        assert_eq!(draft["during"], before["n"]);
-        let (seconds, waited) = (
-            draft["seconds"].as_f64().unwrap(),
-            draft["waited_seconds"].as_f64().unwrap(),
-        );
+        eprintln!("e{}: draft {draft:?}", record.n);
+        assert_eq!(draft.during, before.n);
         assert!(
-            seconds > 0.0 && (0.0..=seconds).contains(&waited),
-            "{draft}"
+            draft.seconds > 0.0 && (0.0..=draft.seconds).contains(&draft.waited_seconds),
+            "{draft:?}"
         );
-        assert!(draft["replies"].as_u64().unwrap() >= 1, "{draft}");
-        match draft["outcome"].as_str().unwrap() {
+        assert!(draft.replies >= 1, "{draft:?}");
+        match draft.outcome {
             // The drafted reply was the experiment's first proposal and it was valid.
-            "used" => {
-                assert!(record["rejections"].as_array().unwrap().is_empty());
-                assert!(record["commit"].is_string());
+            DraftOutcome::Used => {
+                assert!(record.rejections.is_empty());
+                assert!(record.commit.is_some());
             }
             // It no longer applied (or was already tried), or it applied and failed: the
             // rejection or the compiler's error is recorded like any proposal's.
-            "stale" | "failed" => assert!(record["proposals"].as_u64().unwrap() >= 1),
-            "none" => {}
-            other => panic!("unknown draft outcome {other}"),
+            DraftOutcome::Stale | DraftOutcome::Failed => assert!(record.proposals >= 1),
+            DraftOutcome::NothingApplied => {}
         }
     }
     assert!(
@@ -251,87 +237,42 @@ fn a_stopped_or_killed_loop_resumes_without_losing_results() {
     let guard = repo(&baseline());
     let root = guard.path();
     let dir = run_dir(root);
-    let first_run = |child: &mut Child| {
-        wait_for(
-            &dir.join("e0001/run1/train.log"),
-            child,
-            Duration::from_secs(600),
-        );
-    };
+    let args = ["--baseline-runs", "1", "--action", "set"];
 
     // Ctrl-C during the first experiment's training: recorded as interrupted, exit cleanly.
-    let mut child = loop_cmd(
-        root,
-        &[
-            "--max-experiments",
-            "2",
-            "--baseline-runs",
-            "1",
-            "--action",
-            "set",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    first_run(&mut child);
+    let (mut child, mut stdout) =
+        spawn_loop(root, &[&args[..], &["--max-experiments", "2"]].concat());
+    wait_for_line(&mut stdout, "e0001 run 1: training");
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("stopped"), "{stdout}");
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{rest}");
+    assert!(rest.contains("stopped"), "{rest}");
     let records = journal(root);
     assert_eq!(records.len(), 2);
-    let baseline_value = records[0]["val_bpb"].as_f64().unwrap();
-    assert_eq!(records[1]["outcome"], "interrupted");
-    assert!(records[1]["commit"].is_string());
+    let baseline_value = records[0].val_bpb.unwrap();
+    assert_eq!(records[1].outcome, Outcome::Interrupted);
+    assert!(records[1].commit.is_some());
     // With the baseline's peak known and plenty of memory, the agent stayed loaded.
-    let schedule = &records[1]["schedule"];
-    assert_eq!(
-        schedule["decision"]["plan"]["plan"], "resident",
-        "{schedule}"
-    );
+    let schedule = records[1].schedule.as_ref().unwrap();
+    assert_eq!(schedule.decision.plan, Plan::Resident, "{schedule:?}");
     assert!(!dir.join("pending.json").exists());
 
     // kill -9 during the retry's training: the training program dies with the loop.
-    let mut child = loop_cmd(
-        root,
-        &[
-            "--max-experiments",
-            "1",
-            "--baseline-runs",
-            "1",
-            "--action",
-            "set",
-        ],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    wait_for(
-        &dir.join("e0002/run1/train.log"),
-        &mut child,
-        Duration::from_secs(300),
-    );
+    let (mut child, mut stdout) =
+        spawn_loop(root, &[&args[..], &["--max-experiments", "1"]].concat());
+    wait_for_line(&mut stdout, "e0002 run 1: training");
     child.kill().unwrap();
     child.wait().unwrap();
-    // The training program's environment names its run folder.
+    // The training program's environment names its run folder; it dies with the loop.
     let trainer = format!("AUTORESEARCH_RUN_DIR={}", dir.join("e0002").display());
-    let start = Instant::now();
-    while !processes_with(&trainer).is_empty() {
+    for pid in processes_with(&trainer) {
         assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "the training program outlived the killed loop: {:?}",
-            processes_with(&trainer)
+            common::wait_exit(pid.parse().unwrap(), Duration::from_secs(5)),
+            "the training program {pid} outlived the killed loop"
         );
-        std::thread::sleep(Duration::from_millis(100));
     }
     assert!(dir.join("pending.json").exists());
     // A crash in the middle of a journal write leaves a torn last line.
@@ -341,34 +282,24 @@ fn a_stopped_or_killed_loop_resumes_without_losing_results() {
 
     let (ok, stdout, stderr) = run(&mut loop_cmd(
         root,
-        &[
-            "--max-experiments",
-            "1",
-            "--baseline-runs",
-            "1",
-            "--action",
-            "set",
-        ],
+        &[&args[..], &["--max-experiments", "1"]].concat(),
     ));
     assert!(ok, "{stdout}\n{stderr}");
     assert!(stdout.contains("cut short by a crash"), "{stdout}");
     let records = journal(root);
-    let outcomes: Vec<&str> = records
-        .iter()
-        .map(|r| r["outcome"].as_str().unwrap())
-        .collect();
+    let outcomes: Vec<Outcome> = records.iter().map(|r| r.outcome).collect();
     assert_eq!(
         &outcomes[..3],
-        ["keep", "interrupted", "interrupted"],
+        [Outcome::Keep, Outcome::Interrupted, Outcome::Interrupted],
         "{outcomes:?}"
     );
-    assert_eq!(records[0]["val_bpb"].as_f64().unwrap(), baseline_value);
-    assert_eq!(records[2]["retry_of"], 1);
-    assert_ne!(records[2]["commit"], records[1]["commit"]);
+    assert_eq!(records[0].val_bpb.unwrap(), baseline_value);
+    assert_eq!(records[2].retry_of, Some(1));
+    assert_ne!(records[2].commit, records[1].commit);
     // The retry was not retried again; a fresh experiment followed.
     assert_eq!(records.len(), 4, "{outcomes:?}");
-    assert!(records[3]["retry_of"].is_null());
-    assert_ne!(records[3]["outcome"], "interrupted");
+    assert!(records[3].retry_of.is_none());
+    assert_ne!(records[3].outcome, Outcome::Interrupted);
     let torn: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .flatten()
@@ -381,7 +312,7 @@ fn a_stopped_or_killed_loop_resumes_without_losing_results() {
         rows.len(),
         1 + records
             .iter()
-            .filter(|r| r["commit"].is_string() && r["outcome"] != "interrupted")
+            .filter(|r| r.commit.is_some() && r.outcome != Outcome::Interrupted)
             .count()
     );
 }
@@ -390,16 +321,8 @@ fn a_stopped_or_killed_loop_resumes_without_losing_results() {
 fn a_second_loop_on_the_same_tag_is_refused() {
     let guard = repo(&baseline());
     let root = guard.path();
-    let mut first = loop_cmd(root, &["--baseline-runs", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(
-        &run_dir(root).join("e0000/run1/train.log"),
-        &mut first,
-        Duration::from_secs(300),
-    );
+    let (mut first, mut stdout) = spawn_loop(root, &["--baseline-runs", "1"]);
+    wait_for_line(&mut stdout, "e0000 run 1: training");
     let (ok, _, stderr) = run(&mut loop_cmd(root, &["--baseline-runs", "1"]));
     first.kill().unwrap();
     first.wait().unwrap();
@@ -426,7 +349,7 @@ fn a_fake_summary_line_does_not_change_the_recorded_result() {
     ));
     assert!(ok, "{stdout}\n{stderr}");
     let records = journal(root);
-    let value = records[0]["val_bpb"].as_f64().unwrap();
+    let value = records[0].val_bpb.unwrap();
     assert!(value > 0.5, "the printed 0.000001 was taken: {value}");
     let log = std::fs::read_to_string(run_dir(root).join("e0000/run1/train.log")).unwrap();
     assert!(log.contains("val_bpb:          0.000001"));
@@ -448,11 +371,11 @@ fn a_hanging_baseline_is_killed_and_recorded() {
     ));
     assert!(!ok);
     assert!(
-        stderr.contains("the baseline training run failed (Timeout"),
+        stderr.contains("the baseline training run failed (timeout:"),
         "{stderr}"
     );
     assert!(start.elapsed() < Duration::from_secs(240));
     let records = journal(root);
-    assert_eq!(records[0]["outcome"], "timeout");
-    assert_eq!(records[0]["runs"][0]["outcome"], "timed_out");
+    assert_eq!(records[0].outcome, Outcome::Timeout);
+    assert_eq!(records[0].runs[0].outcome, RunEnd::TimedOut);
 }

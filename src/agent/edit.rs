@@ -201,34 +201,65 @@ pub struct Constant {
     pub value: String,
 }
 
+/// A top-level constant's line in parts: `const NAME: TYPE = VALUE;` and whatever follows the
+/// `;` (a trailing comment), which a SET edit keeps.
+struct ConstLine<'a> {
+    name: &'a str,
+    ty: &'a str,
+    value: &'a str,
+    after: &'a str,
+}
+
+fn const_line(line: &str) -> Option<ConstLine<'_>> {
+    let rest = line.strip_prefix("const ")?;
+    let (name, rest) = rest.split_once(':')?;
+    let (ty, rest) = rest.split_once('=')?;
+    let end = statement_end(rest)?;
+    Some(ConstLine {
+        name: name.trim(),
+        ty: ty.trim(),
+        value: rest[..end].trim(),
+        after: &rest[end + 1..],
+    })
+}
+
+/// The byte index of the `;` that ends a value, skipping any inside a string literal.
+fn statement_end(value: &str) -> Option<usize> {
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_string => escaped = true,
+            '"' => in_string = !in_string,
+            ';' if !in_string => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// The hyperparameter constants declared at the top level of `source`.
 pub fn constants(source: &str) -> Vec<Constant> {
     source
         .lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix("const ")?;
-            let (name, rest) = rest.split_once(':')?;
-            let (ty, value) = rest.split_once('=')?;
-            let value = value.trim().strip_suffix(';')?;
-            Some(Constant {
-                name: name.trim().to_string(),
-                ty: ty.trim().to_string(),
-                value: value.trim().to_string(),
-            })
+        .filter_map(const_line)
+        .map(|c| Constant {
+            name: c.name.to_string(),
+            ty: c.ty.to_string(),
+            value: c.value.to_string(),
         })
         .collect()
 }
 
 fn set_constant(text: &str, name: &str, value: &str) -> Result<String, Rejection> {
-    let prefix = format!("const {name}:");
     let mut found = false;
     let lines: Vec<String> = text
         .lines()
-        .map(|line| match line.strip_prefix(&prefix) {
-            Some(rest) if !found => {
+        .map(|line| match const_line(line) {
+            Some(c) if c.name == name && !found => {
                 found = true;
-                let ty = rest.split_once('=').map_or(rest, |(t, _)| t).trim();
-                format!("{prefix} {ty} = {value};")
+                format!("const {name}: {} = {value};{}", c.ty, c.after)
             }
             _ => line.to_string(),
         })
@@ -388,12 +419,57 @@ mod tests {
         );
     }
 
+    /// A comment after a constant is read past and kept by a SET edit; a `;` inside a string
+    /// value is part of the value.
+    #[test]
+    fn trailing_comments_survive_a_set_edit() {
+        let file = "const LR: f64 = 0.04; // Muon's rate\nconst P: &str = \"S;L\"; // odd\n";
+        let consts = constants(file);
+        assert_eq!(consts[0].value, "0.04");
+        assert_eq!(consts[1].value, "\"S;L\"");
+        let p = Proposal {
+            idea: "x".into(),
+            edits: vec![
+                Edit::Set {
+                    name: "LR".into(),
+                    value: "0.05".into(),
+                },
+                Edit::Set {
+                    name: "P".into(),
+                    value: "\"SL\"".into(),
+                },
+            ],
+        };
+        assert_eq!(
+            apply(file, &p).unwrap(),
+            "const LR: f64 = 0.05; // Muon's rate\nconst P: &str = \"SL\"; // odd\n"
+        );
+    }
+
     #[test]
     fn the_ledger_remembers_tried_files() {
         let mut ledger = Ledger::default();
         assert!(ledger.insert(FILE));
         assert!(!ledger.insert(FILE));
         assert!(ledger.insert("other"));
+    }
+
+    /// The edit contract: the agent may see only the hyperparameter section, so every constant
+    /// there says what it is in a doc comment right above it.
+    #[test]
+    fn every_constant_of_the_baseline_has_a_doc_comment() {
+        let source = include_str!("../../train/src/train.rs");
+        let lines: Vec<&str> = source.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if const_line(line).is_some() {
+                assert!(
+                    i > 0 && lines[i - 1].starts_with("/// "),
+                    "line {}: `{line}` has no doc comment above it",
+                    i + 1
+                );
+            }
+        }
+        assert!(constants(source).len() >= 25);
     }
 
     #[test]

@@ -1,23 +1,45 @@
 //! The prompt: the protocol (`program.md`), the training file, a bounded history of experiments
 //! and the last failure, with the reply format. It must fit the model's context with room for the
 //! reply; when it does not, it degrades step by step (the hyperparameter section instead of the
-//! whole file, less history, a shorter failure) instead of failing.
+//! whole file, less history, a shorter failure, the protocol's opening only, and last the
+//! constants without their comments) instead of failing.
+
+use serde::{Deserialize, Serialize};
+
+use crate::research::record::Outcome;
 
 /// One past experiment, as the agent sees it.
 #[derive(Debug, Clone)]
 pub struct PastExperiment {
     pub description: String,
-    pub status: String,
+    /// None: training now.
+    pub outcome: Option<Outcome>,
     pub val_bpb: Option<f64>,
 }
 
 /// Which reply format the prompt asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Action {
     /// SEARCH/REPLACE blocks against the training file.
     Replace,
     /// `SET NAME = VALUE` on the hyperparameter constants.
     Set,
+}
+
+named!(Action {
+    Replace => "replace",
+    Set => "set",
+});
+
+/// Why no prompt fits.
+#[derive(Debug, thiserror::Error)]
+pub enum FitError<E: std::error::Error + 'static> {
+    #[error("the prompt needs {needed} tokens but the context holds {context}, even cut to its minimum: use a model with a longer context or a larger --ctx")]
+    TooLong { needed: usize, context: usize },
+    /// Counting a prompt's tokens failed (its chat template could not be rendered).
+    #[error("cannot count the prompt's tokens")]
+    Count(#[source] E),
 }
 
 pub struct PromptInput<'a> {
@@ -56,26 +78,29 @@ IDEA: train the block matrices with a higher learning rate\n\
 SET MATRIX_LR = 0.05";
 
 /// The cheapest ways to cut, in the order they are tried.
-const LEVELS: usize = 4;
+const LEVELS: usize = 5;
 
 /// Builds the richest prompt whose token count (by `count_tokens`, chat markup included by the
 /// caller's closure) leaves `reply_tokens` free in a context of `context` tokens.
-pub fn fit(
+pub fn fit<E: std::error::Error + 'static>(
     input: &PromptInput,
     context: usize,
     reply_tokens: usize,
-    count_tokens: impl Fn(&str, &str) -> usize,
-) -> Result<Prompt, usize> {
+    count_tokens: impl Fn(&str, &str) -> Result<usize, E>,
+) -> Result<Prompt, FitError<E>> {
     let mut smallest = usize::MAX;
     for level in 0..LEVELS {
         let prompt = render(input, level);
-        let tokens = count_tokens(&prompt.system, &prompt.user);
+        let tokens = count_tokens(&prompt.system, &prompt.user).map_err(FitError::Count)?;
         if tokens + reply_tokens <= context {
             return Ok(prompt);
         }
         smallest = smallest.min(tokens + reply_tokens);
     }
-    Err(smallest)
+    Err(FitError::TooLong {
+        needed: smallest,
+        context,
+    })
 }
 
 fn render(input: &PromptInput, level: usize) -> Prompt {
@@ -105,7 +130,16 @@ fn render(input: &PromptInput, level: usize) -> Prompt {
         user.push_str(
             "## The hyperparameters of the training file (the rest is not shown)\n```rust\n",
         );
-        user.push_str(&hyperparameter_section(input.train_file));
+        let section = hyperparameter_section(input.train_file);
+        if level >= 4 {
+            // The last resort: the constants alone, without their doc comments.
+            section
+                .lines()
+                .filter(|l| !l.starts_with("///"))
+                .for_each(|l| user.push_str(&format!("{l}\n")));
+        } else {
+            user.push_str(&section);
+        }
         user.push_str("```\n\n");
     }
     let rows = match level {
@@ -125,7 +159,8 @@ fn render(input: &PromptInput, level: usize) -> Prompt {
         let start = input.history.len().saturating_sub(rows);
         for e in &input.history[start..] {
             let bpb = e.val_bpb.map_or("-".to_string(), |v| format!("{v:.6}"));
-            user.push_str(&format!("- {} | {bpb} | {}\n", e.status, e.description));
+            let status = e.outcome.map_or("running now", Outcome::name);
+            user.push_str(&format!("- {status} | {bpb} | {}\n", e.description));
         }
         user.push('\n');
     }
@@ -178,16 +213,34 @@ mod tests {
         }
     }
 
-    fn chars_as_tokens(system: &str, user: &str) -> usize {
-        (system.len() + user.len()) / 4
+    fn chars_as_tokens(system: &str, user: &str) -> Result<usize, std::fmt::Error> {
+        Ok((system.len() + user.len()) / 4)
     }
 
     #[test]
-    fn a_roomy_context_gets_the_whole_file() {
-        let p = fit(&input(&[], None), 100_000, 512, chars_as_tokens).unwrap();
+    fn a_roomy_context_gets_the_whole_file_and_the_history() {
+        let history = [
+            PastExperiment {
+                description: "deeper".into(),
+                outcome: Some(Outcome::CompileError),
+                val_bpb: None,
+            },
+            PastExperiment {
+                description: "wider".into(),
+                outcome: None,
+                val_bpb: None,
+            },
+        ];
+        let p = fit(&input(&history, None), 100_000, 512, chars_as_tokens).unwrap();
         assert_eq!(p.level, 0);
         assert!(p.user.contains("fn main()"));
         assert!(p.system.contains("SET MATRIX_LR = 0.05"));
+        assert!(
+            p.user.contains("- compile_error | - | deeper\n"),
+            "{}",
+            p.user
+        );
+        assert!(p.user.contains("- running now | - | wider\n"), "{}", p.user);
     }
 
     #[test]
@@ -195,7 +248,7 @@ mod tests {
         let history: Vec<PastExperiment> = (0..40)
             .map(|i| PastExperiment {
                 description: format!("experiment {i} with a long description of what was tried"),
-                status: "discard".into(),
+                outcome: Some(Outcome::Discard),
                 val_bpb: Some(1.8 + i as f64 / 1000.0),
             })
             .collect();
@@ -205,16 +258,36 @@ mod tests {
         assert!(!p.user.contains("fn main()"));
         assert!(p.user.contains("const MATRIX_LR: f64"));
         assert!(p.user.contains("Propose the next experiment."));
-        assert!(chars_as_tokens(&p.system, &p.user) + 256 <= 1500);
+        assert!(chars_as_tokens(&p.system, &p.user).unwrap() + 256 <= 1500);
         // Too small for even the minimum: the caller learns how much was needed.
-        let needed = fit(&input(&history, Some(&failure)), 100, 256, chars_as_tokens).unwrap_err();
-        assert!(needed > 100);
+        let err = fit(&input(&history, Some(&failure)), 100, 256, chars_as_tokens).unwrap_err();
+        assert!(matches!(err, FitError::TooLong { needed, .. } if needed > 100));
+    }
+
+    /// A template that cannot be rendered is its own error, not a prompt too long to fit.
+    #[test]
+    fn a_failure_to_count_tokens_is_named() {
+        let failing = |_: &str, _: &str| Err::<usize, _>(std::fmt::Error);
+        let err = fit(&input(&[], None), 100_000, 512, failing).unwrap_err();
+        assert!(matches!(err, FitError::Count(_)), "{err}");
+    }
+
+    #[test]
+    fn the_last_resort_keeps_the_constants_without_their_comments() {
+        let at = |level| render(&input(&[], None), level).user;
+        assert!(at(3).contains("/// Transformer blocks"));
+        let last = at(LEVELS - 1);
+        assert!(
+            last.contains("const DEPTH: Option<usize> = None;"),
+            "{last}"
+        );
+        assert!(!last.contains("///"), "{last}");
     }
 
     #[test]
     fn the_hyperparameter_section_keeps_constants_and_their_docs_only() {
         let section = hyperparameter_section(TRAIN);
-        assert!(section.contains("/// Model depth"));
+        assert!(section.contains("/// Transformer blocks; None takes"));
         assert!(section.contains("const DEPTH: Option<usize> = None;"));
         assert!(!section.contains("fn "));
         assert!(section

@@ -8,9 +8,24 @@ use std::path::Path;
 use super::edit::{self, Ledger, Proposal, Rejection};
 use super::engine::{Engine, Session};
 use super::grammar;
-use super::prompt::{self, Action, PromptInput};
+use super::prompt::{self, Action, FitError, PromptInput};
 use super::AgentError;
+use crate::confine::Confinement;
 use crate::trainer::{build, TrainerError};
+
+/// Why proposing stopped before it came to a verdict. A proposal that does not apply or
+/// compile is not an error: it is an `Attempt` with that verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum ProposeError {
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    #[error(transparent)]
+    Prompt(#[from] FitError<AgentError>),
+    /// The candidate could not be compiled for a reason outside the file (no cargo, a full
+    /// disk): the machine's fault, not the agent's.
+    #[error("a candidate could not be compiled for a reason outside the training file")]
+    Build(#[source] TrainerError),
+}
 
 #[derive(Default, Clone)]
 pub struct Settings {
@@ -23,6 +38,8 @@ pub struct Settings {
     pub max_repairs: usize,
     /// Staging slot for compiling candidates.
     pub slot: String,
+    /// Whether candidates may be compiled where the kernel cannot confine the build.
+    pub confinement: Confinement,
 }
 
 /// How one proposal ended.
@@ -113,7 +130,7 @@ impl Agent<'_> {
         count: usize,
         seed: u32,
         observe: &mut Observer,
-    ) -> Result<(PromptStats, Vec<Attempt>), AgentError> {
+    ) -> Result<(PromptStats, Vec<Attempt>), ProposeError> {
         let engine = self.engine;
         let prompt = fit_prompt(engine, &self.settings, input, self.settings.max_tokens)?;
         let mut session = open_session(engine, &self.settings, &prompt.system, &prompt.user)?;
@@ -183,7 +200,7 @@ impl Agent<'_> {
         count: usize,
         seed: u32,
         stop: &dyn Fn() -> bool,
-    ) -> Result<(usize, Option<DraftReply>), AgentError> {
+    ) -> Result<(usize, Option<DraftReply>), ProposeError> {
         let engine = self.engine;
         let prompt = fit_prompt(engine, &self.settings, input, self.settings.max_tokens)?;
         let mut session = open_session(engine, &self.settings, &prompt.system, &prompt.user)?;
@@ -225,7 +242,7 @@ impl Agent<'_> {
         draft: &DraftReply,
         seed: u32,
         observe: &mut Observer,
-    ) -> Result<Attempt, AgentError> {
+    ) -> Result<Attempt, ProposeError> {
         let mut attempt = Attempt {
             action: draft.action,
             reply: draft.reply.clone(),
@@ -249,7 +266,7 @@ impl Agent<'_> {
         attempt: &mut Attempt,
         seed: u32,
         observe: &mut Observer,
-    ) -> Result<(), AgentError> {
+    ) -> Result<(), ProposeError> {
         let proposal = match edit::parse(&attempt.reply) {
             Ok(p) => p,
             Err(r) => {
@@ -269,7 +286,13 @@ impl Agent<'_> {
             attempt.diff = Some(edit::diff(source, &candidate));
             let label = Path::new("train.rs (proposed)");
             let _ = observe(Event::Building);
-            match build::build_source(&candidate, label, &self.settings.slot) {
+            let built = build::build_source(
+                &candidate,
+                label,
+                &self.settings.slot,
+                self.settings.confinement,
+            );
+            match built {
                 Ok(built) => {
                     attempt.build_seconds += built.seconds;
                     attempt.verdict = Verdict::Valid(candidate);
@@ -300,13 +323,7 @@ impl Agent<'_> {
                         }
                     }
                 }
-                Err(other) => {
-                    attempt.verdict = Verdict::DoesNotCompile {
-                        errors: other.to_string(),
-                        text: candidate,
-                    };
-                    return Ok(());
-                }
+                Err(other) => return Err(ProposeError::Build(other)),
             }
         }
     }
@@ -328,7 +345,7 @@ impl Agent<'_> {
         errors: &str,
         seed: u32,
         observe: &mut Observer,
-    ) -> Result<Option<String>, AgentError> {
+    ) -> Result<Option<String>, ProposeError> {
         let around = code_around_errors(candidate, errors);
         let input = PromptInput {
             program: &self.program,
@@ -370,15 +387,9 @@ fn fit_prompt(
     settings: &Settings,
     input: &PromptInput,
     reserve: usize,
-) -> Result<prompt::Prompt, AgentError> {
+) -> Result<prompt::Prompt, FitError<AgentError>> {
     prompt::fit(input, settings.context, reserve, |s, u| {
-        engine
-            .render(s, u)
-            .map_or(usize::MAX / 2, |p| engine.tokenize(&p).len())
-    })
-    .map_err(|needed| AgentError::PromptTooLong {
-        needed,
-        context: settings.context,
+        engine.render(s, u).map(|p| engine.tokenize(&p).len())
     })
 }
 
@@ -425,6 +436,7 @@ mod tests {
                 temperature: 0.8,
                 max_repairs,
                 slot: slot.into(),
+                confinement: Confinement::Required,
             },
             ledger: Ledger::default(),
         }

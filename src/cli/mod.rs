@@ -1,10 +1,20 @@
-//! Command-line arguments, parsed by clap and then validated into the types the commands use.
+//! Command-line arguments. Each value is checked where clap reads it (`values`, and the
+//! domain's own types: `Seconds`, `Tag`), so a command sees only valid settings; `run`'s
+//! arguments then become the loop's settings in one place (`run_settings`).
+
+pub mod run_settings;
+pub mod values;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use harness::Profile;
+
+use crate::confine::Confinement;
+use crate::research::settings::{ActionChoice, ThinkChoice};
+use crate::research::tag::Tag;
+use crate::units::{Bytes, Seconds};
 
 #[derive(Parser)]
 #[command(
@@ -63,10 +73,10 @@ pub struct BenchDraftArgs {
     #[command(flatten)]
     pub data: DataDirArg,
     /// Seconds of training in each of the two runs.
-    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
-    pub budget: f64,
+    #[arg(long, default_value = "30", value_name = "SECONDS")]
+    pub budget: Seconds,
     /// A prebuilt training program (default: build the training file).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_parser = values::trainer_bin)]
     pub trainer_bin: Option<PathBuf>,
     /// The training file the agent drafts against (and builds, without --trainer-bin).
     #[arg(long, value_name = "PATH")]
@@ -75,17 +85,16 @@ pub struct BenchDraftArgs {
     #[arg(long, value_name = "PATH")]
     pub program: Option<PathBuf>,
     /// Replies per draft before it gives up.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = values::count)]
     pub proposals: usize,
     /// Longest reply, in tokens.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = values::count)]
     pub max_tokens: usize,
     /// Context size in tokens (default: the model's, at most 8192).
-    #[arg(long, value_name = "TOKENS")]
+    #[arg(long, value_name = "TOKENS", value_parser = values::context)]
     pub ctx: Option<usize>,
-    /// Run the training program even where the kernel cannot confine it (no Landlock).
-    #[arg(long)]
-    pub unconfined: bool,
+    #[command(flatten)]
+    pub confinement: ConfinementArg,
 }
 
 #[derive(Args)]
@@ -93,11 +102,11 @@ pub struct BenchSwapArgs {
     #[command(flatten)]
     pub model: ModelArg,
     /// Evict-and-reload cycles.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = values::count)]
     pub cycles: usize,
     /// Context size in tokens the agent's KV cache is sized for (default: the model's, at most
     /// 8192).
-    #[arg(long, value_name = "TOKENS")]
+    #[arg(long, value_name = "TOKENS", value_parser = values::context)]
     pub ctx: Option<usize>,
 }
 
@@ -106,12 +115,12 @@ pub struct BenchAgentArgs {
     #[command(flatten)]
     pub model: ModelArg,
     /// Prompt tokens per round (llama-bench's -p).
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = values::count)]
     pub prompt_tokens: usize,
     /// Generated tokens per round (llama-bench's -n).
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = values::count)]
     pub gen_tokens: usize,
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = values::count)]
     pub rounds: usize,
     /// A llama-bench binary (llama.cpp's own), for the side-by-side ratio.
     #[arg(long, value_name = "PATH")]
@@ -121,8 +130,10 @@ pub struct BenchAgentArgs {
 #[derive(Args)]
 pub struct BenchBuildArgs {
     /// Rebuilds to time.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = values::count)]
     pub rounds: usize,
+    #[command(flatten)]
+    pub confinement: ConfinementArg,
 }
 
 #[derive(Args)]
@@ -185,7 +196,7 @@ pub struct PrepareArgs {
     pub force: bool,
     /// Validation tokens each evaluation reads (default: the profile's). Fewer is quicker and
     /// noisier: for a quick look or tests, not for comparing with other setups.
-    #[arg(long, value_name = "TOKENS")]
+    #[arg(long, value_name = "TOKENS", value_parser = values::count)]
     pub eval_tokens: Option<usize>,
 }
 
@@ -195,22 +206,21 @@ pub struct TrainArgs {
     pub data: DataDirArg,
     /// Training time budget in seconds (default: the profile's, 300).
     #[arg(long, value_name = "SECONDS")]
-    pub budget: Option<f64>,
+    pub budget: Option<Seconds>,
     /// The training file to build (default: train/src/train.rs).
     #[arg(long, value_name = "PATH")]
     pub train_file: Option<PathBuf>,
     /// Where the log, weights and result go (default: <data-dir>/runs/<date-time>).
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,
-    /// Run the training program even where the kernel cannot confine it (no Landlock).
-    #[arg(long)]
-    pub unconfined: bool,
+    #[command(flatten)]
+    pub confinement: ConfinementArg,
     /// Kill the training program (and everything it started) after this many seconds
     /// (default: twice the budget plus 120).
     #[arg(long, value_name = "SECONDS")]
-    pub timeout: Option<f64>,
+    pub timeout: Option<Seconds>,
     /// Run this prebuilt training program instead of building one (for machines without Rust).
-    #[arg(long, value_name = "PATH", conflicts_with = "train_file")]
+    #[arg(long, value_name = "PATH", conflicts_with = "train_file", value_parser = values::trainer_bin)]
     pub trainer_bin: Option<PathBuf>,
 }
 
@@ -247,25 +257,23 @@ pub fn default_model() -> PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gemma-3-270m-q4_k_m.gguf")
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
-pub enum ActionChoice {
-    /// SEARCH/REPLACE blocks against the training file.
-    Replace,
-    /// Set hyperparameter constants to new values (the narrow action weak models do well).
-    Set,
-    /// Half of each.
-    Mixed,
+/// Whether agent-written code may run where the kernel cannot confine it: one option, shared by
+/// every command that builds or runs a training file.
+#[derive(Args, Clone, Copy, Debug, Default)]
+pub struct ConfinementArg {
+    /// Build and run agent-written code even where the kernel cannot confine it (no Landlock).
+    #[arg(long)]
+    unconfined: bool,
 }
 
-/// When the agent writes the next proposal during a training run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ThinkChoice {
-    /// When the trainer runs on a GPU and the agent stays loaded beside it; never on a CPU-only
-    /// build, where the agent would take the trainer's cores and change what it measures.
-    Auto,
-    /// Whenever the agent stays loaded, CPU-only builds too (many-core machines, tests).
-    Always,
-    Never,
+impl ConfinementArg {
+    pub fn confinement(self) -> Confinement {
+        if self.unconfined {
+            Confinement::BestEffort
+        } else {
+            Confinement::Required
+        }
+    }
 }
 
 #[derive(Args)]
@@ -273,7 +281,7 @@ pub struct ProposeArgs {
     #[command(flatten)]
     pub model: ModelArg,
     /// Proposals to make.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = values::count)]
     pub count: usize,
     /// The kind of edit to ask for.
     #[arg(long, value_enum, default_value_t = ActionChoice::Mixed)]
@@ -292,6 +300,8 @@ pub struct ProposeArgs {
     /// Save each valid proposal there as proposal-N.rs, ready for `train --train-file`.
     #[arg(long, value_name = "DIR")]
     pub save: Option<PathBuf>,
+    #[command(flatten)]
+    pub confinement: ConfinementArg,
 }
 
 #[derive(Args)]
@@ -300,6 +310,8 @@ pub struct DoctorArgs {
     pub model: ModelArg,
     #[command(flatten)]
     pub data: DataDirArg,
+    #[command(flatten)]
+    pub confinement: ConfinementArg,
 }
 
 #[derive(Args)]
@@ -330,38 +342,38 @@ pub struct RunArgs {
     /// The run's name: branch autoresearch/TAG, folder runs/TAG. An existing tag is resumed.
     /// Default: today's date.
     #[arg(long)]
-    pub tag: Option<String>,
+    pub tag: Option<Tag>,
     /// Training time budget per run in seconds (default: the profile's, 300).
     #[arg(long, value_name = "SECONDS")]
-    pub budget: Option<f64>,
+    pub budget: Option<Seconds>,
     /// Kill a training run after this many seconds (default: twice the budget plus 120).
     #[arg(long, value_name = "SECONDS")]
-    pub timeout: Option<f64>,
+    pub timeout: Option<Seconds>,
     /// Stop once the run holds this many experiments (the baseline not counted).
     #[arg(long, value_name = "N")]
     pub max_experiments: Option<usize>,
     /// Start no new experiment after this many hours.
-    #[arg(long, value_name = "H")]
-    pub hours: Option<f64>,
+    #[arg(long, value_name = "H", value_parser = values::hours)]
+    pub hours: Option<std::time::Duration>,
     /// Experiment constants when data must be prepared (default: gpu in CUDA builds, else cpu).
     #[arg(long, value_enum)]
     pub profile: Option<ProfileName>,
     /// Runs of the unchanged file that measure the noise floor.
-    #[arg(long, default_value_t = 3, value_name = "N")]
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = values::count)]
     pub baseline_runs: usize,
     /// Most runs of one candidate: a result better than the best but within the noise is run
     /// again, up to this many times (1 = never).
-    #[arg(long, default_value_t = 2, value_name = "N")]
+    #[arg(long, default_value_t = 2, value_name = "N", value_parser = values::count)]
     pub max_runs: usize,
     /// The least improvement in val_bpb that can be kept, whatever the noise.
-    #[arg(long, default_value_t = 0.0001, value_name = "BPB")]
+    #[arg(long, default_value_t = 0.0001, value_name = "BPB", value_parser = values::zero_or_more)]
     pub min_improvement: f64,
     /// Consecutive failures after which the agent starts over from the best file with a
     /// summary of what failed.
-    #[arg(long, default_value_t = 3, value_name = "N")]
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = values::count)]
     pub reset_after: usize,
     /// Proposals per experiment before it is recorded as rejected.
-    #[arg(long, default_value_t = 4, value_name = "N")]
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = values::count)]
     pub proposals: usize,
     /// The kind of edit to ask for.
     #[arg(long, value_enum, default_value_t = ActionChoice::Mixed)]
@@ -383,21 +395,20 @@ pub struct RunArgs {
     pub think_while_training: ThinkChoice,
     /// The most memory, in MiB, the agent and the trainer may use together on the device (GPU
     /// memory in CUDA builds, RAM otherwise); the agent leaves the device when both do not fit.
-    #[arg(long, value_name = "MIB")]
-    pub vram_budget: Option<u64>,
+    #[arg(long, value_name = "MIB", value_parser = values::mib)]
+    pub vram_budget: Option<Bytes>,
     /// Plain log lines only, no progress bars.
     #[arg(long)]
     pub quiet: bool,
-    /// Run the training program even where the kernel cannot confine it (no Landlock).
-    #[arg(long)]
-    pub unconfined: bool,
+    #[command(flatten)]
+    pub confinement: ConfinementArg,
 }
 
 #[derive(Args)]
 pub struct ReportArgs {
     /// The run to report (default: the most recent in the runs folder).
     #[arg(long)]
-    pub tag: Option<String>,
+    pub tag: Option<Tag>,
     /// The git checkout whose runs/ folder holds the run (default: the one around the current
     /// folder).
     #[arg(long, value_name = "DIR")]
@@ -421,32 +432,17 @@ pub enum ReportOrder {
     Time,
 }
 
-/// A run tag names a branch, a folder and a staging crate: letters, digits, `-` and `_`.
-pub fn validate_tag(tag: &str) -> anyhow::Result<()> {
-    let ok = !tag.is_empty()
-        && tag.len() <= 64
-        && tag
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if !ok {
-        anyhow::bail!(
-            "--tag {tag:?} is not a valid run tag: use 1 to 64 letters, digits, '-' or '_'"
-        );
-    }
-    Ok(())
-}
-
 /// How the agent writes: shared by `propose` and `run`.
 #[derive(Args)]
 pub struct AgentArgs {
     /// Context size in tokens (default: the model's, at most 8192).
-    #[arg(long, value_name = "TOKENS")]
+    #[arg(long, value_name = "TOKENS", value_parser = values::context)]
     pub ctx: Option<usize>,
     /// Longest reply in tokens.
-    #[arg(long, default_value_t = 384)]
+    #[arg(long, default_value_t = 384, value_parser = values::count)]
     pub max_tokens: usize,
     /// Sampling temperature.
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = 0.8, value_parser = values::temperature)]
     pub temperature: f32,
     /// Repair rounds after a compiler error.
     #[arg(long, default_value_t = 2)]
@@ -465,5 +461,76 @@ mod tests {
         let resolved = arg.resolve();
         assert!(resolved.is_absolute(), "{}", resolved.display());
         assert!(resolved.ends_with("some/data"));
+    }
+
+    /// The first line of clap's message for `args`.
+    fn refusal(args: &[&str]) -> String {
+        let err = Cli::try_parse_from([&["autoresearch"], args].concat())
+            .err()
+            .unwrap_or_else(|| panic!("{args:?} was accepted"));
+        err.to_string().lines().next().unwrap().to_string()
+    }
+
+    #[test]
+    fn every_invalid_value_is_refused_with_what_it_must_be() {
+        let seconds = "must be a positive number of seconds, at most 10000000";
+        let count = "must be a whole number of at least 1";
+        let cases: &[(&[&str], String)] = &[
+            (&["run", "--budget", "inf"], format!("invalid value 'inf' for '--budget <SECONDS>': {seconds}")),
+            (&["--budget", "0"], format!("invalid value '0' for '--budget <SECONDS>': {seconds}")),
+            (&["train", "--budget", "inf"], format!("invalid value 'inf' for '--budget <SECONDS>': {seconds}")),
+            (&["train", "--timeout", "NaN"], format!("invalid value 'NaN' for '--timeout <SECONDS>': {seconds}")),
+            (&["bench", "draft", "--budget", "0"], format!("invalid value '0' for '--budget <SECONDS>': {seconds}")),
+            (&["run", "--timeout", "0"], format!("invalid value '0' for '--timeout <SECONDS>': {seconds}")),
+            (&["run", "--tag", "a b"], "invalid value 'a b' for '--tag <TAG>': \"a b\" is not a valid run tag: use 1 to 64 letters, digits, '-' or '_'".into()),
+            (&["report", "--tag", "../x"], "invalid value '../x' for '--tag <TAG>': \"../x\" is not a valid run tag: use 1 to 64 letters, digits, '-' or '_'".into()),
+            (&["run", "--baseline-runs", "0"], format!("invalid value '0' for '--baseline-runs <N>': {count}")),
+            (&["run", "--max-runs", "0"], format!("invalid value '0' for '--max-runs <N>': {count}")),
+            (&["run", "--proposals", "none"], format!("invalid value 'none' for '--proposals <N>': {count}")),
+            (&["run", "--reset-after", "0"], format!("invalid value '0' for '--reset-after <N>': {count}")),
+            (&["propose", "--count", "0"], format!("invalid value '0' for '--count <COUNT>': {count}")),
+            (&["prepare", "--eval-tokens", "0"], format!("invalid value '0' for '--eval-tokens <TOKENS>': {count}")),
+            (&["run", "--max-tokens", "0"], format!("invalid value '0' for '--max-tokens <MAX_TOKENS>': {count}")),
+            (&["run", "--min-improvement", "NaN"], "invalid value 'NaN' for '--min-improvement <BPB>': must be a number of zero or more".into()),
+            (&["run", "--hours", "0"], "invalid value '0' for '--hours <H>': must be a positive number of hours, at most 100000".into()),
+            (&["run", "--vram-budget", "0"], "invalid value '0' for '--vram-budget <MIB>': must be a positive whole number of MiB (1024 = 1 GiB)".into()),
+            (&["run", "--temperature", "9"], "invalid value '9' for '--temperature <TEMPERATURE>': must be a number from 0 (always the likeliest token) to 5".into()),
+            (&["run", "--ctx", "10"], "invalid value '10' for '--ctx <TOKENS>': must be a whole number of tokens, at least 256".into()),
+            (&["train", "--trainer-bin", "/no/such/trainer"], "invalid value '/no/such/trainer' for '--trainer-bin <PATH>': does not exist: pass a training program built by `autoresearch train`".into()),
+            (&["bench", "draft", "--trainer-bin", "/no/such/trainer"], "invalid value '/no/such/trainer' for '--trainer-bin <PATH>': does not exist: pass a training program built by `autoresearch train`".into()),
+        ];
+        for (args, expected) in cases {
+            assert_eq!(&refusal(args), &format!("error: {expected}"), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn unconfined_is_one_option_wherever_agent_code_runs() {
+        let commands: [&[&str]; 6] = [
+            &["run"],
+            &["train"],
+            &["propose"],
+            &["doctor"],
+            &["bench", "draft"],
+            &["bench", "build"],
+        ];
+        for command in commands {
+            let args = [&["autoresearch"], command, &["--unconfined"]].concat();
+            let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let confinement = match cli.command.unwrap() {
+                Command::Run(a) => a.confinement,
+                Command::Train(a) => a.confinement,
+                Command::Propose(a) => a.confinement,
+                Command::Doctor(a) => a.confinement,
+                Command::Bench(BenchCommand::Draft(a)) => a.confinement,
+                Command::Bench(BenchCommand::Build(a)) => a.confinement,
+                _ => unreachable!(),
+            };
+            assert_eq!(confinement.confinement(), Confinement::BestEffort);
+        }
+        assert_eq!(
+            ConfinementArg::default().confinement(),
+            Confinement::Required
+        );
     }
 }

@@ -17,7 +17,8 @@ pub fn build_time(args: &BenchBuildArgs) -> Result<()> {
 
     std::fs::write(&file, &baseline)?;
     let start = Instant::now();
-    build::build(&file, "bench")?;
+    let confinement = args.confinement.confinement();
+    build::build(&file, "bench", confinement)?;
     println!(
         "first build (dependencies as found): {:.1}s",
         start.elapsed().as_secs_f64()
@@ -36,7 +37,7 @@ pub fn build_time(args: &BenchBuildArgs) -> Result<()> {
             "the baseline no longer has `const SEED: u64 = 42;`"
         );
         std::fs::write(&file, edited)?;
-        let built = build::build(&file, "bench")?;
+        let built = build::build(&file, "bench", confinement)?;
         println!("rebuild {}: {:.2}s", i + 1, built.seconds);
         times.push(built.seconds);
     }

@@ -15,8 +15,10 @@ use crate::agent::edit::Ledger;
 use crate::agent::prompt::{Action, PromptInput};
 use crate::agent::propose::{Agent, Settings};
 use crate::cli::BenchDraftArgs;
+use crate::confine::Confinement;
 use crate::scheduler::resident::ResidentAgent;
 use crate::trainer::{build, run as runner};
+use crate::units::Seconds;
 
 /// One draft: seconds, replies written, whether one applied.
 struct Drafted {
@@ -26,7 +28,7 @@ struct Drafted {
 }
 
 pub fn run(args: &BenchDraftArgs) -> Result<()> {
-    crate::confine::set_allow_unconfined(args.unconfined);
+    let confinement = args.confinement.confinement();
     let data_dir = args.data.resolve();
     DataMeta::load(&data_dir)?;
     let train_file = args
@@ -36,11 +38,8 @@ pub fn run(args: &BenchDraftArgs) -> Result<()> {
     let source = std::fs::read_to_string(&train_file)
         .with_context(|| format!("cannot read {}", train_file.display()))?;
     let binary = match &args.trainer_bin {
-        Some(bin) => {
-            super::train::check_prebuilt(bin)?;
-            bin.clone()
-        }
-        None => build::build(&train_file, "bench-draft")?.binary,
+        Some(bin) => bin.clone(),
+        None => build::build(&train_file, "bench-draft", confinement)?.binary,
     };
     let program = crate::program::load(args.program.as_deref())?;
     let model = args.model.resolve()?;
@@ -51,6 +50,7 @@ pub fn run(args: &BenchDraftArgs) -> Result<()> {
         temperature: 0.8,
         max_repairs: 0,
         slot: "bench-draft".into(),
+        confinement,
     };
     let agent = Agent {
         engine: resident.engine()?,
@@ -89,7 +89,16 @@ pub fn run(args: &BenchDraftArgs) -> Result<()> {
     );
     let scratch = tempfile::tempdir().context("cannot create a scratch folder")?;
     let budget = args.budget;
-    let solo = train(&binary, &data_dir, &scratch.path().join("alone"), budget)?;
+    let train = |dir: &str| {
+        train(
+            &binary,
+            &data_dir,
+            &scratch.path().join(dir),
+            budget,
+            confinement,
+        )
+    };
+    let solo = train("alone")?;
     println!("trainer alone: {}", describe(&solo));
 
     let done = AtomicBool::new(false);
@@ -108,7 +117,7 @@ pub fn run(args: &BenchDraftArgs) -> Result<()> {
             }
             anyhow::Ok(drafts)
         });
-        let beside = train(&binary, &data_dir, &scratch.path().join("beside"), budget);
+        let beside = train("beside");
         done.store(true, Ordering::Relaxed);
         let drafts = drafting
             .join()
@@ -125,7 +134,7 @@ pub fn run(args: &BenchDraftArgs) -> Result<()> {
         beside.tokens_per_second / solo.tokens_per_second
     );
     if drafts.is_empty() {
-        println!("no draft finished during the {budget:.0}s run");
+        println!("no draft finished during the {budget} run");
     } else {
         let mean = drafts.iter().map(|d| d.seconds).sum::<f64>() / drafts.len() as f64;
         let applied = drafts.iter().filter(|d| d.applies).count();
@@ -139,13 +148,20 @@ pub fn run(args: &BenchDraftArgs) -> Result<()> {
     Ok(())
 }
 
-fn train(binary: &Path, data_dir: &Path, run_dir: &Path, budget: f64) -> Result<Summary> {
+fn train(
+    binary: &Path,
+    data_dir: &Path,
+    run_dir: &Path,
+    budget: Seconds,
+    confinement: Confinement,
+) -> Result<Summary> {
     let spec = runner::RunSpec {
         binary,
         data_dir,
         run_dir,
-        budget: Some(budget),
-        timeout: runner::timeout(budget, None)?,
+        budget: Some(budget.get()),
+        timeout: runner::default_timeout(budget),
+        confinement,
         stop: &|| false,
     };
     let report = runner::run(&spec, |_| {})?;

@@ -7,12 +7,12 @@ use anyhow::Result;
 use crate::cli::BenchSwapArgs;
 use crate::scheduler::memory::Device;
 use crate::scheduler::resident::ResidentAgent;
-use crate::scheduler::MIB;
+use crate::units::Bytes;
 
 pub fn run(args: &BenchSwapArgs) -> Result<()> {
     let model = args.model.resolve()?;
-    let device = Device::detect();
-    let mib = |b: u64| b as f64 / MIB as f64;
+    let mut device = Device::detect();
+    let mib = Bytes::as_mib;
 
     let before_load = device.read()?;
     let mut agent = ResidentAgent::load(&model, args.model.gpu_layers(), args.ctx)?;
@@ -35,9 +35,7 @@ pub fn run(args: &BenchSwapArgs) -> Result<()> {
         let reload = agent.reload_full()?;
         touch(&mut agent)?;
         let back = device.read()?;
-        let over = device
-            .used(&evicted)
-            .saturating_sub(device.used(&before_load));
+        let over = device.used(&evicted) - device.used(&before_load);
         println!(
             "cycle {cycle}: evict {evict:.3}s -> {:.0} MiB used ({:.0} MiB above before loading); reload {reload:.2}s -> {:.0} MiB; swap cycle {:.2}s",
             mib(device.used(&evicted)),

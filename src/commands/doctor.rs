@@ -108,7 +108,7 @@ pub fn run(args: &DoctorArgs) -> Result<()> {
     }
 
     // Builds and training programs run confined: try the same confinement on /bin/true.
-    match crate::confine::probe() {
+    match crate::confine::probe(args.confinement.confinement()) {
         Ok(()) => report(true, "confinement", "Landlock file and TCP rules, scrubbed environment, own network namespace where allowed".into()),
         Err(why) => report(false, "confinement", why),
     }

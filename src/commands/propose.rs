@@ -10,7 +10,8 @@ use crate::agent::edit::Ledger;
 use crate::agent::engine::Engine;
 use crate::agent::prompt::{Action, PromptInput};
 use crate::agent::propose::{Agent, Attempt, Event, Settings, Verdict};
-use crate::cli::{ActionChoice, ProposeArgs};
+use crate::cli::ProposeArgs;
+use crate::research::settings::ActionChoice;
 use crate::trainer::build;
 
 pub fn run(args: &ProposeArgs) -> Result<()> {
@@ -38,6 +39,7 @@ pub fn run(args: &ProposeArgs) -> Result<()> {
             temperature: args.agent.temperature,
             max_repairs: args.agent.repairs,
             slot: "propose".into(),
+            confinement: args.confinement.confinement(),
         },
         ledger: Ledger::default(),
     };

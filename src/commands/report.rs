@@ -5,15 +5,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::{validate_tag, ReportArgs, ReportOrder};
+use crate::cli::{ReportArgs, ReportOrder};
 use crate::research::git::checkout_root;
-use crate::research::journal::{self, Outcome, Record, JOURNAL_FILE};
+use crate::research::history::History;
+use crate::research::journal::{self, JOURNAL_FILE};
 use crate::research::noise::mean;
 use crate::research::plot;
-use crate::research::session::{is_baseline, outcome_name};
+use crate::research::record::{DraftOutcome, Record};
 use crate::scheduler::owner::Schedule;
 use crate::scheduler::policy::Plan;
-use crate::scheduler::MIB;
+use crate::units::Bytes;
 
 pub fn run(args: &ReportArgs) -> Result<()> {
     let runs = match &args.runs_dir {
@@ -24,10 +25,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         }
     };
     let tag = match &args.tag {
-        Some(tag) => {
-            validate_tag(tag)?;
-            tag.clone()
-        }
+        Some(tag) => tag.to_string(),
         None => latest_tag(&runs)?,
     };
     let dir = runs.join(&tag);
@@ -35,13 +33,14 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     if records.is_empty() {
         bail!("the journal in {} has no experiments yet", dir.display());
     }
-    print!("{}", table(&records, args.order));
-    print!("{}", summary(&records));
+    let history = History::new(&records);
+    print!("{}", table(&history, args.order));
+    print!("{}", summary(&history));
     let png = args.png.clone().unwrap_or_else(|| dir.join("progress.png"));
-    let (experiments, kept) = experiments_and_keeps(&records);
     let title = format!(
-        "autoresearch {tag}: {} experiments after the baseline, {kept} kept",
-        experiments.len()
+        "autoresearch {tag}: {} experiments after the baseline, {} kept",
+        history.experiments_done(),
+        history.kept()
     );
     plot::draw(&records, &title, &png).with_context(|| format!("cannot draw {}", png.display()))?;
     println!("chart: {}", png.display());
@@ -75,18 +74,18 @@ fn latest_tag(runs: &Path) -> Result<String> {
     }
 }
 
-fn table(records: &[Record], order: ReportOrder) -> String {
-    let mut rows: Vec<&Record> = records.iter().collect();
+fn table(history: &History, order: ReportOrder) -> String {
+    let mut rows: Vec<&Record> = history.records().iter().collect();
     if let ReportOrder::Best = order {
         rows.sort_by(|a, b| {
-            let key = |r: &Record| match r.outcome {
-                Outcome::Keep | Outcome::Discard => r.val_bpb.unwrap_or(f64::INFINITY),
+            let key = |r: &Record| match r.val_bpb {
+                Some(v) if r.outcome.is_judged() => v,
                 _ => f64::INFINITY,
             };
             key(a).total_cmp(&key(b)).then(a.n.cmp(&b.n))
         });
     }
-    let baseline = baseline(records).and_then(|r| r.val_bpb);
+    let baseline = history.baseline().and_then(|r| r.val_bpb);
     let mut out = format!(
         "{:<6} {:<13} {:>9} {:>10} {:>6} {:>4} {:<7}  description\n",
         "exp", "status", "val_bpb", "vs base", "mem_gb", "runs", "commit"
@@ -102,58 +101,34 @@ fn table(records: &[Record], order: ReportOrder) -> String {
         out.push_str(&format!(
             "e{:04}  {:<13} {value:>9} {delta:>10} {:>6.1} {:>4} {:<7}  {}\n",
             r.n,
-            outcome_name(r.outcome),
-            r.peak_vram_mb.unwrap_or(0.0) / 1024.0,
+            r.outcome.name(),
+            r.trainer_peak.unwrap_or_default().as_gib(),
             r.runs.len(),
-            r.commit.as_deref().map_or("-", |c| &c[..c.len().min(7)]),
+            r.commit.map_or("-".into(), |c| c.short()),
             r.description
         ));
     }
     out
 }
 
-/// The experiments after the baseline (interrupted ones were re-run or left unfinished), and how
-/// many of them were kept.
-fn experiments_and_keeps(records: &[Record]) -> (Vec<&Record>, usize) {
-    let experiments: Vec<&Record> = records
-        .iter()
-        .filter(|r| !is_baseline(r) && r.outcome != Outcome::Interrupted)
-        .collect();
-    let kept = experiments
-        .iter()
-        .filter(|r| r.outcome == Outcome::Keep)
-        .count();
-    (experiments, kept)
-}
-
-/// The baseline that finished (an interrupted one may come before it).
-fn baseline(records: &[Record]) -> Option<&Record> {
-    records
-        .iter()
-        .find(|r| is_baseline(r) && r.outcome == Outcome::Keep)
-}
-
-fn summary(records: &[Record]) -> String {
-    let (experiments, kept) = experiments_and_keeps(records);
+fn summary(history: &History) -> String {
     let mut out = format!(
-        "\n{} experiments after the baseline, {kept} kept ({:.0}%)\n",
-        experiments.len(),
-        100.0 * kept as f64 / experiments.len().max(1) as f64
+        "\n{} experiments after the baseline, {} kept ({:.0}%)\n",
+        history.experiments_done(),
+        history.kept(),
+        100.0 * history.keep_rate()
     );
-    let best = records
-        .iter()
-        .filter(|r| r.outcome == Outcome::Keep)
-        .filter_map(|r| Some((r.val_bpb?, r)))
-        .min_by(|a, b| a.0.total_cmp(&b.0));
-    if let (Some((value, record)), Some(base)) = (best, baseline(records).and_then(|r| r.val_bpb)) {
+    let best = history.last_kept();
+    let base = history.baseline().and_then(|r| r.val_bpb);
+    if let (Some(record), Some(value), Some(base)) = (best, best.and_then(|r| r.val_bpb), base) {
         out.push_str(&format!(
             "best val_bpb {value:.6} (e{:04}, commit {}), {:.6} better than the baseline's {base:.6}\n",
             record.n,
-            record.commit.as_deref().map_or("-", |c| &c[..c.len().min(7)]),
+            record.commit.map_or("-".into(), |c| c.short()),
             base - value
         ));
     }
-    if let Some(d) = baseline(records).and_then(|r| r.decision.as_ref()) {
+    if let Some(d) = history.baseline().and_then(|r| r.decision.as_ref()) {
         out.push_str(&format!(
             "noise floor: sigma {:.6} over {} baseline runs; a single run must improve by {:.6}\n",
             d.noise_sigma,
@@ -161,30 +136,24 @@ fn summary(records: &[Record]) -> String {
             d.margin
         ));
     }
-    let per = |f: fn(&Record) -> f64| mean(&experiments.iter().map(|r| f(r)).collect::<Vec<_>>());
-    if !experiments.is_empty() {
+    if let Some(t) = history.mean_timing() {
         out.push_str(&format!(
             "per experiment (mean): agent {:.1}s, build {:.1}s, training runs {:.1}s (evaluation {:.1}s of it), total {:.1}s\n",
-            per(|r| r.timing.agent_seconds),
-            per(|r| r.timing.build_seconds),
-            per(|r| r.timing.training_seconds),
-            per(|r| r.timing.eval_seconds),
-            per(|r| r.timing.total_seconds),
+            t.agent_seconds, t.build_seconds, t.training_seconds, t.eval_seconds, t.total_seconds,
         ));
     }
-    let drafts: Vec<_> = records.iter().filter_map(|r| r.draft.as_ref()).collect();
-    if !drafts.is_empty() {
-        let used = drafts.iter().filter(|d| d.outcome == "used").count();
-        let stale = drafts.iter().filter(|d| d.outcome == "stale").count();
-        let saved: f64 = drafts.iter().map(|d| d.saved_seconds()).sum();
-        let waited: f64 = drafts.iter().map(|d| d.waited_seconds).sum();
+    let drafts = history.drafts().count();
+    if drafts > 0 {
+        let saved: f64 = history.drafts().map(|d| d.saved_seconds()).sum();
+        let waited: f64 = history.drafts().map(|d| d.waited_seconds).sum();
         out.push_str(&format!(
-            "think while training: {} drafts, {used} used, {stale} stale; {saved:.1}s of agent time ran beside training ({:.1}s per draft), {waited:.1}s waited for after runs\n",
-            drafts.len(),
-            saved / drafts.len() as f64,
+            "think while training: {drafts} drafts, {} used, {} stale; {saved:.1}s of agent time ran beside training ({:.1}s per draft), {waited:.1}s waited for after runs\n",
+            history.drafts_with(DraftOutcome::Used),
+            history.drafts_with(DraftOutcome::Stale),
+            saved / drafts as f64,
         ));
     }
-    out.push_str(&scheduling(records));
+    out.push_str(&scheduling(history.records()));
     out
 }
 
@@ -211,7 +180,7 @@ fn scheduling(records: &[Record]) -> String {
             mean(&reloads)
         ));
     }
-    let kept: Vec<u64> = schedules
+    let kept: Vec<Bytes> = schedules
         .iter()
         .filter_map(|s| s.kept_after_unload)
         .collect();
@@ -222,8 +191,8 @@ fn scheduling(records: &[Record]) -> String {
             .count();
         out.push_str(&format!(
             "; after an unload {}-{} MiB stayed above the pre-load level (back to it in {returned} of {})",
-            least / MIB,
-            most / MIB,
+            least.whole_mib(),
+            most.whole_mib(),
             kept.len()
         ));
     }
@@ -234,8 +203,8 @@ fn scheduling(records: &[Record]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::research::journal::tests::record;
-    use crate::research::journal::DraftRecord;
+    use crate::research::record::tests::record;
+    use crate::research::record::{DraftRecord, Outcome};
 
     #[test]
     fn the_table_puts_the_best_first_and_failures_last() {
@@ -245,11 +214,11 @@ mod tests {
             record(2, Outcome::Keep, Some(1.8)),
             record(3, Outcome::Discard, Some(1.85)),
         ];
-        let text = table(&records, ReportOrder::Best);
+        let text = table(&History::new(&records), ReportOrder::Best);
         let order: Vec<&str> = text.lines().skip(1).map(|l| &l[..5]).collect();
         assert_eq!(order, ["e0002", "e0003", "e0000", "e0001"]);
         assert!(text.contains("-0.100000"), "{text}");
-        let text = summary(&records);
+        let text = summary(&History::new(&records));
         assert!(
             text.contains("3 experiments after the baseline, 1 kept (33%)"),
             "{text}"
@@ -263,9 +232,9 @@ mod tests {
             seconds: 30.0,
             waited_seconds: 5.0,
             replies: 2,
-            outcome: "used".into(),
+            outcome: DraftOutcome::Used,
         });
-        let text = summary(&drafted);
+        let text = summary(&History::new(&drafted));
         assert!(
             text.contains("think while training: 1 drafts, 1 used, 0 stale; 25.0s of agent time ran beside training"),
             "{text}"
@@ -275,26 +244,26 @@ mod tests {
     #[test]
     fn the_report_says_where_the_agent_went_and_what_an_unload_left() {
         let reading = |free| crate::scheduler::memory::Reading {
-            total: 1000 * MIB,
+            total: Bytes::mib(1000),
             free,
-            own_rss: 0,
+            own_rss: Bytes::ZERO,
         };
-        let schedule = |plan, kept: Option<u64>| Schedule {
+        let schedule = |plan, kept: Option<Bytes>| Schedule {
             device: "NVIDIA H200".into(),
             decision: crate::scheduler::policy::Decision {
                 plan,
                 reason: String::new(),
                 trainer_need: None,
-                agent_total: 0,
-                capacity: 0,
+                agent_total: Bytes::ZERO,
+                capacity: Bytes::ZERO,
             },
-            before_load: reading(900 * MIB),
-            before: reading(700 * MIB),
+            before_load: reading(Bytes::mib(900)),
+            before: reading(Bytes::mib(700)),
             after_move: None,
             after_reload: None,
             move_seconds: kept.map(|_| 0.02),
             reload_seconds: kept.map(|_| 0.5),
-            memory_returned: kept.map(|k| k <= 64 * MIB),
+            memory_returned: kept.map(|k| k <= Bytes::mib(64)),
             kept_after_unload: kept,
         };
         let mut records = vec![
@@ -302,11 +271,11 @@ mod tests {
             record(1, Outcome::Discard, Some(1.95)),
             record(2, Outcome::Keep, Some(1.8)),
         ];
-        assert!(!summary(&records).contains("the agent stayed"));
-        records[0].schedule = Some(schedule(Plan::Evict, Some(592 * MIB)));
-        records[1].schedule = Some(schedule(Plan::Evict, Some(600 * MIB)));
+        assert!(!summary(&History::new(&records)).contains("the agent stayed"));
+        records[0].schedule = Some(schedule(Plan::Evict, Some(Bytes::mib(592))));
+        records[1].schedule = Some(schedule(Plan::Evict, Some(Bytes::mib(600))));
         records[2].schedule = Some(schedule(Plan::Resident, None));
-        let text = summary(&records);
+        let text = summary(&History::new(&records));
         assert!(
             text.contains("NVIDIA H200: the agent stayed for 1 experiments, was unloaded for 2, partly offloaded for 0; moving it took 0.02s, loading it back 0.50s (mean); after an unload 592-600 MiB stayed above the pre-load level (back to it in 0 of 2)"),
             "{text}"

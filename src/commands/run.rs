@@ -2,77 +2,48 @@
 //! first experiment (data, model, protocol, repository), then hands over to the research loop.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use harness::meta::DataMeta;
 use harness::HarnessError;
 
 use crate::agent::propose::Settings as AgentSettings;
-use crate::cli::{validate_tag, ProfileName, RunArgs};
+use crate::cli::run_settings::{program_path, Found};
+use crate::cli::{ProfileName, RunArgs};
 use crate::data::prepare::{prepare, PrepareRequest};
 use crate::research::git::checkout_root;
 use crate::research::journal::{JOURNAL_FILE, RESULTS_FILE};
+use crate::research::local_agent::LocalAgent;
 use crate::research::progress::Ui;
-use crate::research::session::{AgentParts, Ending, Research, Settings};
-use crate::research::stop;
+use crate::research::runner::LocalTrainer;
+use crate::research::session::{Ending, Research};
+use crate::research::settings::Settings;
+use crate::research::stop::Stop;
 use crate::scheduler::memory::Device;
 use crate::scheduler::owner::DeviceOwner;
 use crate::scheduler::resident::ResidentAgent;
-use crate::scheduler::MIB;
-use crate::trainer::run::timeout;
+use crate::units::Seconds;
 
 pub fn run(args: &RunArgs) -> Result<()> {
-    let tag = args
-        .tag
-        .clone()
-        .unwrap_or_else(|| jiff::Zoned::now().strftime("%Y%m%d").to_string());
-    validate_tag(&tag)?;
-    crate::confine::set_allow_unconfined(args.unconfined);
+    let confinement = args.confinement.confinement();
     // Said at start-up, not after a night of experiments that could not run.
-    crate::confine::probe()
+    crate::confine::probe(confinement)
         .map_err(|why| anyhow::anyhow!("agent-written code cannot be confined here: {why}"))?;
-    for (name, value) in [
-        ("--baseline-runs", args.baseline_runs),
-        ("--max-runs", args.max_runs),
-        ("--proposals", args.proposals),
-    ] {
-        if value == 0 {
-            bail!("{name} must be at least 1");
-        }
-    }
-    if args.min_improvement.is_nan() || args.min_improvement < 0.0 {
-        bail!("--min-improvement must be zero or more");
-    }
-    let deadline = match args.hours {
-        Some(h) if h.is_finite() && h > 0.0 => {
-            Some(Instant::now() + Duration::from_secs_f64(h * 3600.0))
-        }
-        Some(h) => bail!("--hours must be a positive number, not {h}"),
-        None => None,
-    };
     let cwd = std::env::current_dir().context("cannot read the current folder")?;
     let checkout = checkout_root(args.repo.as_deref().unwrap_or(&cwd))?;
-    let dir = args
-        .runs_dir
-        .clone()
-        .unwrap_or_else(|| checkout.join("runs"))
-        .join(&tag);
-    let program_path = args
-        .program
-        .clone()
-        .unwrap_or_else(|| checkout.join("program.md"));
-    let program = crate::program::load(Some(&program_path))?;
-
+    // Before the data is prepared: a missing protocol is said at once.
+    let program = crate::program::load(Some(&program_path(args, &checkout)))?;
     let data_dir = args.data.resolve();
     let meta = ensure_data(&data_dir, args.profile)?;
-    let budget = args.budget.unwrap_or(meta.profile.budget_seconds);
-    if !(budget.is_finite() && budget > 0.0) {
-        bail!("--budget must be a positive number of seconds, not {budget}");
-    }
+    let found = Found {
+        checkout: checkout.clone(),
+        profile_budget: Seconds::new(meta.profile.budget_seconds)
+            .map_err(|e| anyhow::anyhow!("the prepared data's budget {e}"))?,
+    };
+    let settings = Settings::try_from((args, &found))?;
 
     let model = args.model.resolve()?;
-    let device = Device::detect();
+    let mut device = Device::detect();
     let before_load = device.read()?;
     let resident = ResidentAgent::load(&model, args.model.gpu_layers(), args.agent.ctx)?;
     println!(
@@ -81,48 +52,44 @@ pub fn run(args: &RunArgs) -> Result<()> {
         resident.last_load_seconds,
         device.name
     );
+    // Per run folder: two runs never share a staged build, even with the same tag.
+    let slot = format!(
+        "loop-{}-{}",
+        settings.tag,
+        &harness::meta::sha256_hex(settings.dir.to_string_lossy().as_bytes())[..8]
+    );
     let agent_settings = AgentSettings {
         context: resident.context(),
         max_tokens: args.agent.max_tokens,
         temperature: args.agent.temperature,
         max_repairs: args.agent.repairs,
-        // Per run folder: two runs never share a staged build, even with the same tag.
-        slot: format!(
-            "loop-{tag}-{}",
-            &harness::meta::sha256_hex(dir.to_string_lossy().as_bytes())[..8]
-        ),
+        slot: slot.clone(),
+        confinement,
     };
-    let budget_bytes = args.vram_budget.map(|mib| mib * MIB);
-    let agent = AgentParts {
-        owner: DeviceOwner::new(device, resident, budget_bytes, before_load),
-        program,
-        settings: agent_settings,
-    };
-    let settings = Settings {
-        tag: tag.clone(),
-        dir: dir.clone(),
-        data_dir,
-        budget,
-        timeout: timeout(budget, args.timeout)?,
-        max_experiments: args.max_experiments,
-        deadline,
-        baseline_runs: args.baseline_runs,
-        max_runs: args.max_runs,
-        min_improvement: args.min_improvement,
-        reset_after: args.reset_after,
-        proposals: args.proposals,
-        action: args.action,
-        program: program_path,
-        think: args.think_while_training,
-    };
-    stop::install()?;
-    let mut research = Research::open(settings, &checkout, agent, Ui::new(args.quiet))?;
-    println!(
-        "run {tag}: branch autoresearch/{tag}, journal {}, budget {budget:.0}s per run",
-        dir.join(JOURNAL_FILE).display()
+    let stop = Stop::on_signals()?;
+    let owner = DeviceOwner::new(device, resident, args.vram_budget, before_load);
+    let agent = LocalAgent::new(
+        owner,
+        agent_settings,
+        args.think_while_training,
+        stop.clone(),
     );
-    let ending = research.run()?;
-    let why = match ending {
+    let trainer = LocalTrainer {
+        slot,
+        data_dir,
+        budget: settings.budget,
+        timeout: settings.timeout,
+        confinement,
+        stop: stop.clone(),
+    };
+    let (tag, dir, budget) = (settings.tag.clone(), settings.dir.clone(), settings.budget);
+    let ui = Ui::new(args.quiet);
+    let mut research = Research::open(settings, &checkout, program, agent, trainer, ui, stop)?;
+    println!(
+        "run {tag}: branch autoresearch/{tag}, journal {}, budget {budget} per run",
+        dir.join(JOURNAL_FILE).display(),
+    );
+    let why = match research.run()? {
         Ending::MaxExperiments => "reached --max-experiments",
         Ending::Deadline => "reached --hours",
         Ending::Stopped => "stopped",

@@ -1,18 +1,24 @@
+//! `train`: build the training program from a training file (or take a prebuilt one) and run
+//! one experiment with it, confined, as the loop would.
+
 use anyhow::{bail, Result};
 use harness::meta::DataMeta;
 
 use crate::cli::TrainArgs;
 use crate::trainer::{build, run};
+use crate::units::Seconds;
 
 pub fn run(args: &TrainArgs) -> Result<()> {
-    crate::confine::set_allow_unconfined(args.unconfined);
+    let confinement = args.confinement.confinement();
     let data_dir = args.data.resolve();
     // Fail before a build when the data is missing or corrupt.
     let meta = DataMeta::load(&data_dir)?;
-    let budget = args.budget.unwrap_or(meta.profile.budget_seconds);
-    if budget.is_nan() || budget <= 0.0 {
-        bail!("--budget must be a positive number of seconds, not {budget}");
-    }
+    let budget = match args.budget {
+        Some(budget) => budget,
+        None => Seconds::new(meta.profile.budget_seconds)
+            .map_err(|e| anyhow::anyhow!("the prepared data's budget {e}"))?,
+    };
+    let timeout = crate::cli::run_settings::timeout(budget, args.timeout)?;
     let train_file = args
         .train_file
         .clone()
@@ -26,9 +32,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let binary = match &args.trainer_bin {
         // Built elsewhere (a GPU machine without Rust, build-once-run-many).
         Some(bin) => {
-            check_prebuilt(bin)?;
             eprintln!(
-                "running the prebuilt {}; training for {budget:.0}s",
+                "running the prebuilt {}; training for {budget}",
                 bin.display()
             );
             bin.clone()
@@ -40,9 +45,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 .canonicalize()
                 .unwrap_or_else(|_| train_file.clone());
             let slot = &harness::meta::sha256_hex(canonical.to_string_lossy().as_bytes())[..12];
-            let built = build::build(&train_file, slot)?;
+            let built = build::build(&train_file, slot, confinement)?;
             eprintln!(
-                "built {} in {:.1}s; training for {budget:.0}s",
+                "built {} in {:.1}s; training for {budget}",
                 built.binary.display(),
                 built.seconds
             );
@@ -53,8 +58,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         binary: &binary,
         data_dir: &data_dir,
         run_dir: &run_dir,
-        budget: Some(budget),
-        timeout: run::timeout(budget, args.timeout)?,
+        budget: Some(budget.get()),
+        timeout,
+        confinement,
         stop: &|| false,
     };
     let report = run::run(&spec, |line| println!("{line}"))?;
@@ -74,15 +80,4 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         }
         failed => bail!("{}", failed.problem(spec.timeout).unwrap_or_default()),
     }
-}
-
-/// A `--trainer-bin` must be a file: a training program built earlier.
-pub fn check_prebuilt(bin: &std::path::Path) -> Result<()> {
-    if !bin.is_file() {
-        bail!(
-            "--trainer-bin {} does not exist: pass a training program built by `autoresearch train`",
-            bin.display()
-        );
-    }
-    Ok(())
 }

@@ -10,26 +10,11 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Result};
 
-use super::stop;
+use super::sourcing::DraftAsk;
+use super::stop::Stop;
 use crate::agent::edit::Ledger;
 use crate::agent::engine::Engine;
-use crate::agent::prompt::{Action, PastExperiment, PromptInput};
 use crate::agent::propose::{Agent, DraftReply, Settings};
-
-/// Everything the drafting thread needs, owned: the loop goes on changing its own copies.
-pub struct DraftJob {
-    pub engine: Arc<Engine>,
-    pub program: String,
-    pub settings: Settings,
-    pub ledger: Ledger,
-    pub source: String,
-    pub history: Vec<PastExperiment>,
-    pub best: Option<PastExperiment>,
-    pub last_failure: Option<String>,
-    pub action: Action,
-    pub count: usize,
-    pub seed: u32,
-}
 
 /// A draft in the making.
 pub struct Drafting {
@@ -50,27 +35,30 @@ pub struct Draft {
 }
 
 impl Drafting {
-    pub fn start(job: DraftJob, during: usize) -> Result<Self> {
+    /// Starts the thread; it owns copies of everything, so the loop goes on changing its own.
+    pub fn start(
+        ask: DraftAsk,
+        engine: Arc<Engine>,
+        settings: Settings,
+        ledger: Ledger,
+        stop: Stop,
+    ) -> Result<Self> {
+        let during = ask.during;
         let handle = std::thread::Builder::new()
             .name("draft".into())
             .spawn(move || {
                 let start = Instant::now();
                 let agent = Agent {
-                    engine: &job.engine,
-                    program: job.program,
-                    settings: job.settings,
-                    ledger: job.ledger,
+                    engine: &engine,
+                    program: ask.program.clone(),
+                    settings,
+                    ledger,
                 };
-                let input = PromptInput {
-                    program: &agent.program,
-                    train_file: &job.source,
-                    history: &job.history,
-                    best: job.best.as_ref(),
-                    last_failure: job.last_failure.as_deref(),
-                    action: job.action,
-                };
+                let input = ask.context.prompt(&ask.program, &ask.source, ask.action);
                 let (replies, reply) =
-                    agent.draft(&job.source, &input, job.count, job.seed, &stop::requested)?;
+                    agent.draft(&ask.source, &input, ask.count, ask.seed, &|| {
+                        stop.requested()
+                    })?;
                 Ok((replies, reply, start.elapsed().as_secs_f64()))
             })?;
         Ok(Drafting { during, handle })

@@ -5,8 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use git2::{Oid, Repository, ResetType, Signature, WorktreeAddOptions, WorktreePruneOptions};
+use git2::{Repository, ResetType, Signature, WorktreeAddOptions, WorktreePruneOptions};
 
+use super::record::CommitId;
 use super::ResearchError;
 
 /// The agent-editable file, relative to the repository root.
@@ -99,16 +100,16 @@ impl Workspace {
         self.path.join(TRAIN_FILE)
     }
 
-    pub fn head(&self) -> Result<Oid, ResearchError> {
+    pub fn head(&self) -> Result<CommitId, ResearchError> {
         self.repo
             .head()
             .and_then(|h| h.peel_to_commit())
-            .map(|c| c.id())
+            .map(|c| CommitId(c.id()))
             .map_err(git("the worktree has no HEAD"))
     }
 
     /// Writes `text` as the training file and commits it on the branch.
-    pub fn commit(&self, text: &str, message: &str) -> Result<Oid, ResearchError> {
+    pub fn commit(&self, text: &str, message: &str) -> Result<CommitId, ResearchError> {
         let file = self.train_file();
         std::fs::write(&file, text)
             .map_err(super::io(format!("cannot write {}", file.display())))?;
@@ -124,30 +125,31 @@ impl Workspace {
             .map_err(git("cannot find the tree"))?;
         let parent = self
             .repo
-            .find_commit(self.head()?)
+            .find_commit(self.head()?.0)
             .map_err(git("cannot find HEAD"))?;
         // A fixed identity: the machine may have no git configuration at all.
         let me = Signature::now("autoresearch", "autoresearch@localhost")
             .map_err(git("cannot make a signature"))?;
         self.repo
             .commit(Some("HEAD"), &me, &me, message, &tree, &[&parent])
+            .map(CommitId)
             .map_err(git("cannot commit the candidate"))
     }
 
     /// Keeps experiment `n`'s commit reachable whatever happens to the branch.
-    pub fn mark(&self, n: usize, commit: Oid) -> Result<(), ResearchError> {
+    pub fn mark(&self, n: usize, commit: CommitId) -> Result<(), ResearchError> {
         let name = experiment_ref(&self.tag, n);
         self.repo
-            .reference(&name, commit, true, "autoresearch experiment")
+            .reference(&name, commit.0, true, "autoresearch experiment")
             .map(|_| ())
             .map_err(git(format!("cannot create {name}")))
     }
 
     /// Moves the branch (and the worktree's files) to `commit`.
-    pub fn reset_to(&self, commit: Oid) -> Result<(), ResearchError> {
+    pub fn reset_to(&self, commit: CommitId) -> Result<(), ResearchError> {
         let object = self
             .repo
-            .find_object(commit, None)
+            .find_object(commit.0, None)
             .map_err(git(format!("commit {commit} is missing")))?;
         self.repo
             .reset(&object, ResetType::Hard, None)
@@ -155,10 +157,10 @@ impl Workspace {
     }
 
     /// The training file as committed in `commit`.
-    pub fn file_at(&self, commit: Oid) -> Result<String, ResearchError> {
+    pub fn file_at(&self, commit: CommitId) -> Result<String, ResearchError> {
         let blob = self
             .repo
-            .find_commit(commit)
+            .find_commit(commit.0)
             .and_then(|c| c.tree())
             .and_then(|t| t.get_path(Path::new(TRAIN_FILE)))
             .and_then(|e| e.to_object(&self.repo))
@@ -184,10 +186,6 @@ pub fn checkout_root(path: &Path) -> Result<PathBuf, ResearchError> {
 
 pub fn experiment_ref(tag: &str, n: usize) -> String {
     format!("refs/autoresearch/{tag}/{n:04}")
-}
-
-pub fn parse_oid(text: &str) -> Result<Oid, ResearchError> {
-    Oid::from_str(text).map_err(git(format!("{text} is not a commit id")))
 }
 
 #[cfg(test)]
@@ -232,10 +230,10 @@ pub(crate) mod tests {
             .find_reference(&experiment_ref("t1", 2))
             .unwrap()
             .target();
-        assert_eq!(marked, Some(dropped));
+        assert_eq!(marked, Some(dropped.0));
         assert_eq!(ws.file_at(dropped).unwrap(), "const A: f64 = 3.0;\n");
         // The user's checkout: same HEAD, same file.
-        assert_eq!(main.head().unwrap().peel_to_commit().unwrap().id(), base);
+        assert_eq!(main.head().unwrap().peel_to_commit().unwrap().id(), base.0);
         assert_eq!(
             std::fs::read_to_string(checkout.join(TRAIN_FILE)).unwrap(),
             "const A: f64 = 1.0;\n"

@@ -1,18 +1,36 @@
 //! The research loop: propose, commit, train, judge against the noise floor, keep or discard,
 //! record; forever, resumable after any interruption, with every result kept.
+//!
+//! `record` is the vocabulary, `journal` stores it, `history` answers every question asked of
+//! it; `session` is the loop, which takes its candidates from a `sourcing::Proposer` (for real:
+//! `local_agent`) and its results from a `runner::Trainer`.
 
+pub mod context;
 pub mod draft;
 pub mod git;
+pub mod history;
 pub mod journal;
+pub mod local_agent;
 pub mod lock;
 pub mod noise;
 pub mod pending;
 pub mod plot;
 pub mod progress;
+pub mod record;
+pub mod runner;
 pub mod session;
+pub mod settings;
+pub mod sourcing;
 pub mod stop;
+pub mod tag;
+
+#[cfg(test)]
+mod loop_tests;
 
 use std::path::PathBuf;
+
+use crate::agent::propose::ProposeError;
+use crate::trainer::TrainerError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResearchError {
@@ -26,7 +44,7 @@ pub enum ResearchError {
     Locked { tag: String, holder: String },
     #[error("the journal {path} is unreadable at line {line}: it was not written by a crash (only a last line can be torn); move that line aside or pick another --tag")]
     CorruptJournal { path: PathBuf, line: usize },
-    #[error("cannot write the journal {path} ({source}): free disk space, then resume with the same --tag (nothing finished is lost)")]
+    #[error("cannot write the journal {path}: free disk space, then resume with the same --tag (nothing finished is lost)")]
     JournalWrite {
         path: PathBuf,
         #[source]
@@ -34,7 +52,12 @@ pub enum ResearchError {
     },
     #[error("no journal in {0}: run `autoresearch run` first, or name a run with --tag")]
     NoJournal(PathBuf),
-    #[error("{what}: {source}")]
+    /// The machine failed a build; the candidate stays pending and runs again on resume.
+    #[error("the loop stopped: a candidate could not be built for a reason outside the training file (nothing is held against the agent; the candidate runs again when the run is resumed with the same --tag)")]
+    Build(#[source] TrainerError),
+    #[error("the loop stopped while the agent was proposing")]
+    Propose(#[from] ProposeError),
+    #[error("{what}")]
     Io {
         what: String,
         #[source]

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::record::Decision;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NoiseFloor {
     /// val_bpb of each baseline run.
@@ -49,7 +51,21 @@ impl NoiseFloor {
         }
     }
 
-    pub fn rule(&self) -> String {
+    /// What the rule saw for `runs` against `best_before`, for the record.
+    pub fn decision(&self, best_before: f64, runs: &[f64]) -> Decision {
+        let candidate = mean(runs);
+        Decision {
+            best_before,
+            candidate,
+            improvement: best_before - candidate,
+            margin: self.margin,
+            noise_sigma: self.sigma,
+            baseline_runs: self.runs.clone(),
+            rule: self.rule(),
+        }
+    }
+
+    fn rule(&self) -> String {
         format!(
             "keep when best - mean(runs) > max(2 x baseline sigma, minimum) / sqrt(runs) = {:.6} / sqrt(runs) \
              (sigma {:.6} over {} baseline runs); better but within that: one more run",

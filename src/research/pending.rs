@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::journal::Record;
+use super::record::Record;
 use super::{io, ResearchError};
 
 pub const PENDING_FILE: &str = "pending.json";

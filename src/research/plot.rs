@@ -5,7 +5,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::journal::{Outcome, Record};
+use super::record::{Outcome, Record};
 
 /// DejaVu Sans Mono (Bitstream Vera licence, assets/fonts/LICENSE-DejaVu.txt): embedded, so the
 /// chart needs no system fonts.

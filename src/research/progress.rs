@@ -1,14 +1,17 @@
 //! What the user sees while the loop runs: a spinner with tokens/s while the agent writes, a
 //! spinner while a candidate compiles, the training budget as a bar with step, loss and tokens/s,
-//! and one line per finished experiment. Bars are drawn only on a terminal; `--quiet` keeps the
-//! plain lines only. The training program's own lines go to its log file, not here.
+//! and one line per finished experiment. Bars are drawn only on a terminal; `--quiet` keeps
+//! plain lines only, with a line when the agent starts writing and when an evaluation starts
+//! (what a script watching the loop waits for). The training program's own lines go to its log
+//! file, not here.
 
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::journal::{Outcome, Record};
+use super::record::{Outcome, Record};
 use crate::agent::propose::Event;
+use crate::units::Seconds;
 
 pub struct Ui {
     quiet: bool,
@@ -63,6 +66,9 @@ impl Ui {
     }
 
     pub fn agent_begin(&mut self, n: usize) {
+        if self.quiet {
+            println!("e{n:04}: the agent writes");
+        }
         self.spinner(format!("e{n:04}: the agent reads the prompt"));
     }
 
@@ -78,8 +84,9 @@ impl Ui {
         }
     }
 
-    pub fn training_begin(&mut self, n: usize, run: usize, budget: f64) {
+    pub fn training_begin(&mut self, n: usize, run: usize, budget: Seconds) {
         if self.quiet {
+            println!("e{n:04} run {run}: training");
             return;
         }
         self.spinner(String::new());
@@ -90,13 +97,17 @@ impl Ui {
                 .progress_chars("=> "),
         );
         bar.set_prefix(format!("e{n:04} run {run}"));
-        bar.set_length(budget.round() as u64);
+        bar.set_length(budget.get().round() as u64);
         bar.set_position(0);
         bar.set_message("starting");
     }
 
-    /// One line the training program printed.
-    pub fn training_line(&mut self, line: &str) {
+    /// One line the training program printed during run `run` of experiment `n`.
+    pub fn training_line(&mut self, n: usize, run: usize, line: &str) {
+        let evaluating = line.starts_with(harness::EVALUATING);
+        if self.quiet && evaluating {
+            println!("e{n:04} run {run}: evaluating");
+        }
         let Some(bar) = &self.bar else { return };
         if let Some((step, progress, loss, tokens_per_second)) = parse_step_line(line) {
             let len = bar.length().unwrap_or(0) as f64;
@@ -104,7 +115,7 @@ impl Ui {
             bar.set_message(format!(
                 "step {step} | loss {loss:.4} | {tokens_per_second:.0} tok/s"
             ));
-        } else if line.starts_with("eval") || line.starts_with("---") {
+        } else if evaluating {
             bar.set_message("evaluating");
         }
     }
@@ -114,7 +125,7 @@ impl Ui {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
-        let outcome = format!("{:?}", record.outcome).to_lowercase();
+        let outcome = record.outcome.name();
         let score = match (record.val_bpb, best) {
             (Some(v), Some(b)) if record.outcome != Outcome::Interrupted => {
                 format!("val_bpb {v:.6} ({:+.6} vs best {b:.6})", v - b)

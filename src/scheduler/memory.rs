@@ -1,14 +1,15 @@
-//! Memory readings of the device the experiments run on: an NVIDIA GPU through `nvidia-smi`
-//! (part of the driver, so no CUDA library is needed to ask), or the host's RAM from
-//! `/proc/meminfo`. Each reading also carries this process's own resident memory, which is what
-//! loading and unloading the agent changes on the CPU path (mapped weights count as cache, not as
-//! used memory, in the system's figures).
+//! Memory readings of the device the experiments run on: an NVIDIA GPU through NVML (the
+//! driver's management library, loaded at run time, so a build or a machine without it needs
+//! nothing), or the host's RAM through sysinfo. Each reading also carries this process's own
+//! resident memory, which is what loading and unloading the agent changes on the CPU path
+//! (mapped weights count as cache, not as used memory, in the system's figures).
 
-use std::process::Command;
-
+use nvml_wrapper::Nvml;
 use serde::{Deserialize, Serialize};
+use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
-use super::{SchedulerError, MIB};
+use super::SchedulerError;
+use crate::units::Bytes;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -19,40 +20,45 @@ pub enum Kind {
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Reading {
-    pub total: u64,
-    pub free: u64,
+    pub total: Bytes,
+    pub free: Bytes,
     /// This process's resident memory.
-    pub own_rss: u64,
+    pub own_rss: Bytes,
+}
+
+/// Where readings come from: NVML, sysinfo, or a test's script.
+pub trait Gauge: Send {
+    fn read(&mut self) -> Result<Reading, String>;
 }
 
 pub struct Device {
     pub name: String,
     pub kind: Kind,
-    gpu_index: Option<u32>,
+    gauge: Box<dyn Gauge>,
 }
 
 impl Device {
-    /// The first NVIDIA GPU in CUDA builds when the driver answers, else host RAM.
+    /// The first NVIDIA GPU in CUDA builds when NVML answers, else host RAM.
     pub fn detect() -> Self {
         if cfg!(feature = "cuda") {
-            if let Ok((name, _)) = query_gpu(0) {
-                return Device {
-                    name,
-                    kind: Kind::Gpu,
-                    gpu_index: Some(0),
-                };
+            if let Ok((gauge, name)) = NvmlGauge::open(0) {
+                return Device::new(name, Kind::Gpu, Box::new(gauge));
             }
         }
-        Device {
-            name: "host RAM".into(),
-            kind: Kind::HostRam,
-            gpu_index: None,
-        }
+        Device::new("host RAM".into(), Kind::HostRam, Box::new(HostGauge::new()))
+    }
+
+    pub fn new(name: String, kind: Kind, gauge: Box<dyn Gauge>) -> Self {
+        Device { name, kind, gauge }
+    }
+
+    pub fn read(&mut self) -> Result<Reading, SchedulerError> {
+        self.gauge.read().map_err(SchedulerError::Memory)
     }
 
     /// What moving the agent changes: the device's used memory on a GPU, this process's
     /// resident memory on the host.
-    pub fn used(&self, reading: &Reading) -> u64 {
+    pub fn used(&self, reading: &Reading) -> Bytes {
         match self.kind {
             Kind::Gpu => reading.total - reading.free,
             Kind::HostRam => reading.own_rss,
@@ -64,146 +70,154 @@ impl Device {
     /// device's peak use, which also counts what was in use when it started (a resident agent,
     /// this process's CUDA context, other processes): planning the next run with that would
     /// count the agent twice, once in the peak and once beside it.
-    pub fn trainer_share(&self, reported_peak: u64, at_start: &Reading) -> u64 {
+    pub fn trainer_share(&self, reported_peak: Bytes, at_start: &Reading) -> Bytes {
         match self.kind {
             Kind::HostRam => reported_peak,
-            Kind::Gpu => reported_peak.saturating_sub(self.used(at_start)),
-        }
-    }
-
-    pub fn read(&self) -> Result<Reading, SchedulerError> {
-        self.read_raw().map_err(SchedulerError::Memory)
-    }
-
-    fn read_raw(&self) -> Result<Reading, String> {
-        let own_rss = own_rss().unwrap_or(0);
-        match self.gpu_index {
-            Some(index) => {
-                let (_, (total, free)) = query_gpu(index)?;
-                Ok(Reading {
-                    total,
-                    free,
-                    own_rss,
-                })
-            }
-            None => {
-                let text = std::fs::read_to_string("/proc/meminfo")
-                    .map_err(|e| format!("cannot read /proc/meminfo: {e}"))?;
-                let (total, free) = parse_meminfo(&text)?;
-                Ok(Reading {
-                    total,
-                    free,
-                    own_rss,
-                })
-            }
+            Kind::Gpu => reported_peak - self.used(at_start),
         }
     }
 }
 
-fn query_gpu(index: u32) -> Result<(String, (u64, u64)), String> {
-    let out = Command::new("nvidia-smi")
-        .args([
-            "--query-gpu=name,memory.total,memory.free",
-            "--format=csv,noheader,nounits",
-            "-i",
-            &index.to_string(),
-        ])
-        .output()
-        .map_err(|e| format!("cannot run nvidia-smi: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "nvidia-smi failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+/// This process's resident memory, as sysinfo reads it.
+struct OwnProcess {
+    system: System,
+    pid: Pid,
+}
+
+impl OwnProcess {
+    fn new() -> Self {
+        OwnProcess {
+            system: System::new(),
+            pid: Pid::from_u32(std::process::id()),
+        }
     }
-    parse_nvidia_smi(&String::from_utf8_lossy(&out.stdout))
+
+    fn rss(&mut self) -> Bytes {
+        self.system.refresh_processes_specifics(
+            ProcessesToUpdate::Some(&[self.pid]),
+            false,
+            ProcessRefreshKind::nothing().with_memory(),
+        );
+        Bytes(self.system.process(self.pid).map_or(0, |p| p.memory()))
+    }
 }
 
-/// `name, total MiB, free MiB` as nvidia-smi prints it in CSV without units.
-pub fn parse_nvidia_smi(line: &str) -> Result<(String, (u64, u64)), String> {
-    let fields: Vec<&str> = line.trim().split(',').map(str::trim).collect();
-    let [name, total, free] = fields[..] else {
-        return Err(format!("unexpected nvidia-smi output {line:?}"));
-    };
-    let mib = |v: &str| {
-        v.parse::<u64>()
-            .map(|m| m * MIB)
-            .map_err(|_| format!("unexpected nvidia-smi figure {v:?}"))
-    };
-    Ok((name.to_string(), (mib(total)?, mib(free)?)))
+/// Host RAM: total and available memory.
+struct HostGauge {
+    own: OwnProcess,
 }
 
-/// MemTotal and MemAvailable, in bytes.
-pub fn parse_meminfo(text: &str) -> Result<(u64, u64), String> {
-    let field = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
-            .map(|kib| kib * 1024)
-            .ok_or_else(|| format!("/proc/meminfo has no {key}"))
-    };
-    Ok((field("MemTotal:")?, field("MemAvailable:")?))
+impl HostGauge {
+    fn new() -> Self {
+        HostGauge {
+            own: OwnProcess::new(),
+        }
+    }
 }
 
-fn own_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
+impl Gauge for HostGauge {
+    fn read(&mut self) -> Result<Reading, String> {
+        let system = &mut self.own.system;
+        system.refresh_memory();
+        let (total, free) = (system.total_memory(), system.available_memory());
+        if total == 0 {
+            return Err("the system reports no memory".into());
+        }
+        Ok(Reading {
+            total: Bytes(total),
+            free: Bytes(free),
+            own_rss: self.own.rss(),
+        })
+    }
+}
+
+/// An NVIDIA GPU through NVML.
+struct NvmlGauge {
+    nvml: Nvml,
+    index: u32,
+    own: OwnProcess,
+}
+
+impl NvmlGauge {
+    fn open(index: u32) -> Result<(Self, String), String> {
+        let nvml = Nvml::init().map_err(|e| format!("NVML is not available: {e}"))?;
+        let name = nvml
+            .device_by_index(index)
+            .and_then(|d| d.name())
+            .map_err(|e| format!("NVML has no GPU {index}: {e}"))?;
+        let gauge = NvmlGauge {
+            nvml,
+            index,
+            own: OwnProcess::new(),
+        };
+        Ok((gauge, name))
+    }
+}
+
+impl Gauge for NvmlGauge {
+    fn read(&mut self) -> Result<Reading, String> {
+        let memory = self
+            .nvml
+            .device_by_index(self.index)
+            .and_then(|d| d.memory_info())
+            .map_err(|e| format!("NVML cannot read GPU {}'s memory: {e}", self.index))?;
+        Ok(Reading {
+            total: Bytes(memory.total),
+            free: Bytes(memory.free),
+            own_rss: self.own.rss(),
+        })
+    }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
-    fn nvidia_smi_and_meminfo_are_read() {
-        assert_eq!(
-            parse_nvidia_smi("NVIDIA H100 80GB HBM3, 81559, 80824\n").unwrap(),
-            (
-                "NVIDIA H100 80GB HBM3".to_string(),
-                (81559 * MIB, 80824 * MIB)
-            )
-        );
-        assert!(parse_nvidia_smi("No devices were found").is_err());
-        let meminfo =
-            "MemTotal:       24576000 kB\nMemFree:  100 kB\nMemAvailable:   20000000 kB\n";
-        assert_eq!(
-            parse_meminfo(meminfo).unwrap(),
-            (24_576_000 * 1024, 20_000_000 * 1024)
-        );
-        // This machine's own figures, for real.
-        let reading = Device::detect().read().unwrap();
-        assert!(reading.total > reading.free && reading.free > 0);
-        assert!(reading.own_rss > 0);
+    /// A GPU whose readings a test scripts: each read takes the next one, the last repeats.
+    pub struct FakeNvml(pub Vec<Reading>);
+
+    impl Gauge for FakeNvml {
+        fn read(&mut self) -> Result<Reading, String> {
+            match self.0.len() {
+                0 => Err("no reading scripted".into()),
+                1 => Ok(self.0[0]),
+                _ => Ok(self.0.remove(0)),
+            }
+        }
+    }
+
+    pub fn gib(n: u64) -> Bytes {
+        Bytes::mib(n * 1024)
     }
 
     #[test]
-    fn a_trainer_is_charged_only_for_what_it_added() {
-        let gpu = Device {
-            name: "GPU".into(),
-            kind: Kind::Gpu,
-            gpu_index: Some(0),
-        };
-        // 80 GiB card, 10 GiB in use when the run began (a resident agent, contexts).
+    fn the_host_is_read_for_real() {
+        let mut device = Device::detect();
+        assert_eq!(device.kind, Kind::HostRam);
+        let reading = device.read().unwrap();
+        assert!(reading.total > reading.free && reading.free > Bytes::ZERO);
+        assert!(reading.own_rss > Bytes::mib(1));
+        assert_eq!(device.used(&reading), reading.own_rss);
+    }
+
+    #[test]
+    fn a_trainer_on_a_gpu_is_charged_only_for_what_it_added() {
+        // An 80 GiB card with 10 GiB in use when the run began (a resident agent, contexts).
         let start = Reading {
-            total: 80 * 1024 * MIB,
-            free: 70 * 1024 * MIB,
-            own_rss: 0,
+            total: gib(80),
+            free: gib(70),
+            own_rss: Bytes::mib(300),
         };
-        assert_eq!(gpu.trainer_share(30 * 1024 * MIB, &start), 20 * 1024 * MIB);
+        let mut gpu = Device::new("GPU".into(), Kind::Gpu, Box::new(FakeNvml(vec![start])));
+        let reading = gpu.read().unwrap();
+        assert_eq!(gpu.used(&reading), gib(10));
+        assert_eq!(gpu.trainer_share(gib(30), &reading), gib(20));
         // A peak below the start (the agent's KV cache freed during the run) is not negative.
-        assert_eq!(gpu.trainer_share(5 * 1024 * MIB, &start), 0);
-        let host = Device {
-            name: "host RAM".into(),
-            kind: Kind::HostRam,
-            gpu_index: None,
-        };
-        assert_eq!(host.trainer_share(3 * 1024 * MIB, &start), 3 * 1024 * MIB);
+        assert_eq!(gpu.trainer_share(gib(5), &reading), Bytes::ZERO);
+        let host = Device::new("host RAM".into(), Kind::HostRam, Box::new(FakeNvml(vec![])));
+        assert_eq!(host.trainer_share(gib(3), &start), gib(3));
+        let mut silent = Device::new("GPU".into(), Kind::Gpu, Box::new(FakeNvml(vec![])));
+        let err = silent.read().unwrap_err().to_string();
+        assert!(err.contains("cannot read the device's memory"), "{err}");
     }
 }

@@ -1,5 +1,5 @@
 //! One owner of the device's memory, shared by the agent and the training program. Before each
-//! training run it reads the free memory (GPU memory through nvidia-smi in CUDA builds, host RAM
+//! training run it reads the free memory (GPU memory through NVML in CUDA builds, host RAM
 //! otherwise), weighs the agent's footprint against the trainer's expected peak, and keeps the
 //! agent resident, moves part of it off the device, or evicts it until the run is over. Every
 //! decision, with its figures and timings, goes into the journal.
@@ -8,8 +8,6 @@ pub mod memory;
 pub mod owner;
 pub mod policy;
 pub mod resident;
-
-pub const MIB: u64 = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {

@@ -7,13 +7,14 @@ use serde::{Deserialize, Serialize};
 use super::memory::{Device, Kind, Reading};
 use super::policy::{decide, Decision, Inputs, Plan};
 use super::resident::ResidentAgent;
-use super::{SchedulerError, MIB};
+use super::SchedulerError;
+use crate::units::Bytes;
 
 /// How many times slower a layer of the agent runs on the CPU than on the GPU (a planning
 /// figure; the exact ratio depends on the card and the CPU).
 const OFFLOAD_SLOWDOWN: f64 = 8.0;
 /// Memory that may stay with the process after an unload (allocator caches, other work).
-const RETURN_TOLERANCE: u64 = 64 * MIB;
+const RETURN_TOLERANCE: Bytes = Bytes::mib(64);
 
 /// One training run's scheduling, for the journal.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,15 +35,15 @@ pub struct Schedule {
     /// after the first load (592 MiB on the H200, the same after every cycle), so `false` there
     /// is expected; growth from one eviction to the next is what would be a leak.
     pub memory_returned: Option<bool>,
-    pub kept_after_unload: Option<u64>,
+    pub kept_after_unload: Option<Bytes>,
 }
 
 pub struct DeviceOwner {
     pub device: Device,
     pub agent: ResidentAgent,
-    budget: Option<u64>,
+    budget: Option<Bytes>,
     before_load: Reading,
-    trainer_peak: Option<u64>,
+    trainer_peak: Option<Bytes>,
     proposal_seconds: f64,
 }
 
@@ -51,7 +52,7 @@ impl DeviceOwner {
     pub fn new(
         device: Device,
         agent: ResidentAgent,
-        budget: Option<u64>,
+        budget: Option<Bytes>,
         before_load: Reading,
     ) -> Self {
         DeviceOwner {
@@ -64,9 +65,9 @@ impl DeviceOwner {
         }
     }
 
-    /// The trainer's peak in its latest run, in bytes: the next decision plans for it.
-    pub fn note_trainer_peak(&mut self, bytes: u64) {
-        self.trainer_peak = Some(bytes);
+    /// The trainer's peak in its latest run: the next decision plans for it.
+    pub fn note_trainer_peak(&mut self, peak: Bytes) {
+        self.trainer_peak = Some(peak);
     }
 
     pub fn note_proposal_seconds(&mut self, seconds: f64) {
@@ -84,12 +85,12 @@ impl DeviceOwner {
         // which a draft written beside the run allocates.
         let weights = self.agent.weights_bytes();
         let on_device = match (self.agent.is_loaded(), self.device.kind) {
-            (false, _) => 0,
+            (false, _) => Bytes::ZERO,
             (true, Kind::HostRam) => weights,
             (true, Kind::Gpu) => {
                 let share = self.agent.layers_loaded().min(self.agent.n_layers()) as f64
                     / self.agent.n_layers().max(1) as f64;
-                (weights as f64 * share) as u64
+                weights.scaled(share)
             }
         };
         let free = before.free + on_device;
@@ -122,10 +123,7 @@ impl DeviceOwner {
             Plan::Evict => {
                 schedule.move_seconds = Some(self.agent.evict());
                 let after = self.device.read()?;
-                let kept = self
-                    .device
-                    .used(&after)
-                    .saturating_sub(self.device.used(&self.before_load));
+                let kept = self.device.used(&after) - self.device.used(&self.before_load);
                 schedule.memory_returned = Some(kept <= RETURN_TOLERANCE);
                 schedule.kept_after_unload = Some(kept);
                 schedule.after_move = Some(after);
@@ -140,7 +138,7 @@ impl DeviceOwner {
 
     /// The trainer's own peak memory from the peak its run reported (see `Device::trainer_share`),
     /// measured against the device as the experiment's runs found it.
-    pub fn trainer_share(&self, reported_peak: u64, schedule: &Schedule) -> u64 {
+    pub fn trainer_share(&self, reported_peak: Bytes, schedule: &Schedule) -> Bytes {
         let start = schedule.after_move.unwrap_or(schedule.before);
         self.device.trainer_share(reported_peak, &start)
     }
@@ -152,5 +150,104 @@ impl DeviceOwner {
             schedule.after_reload = Some(self.device.read()?);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::memory::tests::{gib, FakeNvml};
+
+    /// The GPU path on a scripted 24 GiB card (a fake NVML), with the real default model as the
+    /// agent: it stays, leaves and comes back, or stays in part, as the readings say.
+    #[test]
+    fn on_a_gpu_the_agent_stays_leaves_or_splits_as_the_readings_say() {
+        // Every layer "on the GPU" (a CPU build of llama.cpp runs them on the CPU regardless).
+        let agent = ResidentAgent::load(&crate::cli::default_model(), 99, Some(2048)).unwrap();
+        let weights = agent.weights_bytes();
+        let reading = |free: Bytes| Reading {
+            total: gib(24),
+            free,
+            own_rss: Bytes::mib(400),
+        };
+        // 1 GiB in use before the agent (contexts, other processes).
+        let before_load = reading(gib(23));
+        let loaded = reading(gib(23) - weights);
+        // After an unload the CUDA context stays.
+        let evicted_leaving_context = reading(gib(23) - Bytes::mib(512));
+        let split = reading(gib(23) - weights.scaled(0.5));
+        let script = vec![
+            loaded,
+            before_load,
+            loaded, // evict for the first run, reload
+            loaded, // resident
+            loaded,
+            evicted_leaving_context,
+            loaded, // evict for a big trainer, reload
+            loaded,
+            split,
+            loaded, // part of the agent stays, reload fully
+        ];
+        let device = Device::new("Fake 24 GiB".into(), Kind::Gpu, Box::new(FakeNvml(script)));
+        let mut owner = DeviceOwner::new(device, agent, None, before_load);
+
+        let mut first = owner.make_room().unwrap();
+        assert_eq!(
+            first.decision.plan,
+            Plan::Evict,
+            "{}",
+            first.decision.reason
+        );
+        assert_eq!(first.memory_returned, Some(true));
+        assert_eq!(first.kept_after_unload, Some(Bytes::ZERO));
+        owner.restore(&mut first).unwrap();
+        assert!(first.reload_seconds.unwrap() > 0.0);
+        assert_eq!(first.after_reload, Some(loaded));
+
+        owner.note_trainer_peak(gib(10));
+        let resident = owner.make_room().unwrap();
+        assert_eq!(
+            resident.decision.plan,
+            Plan::Resident,
+            "{}",
+            resident.decision.reason
+        );
+        // Charged only for what it added to the device as the run found it.
+        assert_eq!(owner.trainer_share(gib(12), &resident), gib(11) - weights);
+
+        owner.note_trainer_peak(gib(22));
+        let mut big = owner.make_room().unwrap();
+        assert_eq!(big.decision.plan, Plan::Evict);
+        assert!(
+            big.decision.reason.contains("the trainer alone needs"),
+            "{}",
+            big.decision.reason
+        );
+        assert_eq!(big.memory_returned, Some(false));
+        assert_eq!(big.kept_after_unload, Some(Bytes::mib(512)));
+        assert_eq!(
+            owner.trainer_share(gib(22), &big),
+            gib(22) - gib(1) - Bytes::mib(512)
+        );
+        owner.restore(&mut big).unwrap();
+
+        // Room for a few layers beside the trainer, and a reload dearer than running the rest
+        // on the CPU for a quick proposal.
+        let agent_total = weights + owner.agent.context_bytes();
+        let room = agent_total.scaled(0.5);
+        let need = gib(23) - room;
+        owner.note_trainer_peak(need.scaled(1.0 / 1.1));
+        owner.note_proposal_seconds(1e-6);
+        let mut partial = owner.make_room().unwrap();
+        assert!(
+            matches!(partial.decision.plan, Plan::PartialOffload { gpu_layers } if gpu_layers > 0 && gpu_layers < owner.agent.n_layers()),
+            "{:?}: {}",
+            partial.decision.plan,
+            partial.decision.reason
+        );
+        assert_eq!(partial.after_move, Some(split));
+        owner.restore(&mut partial).unwrap();
+        assert_eq!(partial.after_reload, Some(loaded));
+        assert_eq!(owner.agent.layers_loaded(), 99);
     }
 }

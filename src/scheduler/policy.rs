@@ -3,22 +3,22 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::MIB;
+use crate::units::Bytes;
 
 /// The trainer's expected peak is padded by this fraction, and by at least `SAFETY_MIN`.
 pub const SAFETY_FRACTION: f64 = 0.10;
-pub const SAFETY_MIN: u64 = 256 * MIB;
+pub const SAFETY_MIN: Bytes = Bytes::mib(256);
 
 #[derive(Debug, Clone)]
 pub struct Inputs {
     /// What the product may use: the device's free memory with the agent unloaded, capped by
     /// `--vram-budget`.
-    pub capacity: u64,
-    pub agent_weights: u64,
-    pub agent_context: u64,
+    pub capacity: Bytes,
+    pub agent_weights: Bytes,
+    pub agent_context: Bytes,
     pub agent_layers: u32,
     /// The trainer's peak in its last run; None before the first one.
-    pub trainer_peak: Option<u64>,
+    pub trainer_peak: Option<Bytes>,
     /// Whether some layers can run off the device (a GPU; not host RAM).
     pub can_offload: bool,
     /// Seconds to load the agent again after an eviction.
@@ -44,10 +44,16 @@ pub enum Plan {
 pub struct Decision {
     pub plan: Plan,
     pub reason: String,
-    /// The trainer's expected peak with the safety margin, in bytes.
-    pub trainer_need: Option<u64>,
-    pub agent_total: u64,
-    pub capacity: u64,
+    /// The trainer's expected peak with the safety margin.
+    pub trainer_need: Option<Bytes>,
+    pub agent_total: Bytes,
+    pub capacity: Bytes,
+}
+
+impl Plan {
+    pub fn is_resident(self) -> bool {
+        self == Plan::Resident
+    }
 }
 
 pub fn decide(i: &Inputs) -> Decision {
@@ -66,8 +72,8 @@ pub fn decide(i: &Inputs) -> Decision {
             None,
         );
     };
-    let need = peak + ((peak as f64 * SAFETY_FRACTION) as u64).max(SAFETY_MIN);
-    let mib = |b: u64| b / MIB;
+    let need = peak + peak.scaled(SAFETY_FRACTION).max(SAFETY_MIN);
+    let mib = Bytes::whole_mib;
     if need + agent_total <= i.capacity {
         return decision(
             Plan::Resident,
@@ -91,8 +97,8 @@ pub fn decide(i: &Inputs) -> Decision {
             Some(need),
         );
     }
-    let per_layer = agent_total.div_ceil(i.agent_layers.max(1) as u64).max(1);
-    let fit = (((i.capacity - need) / per_layer) as u32).min(i.agent_layers);
+    let per_layer = agent_total.0.div_ceil(i.agent_layers.max(1) as u64).max(1);
+    let fit = (((i.capacity - need).0 / per_layer) as u32).min(i.agent_layers);
     if !i.can_offload || fit == 0 {
         return decision(
             Plan::Evict,
@@ -133,14 +139,16 @@ pub fn decide(i: &Inputs) -> Decision {
 mod tests {
     use super::*;
 
-    const GIB: u64 = 1 << 30;
+    const fn gib(n: u64) -> Bytes {
+        Bytes::mib(n * 1024)
+    }
 
     /// An 80 GiB card with a 1.5B-parameter agent at Q8 (1.6 GiB + 0.5 GiB of context, 28 layers).
-    fn h100(trainer_peak: Option<u64>) -> Inputs {
+    fn h100(trainer_peak: Option<Bytes>) -> Inputs {
         Inputs {
-            capacity: 79 * GIB,
-            agent_weights: 1_600 * MIB,
-            agent_context: 512 * MIB,
+            capacity: gib(79),
+            agent_weights: Bytes::mib(1_600),
+            agent_context: Bytes::mib(512),
             agent_layers: 28,
             trainer_peak,
             can_offload: true,
@@ -157,15 +165,15 @@ mod tests {
 
     #[test]
     fn the_agent_stays_when_both_fit_with_margin() {
-        let d = decide(&h100(Some(45 * GIB)));
+        let d = decide(&h100(Some(gib(45))));
         assert_eq!(d.plan, Plan::Resident, "{}", d.reason);
-        assert_eq!(d.trainer_need, Some(45 * GIB + (45 * GIB) / 10));
+        assert_eq!(d.trainer_need, Some(Bytes(gib(45).0 + gib(45).0 / 10)));
     }
 
     #[test]
     fn the_agent_is_evicted_when_the_trainer_needs_the_room() {
         // 75 GiB + 10% leaves nothing for the agent.
-        let d = decide(&h100(Some(75 * GIB)));
+        let d = decide(&h100(Some(gib(75))));
         assert_eq!(d.plan, Plan::Evict, "{}", d.reason);
         assert!(d.reason.contains("the trainer alone needs"));
     }
@@ -173,7 +181,7 @@ mod tests {
     #[test]
     fn most_layers_stay_when_a_few_do_not_fit_and_offloading_is_cheaper() {
         // Need = 70 + 7 = 77 GiB, 2 GiB left: 27 of 28 layers (75.4 MiB each) fit.
-        let mut inputs = h100(Some(70 * GIB));
+        let mut inputs = h100(Some(gib(70)));
         inputs.reload_seconds = 10.0;
         let d = decide(&inputs);
         assert_eq!(
@@ -189,23 +197,23 @@ mod tests {
 
     #[test]
     fn the_budget_cap_and_host_ram_rules() {
-        let mut inputs = h100(Some(45 * GIB));
+        let mut inputs = h100(Some(gib(45)));
         // --vram-budget 50 GiB: the trainer (49.5 GiB with margin) fits, the agent no longer does.
-        inputs.capacity = 50 * GIB;
+        inputs.capacity = gib(50);
         inputs.can_offload = false;
         let d = decide(&inputs);
         assert_eq!(d.plan, Plan::Evict, "{}", d.reason);
         assert!(d.reason.contains("exceed"));
         // Host RAM never splits the agent: resident or evicted.
-        inputs.capacity = 60 * GIB;
+        inputs.capacity = gib(60);
         assert_eq!(decide(&inputs).plan, Plan::Resident);
         // The margin is at least 256 MiB, even for a tiny trainer.
         let tiny = Inputs {
-            capacity: 600 * MIB,
-            trainer_peak: Some(100 * MIB),
+            capacity: Bytes::mib(600),
+            trainer_peak: Some(Bytes::mib(100)),
             ..inputs
         };
-        assert_eq!(decide(&tiny).trainer_need, Some(356 * MIB));
+        assert_eq!(decide(&tiny).trainer_need, Some(Bytes::mib(356)));
         assert_eq!(decide(&tiny).plan, Plan::Evict);
     }
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use crate::agent::engine::Engine;
 use crate::agent::AgentError;
+use crate::units::Bytes;
 
 pub struct ResidentAgent {
     path: PathBuf,
@@ -16,9 +17,9 @@ pub struct ResidentAgent {
     /// Shared with a draft written during a training run, which ends before the model moves.
     engine: Option<Arc<Engine>>,
     layers_loaded: u32,
-    /// The KV cache the agent's sessions need, in bytes (its context size at the model's shape).
-    context_bytes: u64,
-    weights_bytes: u64,
+    /// The KV cache the agent's sessions need (its context size at the model's shape).
+    context_bytes: Bytes,
+    weights_bytes: Bytes,
     context: usize,
     n_layers: u32,
     pub last_load_seconds: f64,
@@ -35,11 +36,11 @@ impl ResidentAgent {
         // K and V per layer, f16, with grouped-query heads sharing their keys and values.
         let kv_width =
             model.n_embd().max(0) as u64 * model.n_head_kv() as u64 / model.n_head().max(1) as u64;
-        let context_bytes = context as u64 * n_layers as u64 * 2 * kv_width * 2;
+        let context_bytes = Bytes(context as u64 * n_layers as u64 * 2 * kv_width * 2);
         Ok(ResidentAgent {
             path: path.to_path_buf(),
             full_layers: gpu_layers,
-            weights_bytes: model.size(),
+            weights_bytes: Bytes(model.size()),
             layers_loaded: gpu_layers,
             last_load_seconds: engine.load_seconds,
             engine: Some(Arc::new(engine)),
@@ -53,11 +54,11 @@ impl ResidentAgent {
         self.context
     }
 
-    pub fn weights_bytes(&self) -> u64 {
+    pub fn weights_bytes(&self) -> Bytes {
         self.weights_bytes
     }
 
-    pub fn context_bytes(&self) -> u64 {
+    pub fn context_bytes(&self) -> Bytes {
         self.context_bytes
     }
 

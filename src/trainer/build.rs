@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::{io, TrainerError};
+use crate::confine::Confinement;
 
 /// The workspace this appliance was built from (harness sources, Cargo.lock).
 const WORKSPACE: &str = env!("CARGO_MANIFEST_DIR");
@@ -29,17 +30,26 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// Builds `train_file` in staging slot `slot` (one slot per concurrent user: the loop, a test).
-pub fn build(train_file: &Path, slot: &str) -> Result<Built, TrainerError> {
+pub fn build(
+    train_file: &Path,
+    slot: &str,
+    confinement: Confinement,
+) -> Result<Built, TrainerError> {
     if !train_file.is_file() {
         return Err(TrainerError::MissingTrainFile(train_file.to_path_buf()));
     }
     let source = std::fs::read_to_string(train_file)
         .map_err(io(format!("cannot read {}", train_file.display())))?;
-    build_source(&source, train_file, slot)
+    build_source(&source, train_file, slot, confinement)
 }
 
 /// Builds training-file text; `label` names it in errors.
-pub fn build_source(source: &str, label: &Path, slot: &str) -> Result<Built, TrainerError> {
+pub fn build_source(
+    source: &str,
+    label: &Path,
+    slot: &str,
+    confinement: Confinement,
+) -> Result<Built, TrainerError> {
     let refused = super::gate::violations(source);
     if !refused.is_empty() {
         return Err(TrainerError::Refused {
@@ -51,24 +61,31 @@ pub fn build_source(source: &str, label: &Path, slot: &str) -> Result<Built, Tra
     let stage = target.join("trainer-src").join(slot);
     std::fs::create_dir_all(&stage).map_err(io(format!("cannot create {}", stage.display())))?;
     write_if_changed(&stage.join("train.rs"), source.as_bytes())?;
-    write_if_changed(&stage.join("Cargo.toml"), manifest(slot).as_bytes())?;
+    write_if_changed(&stage.join("Cargo.toml"), manifest_text(slot).as_bytes())?;
     let lock = std::fs::read(Path::new(WORKSPACE).join("Cargo.lock"))
         .map_err(io("cannot read the workspace's Cargo.lock"))?;
     // Pins the staged crate to the workspace's versions; cargo prunes it to what it needs.
     std::fs::write(stage.join("Cargo.lock"), lock).map_err(io("cannot stage Cargo.lock"))?;
 
-    cargo_build(&stage.join("Cargo.toml"), &target, label)
+    cargo_build(&stage.join("Cargo.toml"), &target, label, confinement)
 }
 
 /// Runs cargo on a staged crate, confined: it reads the toolchain, the registry's sources and the
 /// harness, writes only the target folder, and has no network. The static gate is the first
 /// line of defence; this is the one that holds when the gate is fooled.
-fn cargo_build(manifest: &Path, target: &Path, label: &Path) -> Result<Built, TrainerError> {
-    let toolchain = Toolchain::find();
+fn cargo_build(
+    manifest: &Path,
+    target: &Path,
+    label: &Path,
+    confinement: Confinement,
+) -> Result<Built, TrainerError> {
+    let toolchain = Toolchain::find()?;
     let workspace = Path::new(WORKSPACE);
-    // The harness, and the manifests above it that it inherits its package settings from.
+    // The harness and the fused operations it re-exports, and the manifests above them that they
+    // inherit their package settings from.
     let harness = [
         workspace.join("train/harness"),
+        workspace.join("train/ops"),
         workspace.join("train/Cargo.toml"),
         workspace.join("Cargo.toml"),
     ];
@@ -86,8 +103,9 @@ fn cargo_build(manifest: &Path, target: &Path, label: &Path) -> Result<Built, Tr
             "CARGO_TARGET_DIR",
         ],
     };
-    let mut cmd = crate::confine::wrap(&toolchain.cargo, &allowed)
-        .map_err(|e| TrainerError::Cargo(e.to_string()))?;
+    let mut cmd = crate::confine::wrap(&toolchain.cargo, &allowed, confinement).map_err(io(
+        "cannot find the autoresearch binary to confine the build",
+    ))?;
     cmd.env("CARGO_HOME", &toolchain.cargo_home)
         .env("RUSTUP_HOME", &toolchain.rustup_home)
         .arg("build")
@@ -101,21 +119,68 @@ fn cargo_build(manifest: &Path, target: &Path, label: &Path) -> Result<Built, Tr
         cmd.args(["--features", "cuda"]);
     }
     let start = Instant::now();
-    let output = cmd
-        .output()
-        .map_err(|e| TrainerError::Cargo(e.to_string()))?;
+    let output = cmd.output().map_err(|source| TrainerError::Cargo {
+        cargo: toolchain.cargo.clone(),
+        source,
+    })?;
     let seconds = start.elapsed().as_secs_f64();
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(TrainerError::Compile {
-            file: label.to_path_buf(),
-            errors: compiler_errors(&stderr),
-        });
+        return Err(failure(&stderr, manifest, target, label));
     }
     let binary = executable(&String::from_utf8_lossy(&output.stdout)).ok_or_else(|| {
-        TrainerError::Cargo("the build succeeded but reported no executable".into())
+        TrainerError::Toolchain {
+            detail: "the build succeeded but cargo reported no executable".into(),
+        }
     })?;
     Ok(Built { binary, seconds })
+}
+
+/// What a failed build's log means. Only the compiler's errors in the staged crate (cargo's
+/// `could not compile` names it) are the training file's; a full disk, a dependency or a source
+/// that cargo cannot get are the machine's.
+fn failure(stderr: &str, manifest: &Path, target: &Path, label: &Path) -> TrainerError {
+    const DISK_FULL: [&str; 3] = [
+        "No space left on device",
+        "Disk quota exceeded",
+        "Read-only file system",
+    ];
+    if let Some(line) = stderr
+        .lines()
+        .find(|l| DISK_FULL.iter().any(|m| l.contains(m)))
+    {
+        return TrainerError::DiskFull {
+            target: target.to_path_buf(),
+            detail: line.trim().to_string(),
+        };
+    }
+    let staged = package_name(manifest);
+    let the_file_failed = stderr
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("error: could not compile `")?
+                .split('`')
+                .next()
+        })
+        .any(|name| Some(name) == staged.as_deref());
+    if the_file_failed {
+        TrainerError::Compile {
+            file: label.to_path_buf(),
+            errors: compiler_errors(stderr),
+        }
+    } else {
+        TrainerError::Toolchain {
+            detail: stderr.trim().to_string(),
+        }
+    }
+}
+
+/// The `name` of the package in `manifest`.
+fn package_name(manifest: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(manifest).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("name = \""))
+        .map(|rest| rest.trim_end_matches('"').to_string())
 }
 
 /// Where cargo and its toolchain live, and what of it a build may read and write.
@@ -128,7 +193,7 @@ struct Toolchain {
 }
 
 impl Toolchain {
-    fn find() -> Self {
+    fn find() -> Result<Self, TrainerError> {
         let home = std::env::var_os("HOME")
             .map(PathBuf::from)
             .unwrap_or_default();
@@ -142,8 +207,9 @@ impl Toolchain {
         // `CARGO` is set when the appliance itself runs under cargo; else the one on PATH.
         let cargo = std::env::var_os("CARGO")
             .map(PathBuf::from)
+            .filter(|p| p.is_file())
             .or_else(|| on_path("cargo"))
-            .unwrap_or_else(|| PathBuf::from("cargo"));
+            .ok_or(TrainerError::NoCargo)?;
         let mut read: Vec<PathBuf> = ["bin", "registry", "git", "config.toml", "config"]
             .iter()
             .map(|p| cargo_home.join(p))
@@ -159,13 +225,13 @@ impl Toolchain {
             .map(|p| cargo_home.join(p))
             .collect();
         let existing = |paths: Vec<PathBuf>| paths.into_iter().filter(|p| p.exists()).collect();
-        Toolchain {
+        Ok(Toolchain {
             cargo,
             cargo_home,
             rustup_home,
             read: existing(read),
             write: existing(write),
-        }
+        })
     }
 }
 
@@ -175,7 +241,7 @@ fn on_path(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn manifest(slot: &str) -> String {
+fn manifest_text(slot: &str) -> String {
     format!(
         r#"# Generated by autoresearch for each experiment: do not edit.
 [package]
@@ -265,9 +331,15 @@ mod tests {
         std::fs::write(dir.path().join("src/main.rs"), &main).unwrap();
         // The crate lives in the folder the build may write, as a staged training file does.
         let target = dir.path();
-        let err = cargo_build(&dir.path().join("Cargo.toml"), target, Path::new("sneaky"))
-            .err()
-            .expect("the build must fail");
+        let err = cargo_build(
+            &dir.path().join("Cargo.toml"),
+            target,
+            Path::new("sneaky"),
+            Confinement::Required,
+        )
+        .err()
+        .expect("the build must fail");
+        assert!(err.is_agents_fault(), "{err}");
         let text = err.to_string();
         assert!(text.contains("couldn't read"), "{text}");
         assert!(text.contains("Permission denied"), "{text}");
@@ -277,8 +349,49 @@ mod tests {
             main.replace(&format!("{:?}", secret.path()), "\"main.rs\""),
         )
         .unwrap();
-        cargo_build(&dir.path().join("Cargo.toml"), target, Path::new("honest"))
-            .expect("an honest crate builds confined");
+        cargo_build(
+            &dir.path().join("Cargo.toml"),
+            target,
+            Path::new("honest"),
+            Confinement::Required,
+        )
+        .expect("an honest crate builds confined");
+    }
+
+    /// Only the compiler's errors about the training file are the agent's to fix; a full disk or
+    /// a dependency that fails is the machine's.
+    #[test]
+    fn a_failed_build_is_blamed_on_the_file_only_when_the_file_is_at_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = dir.path().join("Cargo.toml");
+        std::fs::write(&manifest, manifest_text("slot")).unwrap();
+        let target = Path::new("/big/target");
+        let label = Path::new("train.rs");
+        let ours = "error[E0425]: cannot find value `b` in this scope\n --> train.rs:2:5\n\nerror: could not compile `autoresearch-trainer-slot` (bin \"trainer-slot\") due to 1 previous error\n";
+        assert!(matches!(
+            failure(ours, &manifest, target, label),
+            TrainerError::Compile { .. }
+        ));
+        let full = "   Compiling candle-core v0.11.1\nerror: failed to write /big/target/release/deps/libx.rlib: No space left on device (os error 28)\n\nerror: could not compile `candle-core` (lib)\n";
+        let err = failure(full, &manifest, target, label);
+        assert!(!err.is_agents_fault());
+        let message = err.to_string();
+        assert!(
+            message.starts_with("the disk holding the build folder /big/target is full")
+                && message.contains("No space left on device (os error 28)")
+                && message.contains("free space there"),
+            "{message}"
+        );
+        let dependency = "error[E0463]: can't find crate for `core`\n\nerror: could not compile `candle-core` (lib) due to 1 previous error\n";
+        let err = failure(dependency, &manifest, target, label);
+        assert!(matches!(err, TrainerError::Toolchain { .. }), "{err}");
+        assert!(err.to_string().contains("autoresearch doctor"), "{err}");
+        // A source the confined build may not read (seen when a new harness dependency was not
+        // in the build's read list): cargo fails before rustc runs.
+        let unreadable = "error: failed to get `autoresearch-ops` as a dependency of package `autoresearch-harness`\n\nCaused by:\n  failed to read `/work/main/train/ops/Cargo.toml`\n\nCaused by:\n  Permission denied (os error 13)\n";
+        let err = failure(unreadable, &manifest, target, label);
+        assert!(!err.is_agents_fault(), "{err}");
+        assert!(err.to_string().contains("Permission denied"), "{err}");
     }
 
     #[test]

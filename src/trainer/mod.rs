@@ -8,6 +8,8 @@ pub mod run;
 
 use std::path::PathBuf;
 
+/// Why a training program could not be built or run. Only `Refused` and `Compile` are the
+/// training file's fault; every other one is the machine's.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainerError {
     #[error("training file {0} does not exist: pass an existing .rs file to --train-file")]
@@ -16,16 +18,35 @@ pub enum TrainerError {
     Refused { file: PathBuf, reasons: String },
     #[error("the training file {file} does not compile:\n{errors}")]
     Compile { file: PathBuf, errors: String },
-    #[error("cannot run cargo to build the training program ({0}): is the Rust toolchain installed and on PATH?")]
-    Cargo(String),
-    #[error("--timeout must be a positive number of seconds, not {0}")]
-    BadTimeout(f64),
-    #[error("{what}: {source}")]
+    #[error("cargo is not on PATH (nor in CARGO): install the Rust toolchain (rustup) or put it on PATH")]
+    NoCargo,
+    #[error("cannot run cargo ({cargo}) to build the training program: is the Rust toolchain installed?")]
+    Cargo {
+        cargo: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the disk holding the build folder {target} is full ({detail}): free space there, then run again")]
+    DiskFull { target: PathBuf, detail: String },
+    #[error("cargo failed for a reason outside the training file:\n{detail}\ncheck the toolchain with `autoresearch doctor`, then run again")]
+    Toolchain { detail: String },
+    #[error("{what}")]
     Io {
         what: String,
         #[source]
         source: std::io::Error,
     },
+}
+
+impl TrainerError {
+    /// The training file's own fault: the agent is told, and the loop goes on. Anything else
+    /// ends the loop, with the fix named.
+    pub fn is_agents_fault(&self) -> bool {
+        matches!(
+            self,
+            TrainerError::Refused { .. } | TrainerError::Compile { .. }
+        )
+    }
 }
 
 pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TrainerError {

@@ -14,6 +14,9 @@ use harness::summary::{Summary, RESULT_FILE};
 use harness::{ENV_BUDGET, ENV_DATA_DIR, ENV_RUN_DIR};
 
 use super::{io, TrainerError};
+use crate::confine::Confinement;
+use crate::research::record::RunEnd;
+use crate::units::Seconds;
 
 pub struct RunSpec<'a> {
     pub binary: &'a Path,
@@ -22,6 +25,7 @@ pub struct RunSpec<'a> {
     pub run_dir: &'a Path,
     pub budget: Option<f64>,
     pub timeout: Duration,
+    pub confinement: Confinement,
     /// Polled while the program runs: true kills it (Ctrl-C).
     pub stop: &'a dyn Fn() -> bool,
 }
@@ -46,15 +50,15 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Its name in the journal.
-    pub fn name(&self) -> &'static str {
+    /// How the run ended, as the journal says it.
+    pub fn end(&self) -> RunEnd {
         match self {
-            Outcome::Finished(_) => "finished",
-            Outcome::Diverged => "diverged",
-            Outcome::Crashed { .. } => "crashed",
-            Outcome::TimedOut => "timed_out",
-            Outcome::OutOfMemory { .. } => "out_of_memory",
-            Outcome::Interrupted => "interrupted",
+            Outcome::Finished(_) => RunEnd::Finished,
+            Outcome::Diverged => RunEnd::Diverged,
+            Outcome::Crashed { .. } => RunEnd::Crashed,
+            Outcome::TimedOut => RunEnd::TimedOut,
+            Outcome::OutOfMemory { .. } => RunEnd::OutOfMemory,
+            Outcome::Interrupted => RunEnd::Interrupted,
         }
     }
 
@@ -94,14 +98,9 @@ const OOM_MESSAGES: [&str; 3] = [
     "out of memory",
 ];
 
-/// The hard limit on one run: `explicit` seconds, or twice the budget plus start-up and
-/// evaluation.
-pub fn timeout(budget: f64, explicit: Option<f64>) -> Result<Duration, TrainerError> {
-    let seconds = explicit.unwrap_or(2.0 * budget + 120.0);
-    if !(seconds.is_finite() && seconds > 0.0) {
-        return Err(TrainerError::BadTimeout(seconds));
-    }
-    Ok(Duration::from_secs_f64(seconds))
+/// The hard limit on one run by default: twice the budget plus start-up and evaluation.
+pub fn default_timeout(budget: Seconds) -> Duration {
+    Duration::from_secs_f64(2.0 * budget.get() + 120.0)
 }
 const TAIL_LINES: usize = 40;
 
@@ -120,7 +119,7 @@ pub fn run(spec: &RunSpec, mut on_line: impl FnMut(&str)) -> Result<RunReport, T
         write: &[spec.run_dir],
         keep_env: &[],
     };
-    let mut cmd = crate::confine::wrap(spec.binary, &access).map_err(io(
+    let mut cmd = crate::confine::wrap(spec.binary, &access, spec.confinement).map_err(io(
         "cannot find the autoresearch binary to confine the training program",
     ))?;
     cmd.env(ENV_DATA_DIR, spec.data_dir)

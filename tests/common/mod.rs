@@ -50,3 +50,23 @@ pub fn baseline() -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("train/src/train.rs"))
         .unwrap()
 }
+
+/// Waits until process `pid` has exited (a zombie runs no more), at most `limit`; true when it
+/// has. A pidfd makes this a wait on the exit itself, not a poll.
+pub fn wait_exit(pid: i32, limit: std::time::Duration) -> bool {
+    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    if fd < 0 {
+        // No such process: it is gone already.
+        return true;
+    }
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll(2) on one descriptor we own, then close(2) of it.
+    let ready = unsafe { libc::poll(&mut poll, 1, limit.as_millis() as i32) };
+    unsafe { libc::close(fd) };
+    ready > 0
+}

@@ -1,11 +1,11 @@
 //! A scratch repository and the research loop run on it, for the loop's tests.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use autoresearch::research::record::Record;
 use tempfile::TempDir;
 
 use super::{autoresearch, scratch};
@@ -55,12 +55,29 @@ pub fn run_dir(repo: &Path) -> PathBuf {
     repo.join("runs").join(TAG)
 }
 
-pub fn journal(repo: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run_dir(repo).join("experiments.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("every journal line parses"))
-        .collect()
+/// The run's journal, read by the appliance's own parser.
+pub fn journal(repo: &Path) -> Vec<Record> {
+    autoresearch::research::journal::read(&run_dir(repo)).expect("the journal reads")
+}
+
+/// Reads the loop's output (run with `--quiet`) until a line ends with `ending`, which proves
+/// the state a test waits for; fails when the loop ends first.
+pub fn wait_for_line(stdout: &mut BufReader<ChildStdout>, ending: &str) {
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let read = stdout
+            .read_line(&mut line)
+            .expect("the loop's output reads");
+        assert!(
+            read > 0,
+            "the loop ended before printing `...{ending}`:\n{seen}"
+        );
+        if line.trim_end().ends_with(ending) {
+            return;
+        }
+        seen.push_str(&line);
+    }
 }
 
 pub fn tsv(repo: &Path) -> Vec<Vec<String>> {
@@ -71,19 +88,15 @@ pub fn tsv(repo: &Path) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// Waits for `path` to exist, or fails after `limit`.
-pub fn wait_for(path: &Path, child: &mut Child, limit: Duration) {
-    let start = Instant::now();
-    while !path.exists() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "the loop exited ({status}) before {} appeared",
-                path.display()
-            );
-        }
-        assert!(start.elapsed() < limit, "{} never appeared", path.display());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// The loop started with `extra` options, its output to be read line by line.
+pub fn spawn_loop(repo: &Path, extra: &[&str]) -> (Child, BufReader<ChildStdout>) {
+    let mut child = loop_cmd(repo, extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    (child, stdout)
 }
 
 /// Processes whose environment mentions `needle`.

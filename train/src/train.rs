@@ -7,6 +7,18 @@
 //! per-layer residual scalars mixing in the first layer's input, ReLU² MLP, a sliding-window
 //! pattern, logit soft-cap, Muon for the block matrices and AdamW for everything else.
 //! Every op here carries gradients (candle's fused softmax/rms_norm/rope do not).
+//!
+//! The edit contract, which the appliance's code and tests keep:
+//! - The hyperparameters are the `const` lines under "Hyperparameters", each with a one-line doc
+//!   comment: the agent may be shown only that section, so the comment is all it knows of one.
+//!   A `SET NAME = VALUE` edit rewrites one such value (a trailing comment stays).
+//! - Any value of a constant's type that a SET edit can write gives a model that runs: the width
+//!   is rounded up to a whole number of heads, the window pattern and the value embeddings fit any
+//!   depth, and a zero soft-cap, warm-down or row count means "none" rather than a crash.
+//! - Every parameter belongs to one optimizer group, chosen by its name in `group_of`: a
+//!   parameter with a name it does not know stops the run at start-up.
+//! - The harness owns the data, the clock, the evaluation and the summary; this file cannot
+//!   reach them.
 
 use std::collections::HashMap;
 
@@ -18,39 +30,59 @@ use harness::{Harness, LanguageModel, ModelInfo, Trained};
 // ---------------------------------------------------------------------------------------------
 // Hyperparameters
 
-/// Model depth; None takes the prepared profile's depth (gpu 8, cpu 4).
+/// Transformer blocks; None takes the prepared profile's depth (gpu 8, cpu 4).
 const DEPTH: Option<usize> = None;
-/// Model width = depth x ASPECT_RATIO (512 at depth 8).
+/// Width per block: width = depth x ASPECT_RATIO, rounded up to whole heads (512 at depth 8).
 const ASPECT_RATIO: usize = 64;
+/// Channels per attention head (rounded up to an even number: RoPE rotates pairs of them).
 const HEAD_DIM: usize = 128;
-/// Attention window per layer, repeated: S = half the context, L = all of it. The last layer is L.
+/// Attention window per layer, repeated: S = half the context, L = all of it; the last is L.
 const WINDOW_PATTERN: &str = "SSSL";
+/// Base of RoPE's rotation frequencies: larger rotates slower and reaches further.
 const ROPE_BASE: f64 = 10_000.0;
+/// Logits are squashed into (-SOFTCAP, SOFTCAP) by a tanh; 0 turns the cap off.
 const SOFTCAP: f64 = 15.0;
+/// Input channels of the value-embedding gate (the first channels of the block's input).
+const VE_GATE_CHANNELS: usize = 32;
+/// Seed of the parameter initialisation.
 const SEED: u64 = 42;
-
-/// Tokens per optimizer step, and rows per forward pass (gradients accumulate in between).
+/// Tokens per optimizer step on a GPU; gradients accumulate over forward passes until then.
 const TOKENS_PER_STEP_GPU: usize = 1 << 19;
+/// Rows (sequences) per forward pass on a GPU.
 const DEVICE_ROWS_GPU: usize = 32;
+/// Tokens per optimizer step on the CPU; gradients accumulate over forward passes until then.
 const TOKENS_PER_STEP_CPU: usize = 1 << 12;
+/// Rows (sequences) per forward pass on the CPU.
 const DEVICE_ROWS_CPU: usize = 16;
-
+/// AdamW learning rate of the token and value embeddings (times sqrt(768 / width)).
 const EMBEDDING_LR: f64 = 0.6;
+/// AdamW learning rate of the output head (times sqrt(768 / width)).
 const UNEMBEDDING_LR: f64 = 0.004;
+/// Muon learning rate of the block matrices.
 const MATRIX_LR: f64 = 0.04;
+/// AdamW learning rate of the per-layer x0 scalars (the residual scalars take 1% of it).
 const SCALAR_LR: f64 = 0.5;
+/// Cautious weight decay of the block matrices, falling linearly to 0 over the run.
 const WEIGHT_DECAY: f64 = 0.2;
+/// AdamW's decay of its running mean of gradients.
 const ADAM_BETA1: f64 = 0.8;
+/// AdamW's decay of its running mean of squared gradients.
 const ADAM_BETA2: f64 = 0.95;
+/// AdamW's floor under the root of the squared-gradient mean.
 const ADAM_EPS: f64 = 1e-10;
+/// Muon's momentum at the start of the run.
 const MUON_MOMENTUM_START: f64 = 0.85;
+/// Muon's momentum once the ramp is over.
 const MUON_MOMENTUM_END: f64 = 0.95;
 /// Fraction of the budget over which Muon's momentum rises from start to end.
 const MUON_MOMENTUM_RAMP: f64 = 0.3;
+/// Newton-Schulz iterations that orthogonalise each Muon update.
 const NEWTON_SCHULZ_STEPS: usize = 5;
-/// Fractions of the time budget: LR warm-up at the start, linear decay at the end.
+/// Fraction of the budget over which the learning rate warms up from 0.
 const WARMUP_RATIO: f64 = 0.0;
+/// Fraction of the budget at the end over which the learning rate falls linearly; 0: none.
 const WARMDOWN_RATIO: f64 = 0.5;
+/// The learning rate at the very end, as a fraction of the peak.
 const FINAL_LR_FRAC: f64 = 0.0;
 
 // ---------------------------------------------------------------------------------------------
@@ -66,9 +98,13 @@ struct Config {
 }
 
 impl Config {
+    /// The model's shape. Whatever the constants say, the shape is valid: at least one block,
+    /// an even head size (RoPE rotates pairs), and a width of whole heads (rounded up, as the
+    /// reference does: depth 3 at aspect 64 is 192, one and a half heads of 128, so 256).
     fn new(vocab_size: usize, seq_len: usize, depth: usize) -> Self {
-        let dim = depth * ASPECT_RATIO;
-        let head_dim = HEAD_DIM.min(dim);
+        let depth = depth.max(1);
+        let head_dim = HEAD_DIM.max(2).next_multiple_of(2);
+        let dim = (depth * ASPECT_RATIO).max(1).next_multiple_of(head_dim);
         Self {
             vocab_size,
             seq_len,
@@ -79,15 +115,21 @@ impl Config {
         }
     }
 
-    /// Attention window of each layer, in tokens.
+    /// Attention window of each layer, in tokens: WINDOW_PATTERN repeated over the layers, the
+    /// last layer always full.
     fn windows(&self) -> Vec<usize> {
         let pattern: Vec<char> = WINDOW_PATTERN.chars().collect();
         (0..self.depth)
-            .map(|i| match pattern[i % pattern.len()] {
-                'S' if i + 1 < self.depth => self.seq_len / 2,
+            .map(|i| match pattern.get(i % pattern.len().max(1)) {
+                Some('S' | 's') if i + 1 < self.depth => (self.seq_len / 2).max(1),
                 _ => self.seq_len,
             })
             .collect()
+    }
+
+    /// Channels the value-embedding gate reads: at most the width.
+    fn gate_channels(&self) -> usize {
+        VE_GATE_CHANNELS.clamp(1, self.dim)
     }
 
     /// Value embeddings on alternating layers, always including the last.
@@ -102,6 +144,116 @@ fn param(vars: &VarMap, name: &str, init: Tensor) -> harness::candle::Result<Ten
     let tensor = var.as_tensor().clone();
     vars.data().lock().unwrap().insert(name.to_string(), var);
     Ok(tensor)
+}
+
+/// Every trainable tensor, initialised as the reference does. Each matrix that reads the
+/// residual stream is uniform in +-sqrt(3 / width) (standard deviation 1/sqrt(width)); the
+/// matrices that write back into it (both `c_proj`) start at zero, so each block starts as the
+/// identity; the token embedding is N(0, 1), the head N(0, 0.001) (a near-uniform first
+/// prediction); the residual scalars start at 1 and the x0 scalars at 0.1 (a little of the first
+/// layer's input mixed back in). The draws follow this order, so one seed gives one model.
+struct Params {
+    wte: Tensor,
+    lm_head: Tensor,
+    value_embeds: Vec<Option<Tensor>>,
+    blocks: Vec<(Attention, Mlp)>,
+    resid_lambdas: Tensor,
+    x0_lambdas: Tensor,
+}
+
+impl Params {
+    fn init(cfg: &Config, vars: &VarMap, device: &Device) -> harness::candle::Result<Self> {
+        let mut rng = Rng::new(SEED);
+        let (d, v) = (cfg.dim, cfg.vocab_size);
+        let bound = 3f64.sqrt() * (d as f64).powf(-0.5);
+        let zeros = |shape: (usize, usize)| Tensor::zeros(shape, DType::F32, device);
+        let wte = param(vars, "wte", rng.normal((v, d), 1.0, device)?)?;
+        let lm_head = param(vars, "lm_head", rng.normal((v, d), 0.001, device)?)?;
+        let mut value_embeds = Vec::new();
+        let mut blocks = Vec::new();
+        for i in 0..cfg.depth {
+            let p = |n: &str| format!("h.{i}.{n}");
+            let has_ve = cfg.has_value_embedding(i);
+            value_embeds.push(if has_ve {
+                let table = rng.uniform((v, d), bound, device)?;
+                Some(param(vars, &format!("ve.{i}"), table)?)
+            } else {
+                None
+            });
+            let attn = Attention {
+                c_q: param(vars, &p("attn.c_q"), rng.uniform((d, d), bound, device)?)?,
+                c_k: param(vars, &p("attn.c_k"), rng.uniform((d, d), bound, device)?)?,
+                c_v: param(vars, &p("attn.c_v"), rng.uniform((d, d), bound, device)?)?,
+                c_proj: param(vars, &p("attn.c_proj"), zeros((d, d))?)?,
+                // Zero: the gate starts at 2 * sigmoid(0) = 1, the value embedding fully in.
+                ve_gate: if has_ve {
+                    let gate = zeros((cfg.n_head, cfg.gate_channels()))?;
+                    Some(param(vars, &p("attn.ve_gate"), gate)?)
+                } else {
+                    None
+                },
+            };
+            let mlp = Mlp {
+                c_fc: param(
+                    vars,
+                    &p("mlp.c_fc"),
+                    rng.uniform((4 * d, d), bound, device)?,
+                )?,
+                c_proj: param(vars, &p("mlp.c_proj"), zeros((d, 4 * d))?)?,
+            };
+            blocks.push((attn, mlp));
+        }
+        let ones = Tensor::ones(cfg.depth, DType::F32, device)?;
+        Ok(Self {
+            wte,
+            lm_head,
+            value_embeds,
+            blocks,
+            resid_lambdas: param(vars, "resid_lambdas", ones.clone())?,
+            x0_lambdas: param(vars, "x0_lambdas", (ones * 0.1)?)?,
+        })
+    }
+}
+
+/// RoPE's cos and sin for every position, `[1, T, 1, hd/2]`: pair j of a head turns by
+/// t * ROPE_BASE^(-2j/hd) at position t.
+fn rotary_tables(
+    cfg: &Config,
+    dtype: DType,
+    device: &Device,
+) -> harness::candle::Result<(Tensor, Tensor)> {
+    let half = cfg.head_dim / 2;
+    let inv_freq: Vec<f32> = (0..half)
+        .map(|j| (1.0 / ROPE_BASE.powf(2.0 * j as f64 / cfg.head_dim as f64)) as f32)
+        .collect();
+    let t: Vec<f32> = (0..cfg.seq_len).map(|t| t as f32).collect();
+    let t = Tensor::from_vec(t, (cfg.seq_len, 1), device)?;
+    let freqs = t.broadcast_mul(&Tensor::from_vec(inv_freq, (1, half), device)?)?;
+    let shape = (1, cfg.seq_len, 1, half);
+    let cos = freqs.cos()?.reshape(shape)?.to_dtype(dtype)?;
+    let sin = freqs.sin()?.reshape(shape)?.to_dtype(dtype)?;
+    Ok((cos, sin))
+}
+
+/// The additive mask `[1, 1, T, T]` of causal attention within `window` tokens: 0 where query i
+/// may see key j (j <= i and i - j < window), -inf elsewhere.
+fn causal_mask(
+    t: usize,
+    window: usize,
+    dtype: DType,
+    device: &Device,
+) -> harness::candle::Result<Tensor> {
+    let data: Vec<f32> = (0..t * t)
+        .map(|k| {
+            let (i, j) = (k / t, k % t);
+            if j <= i && i - j < window {
+                0.0
+            } else {
+                f32::NEG_INFINITY
+            }
+        })
+        .collect();
+    Tensor::from_vec(data, (1, 1, t, t), device)?.to_dtype(dtype)
 }
 
 fn rms_norm(x: &Tensor) -> harness::candle::Result<Tensor> {
@@ -171,8 +323,6 @@ struct Block {
     mask: usize,
 }
 
-const VE_GATE_CHANNELS: usize = 32;
-
 struct Gpt {
     cfg: Config,
     dtype: DType,
@@ -196,105 +346,35 @@ impl Gpt {
         dtype: DType,
         device: &Device,
     ) -> harness::candle::Result<Self> {
-        let mut rng = Rng::new(SEED);
-        let (d, v) = (cfg.dim, cfg.vocab_size);
-        let bound = 3f64.sqrt() * (d as f64).powf(-0.5);
-        let zeros = |shape: (usize, usize)| Tensor::zeros(shape, DType::F32, device);
-        let wte = param(vars, "wte", rng.normal((v, d), 1.0, device)?)?;
-        let lm_head = param(vars, "lm_head", rng.normal((v, d), 0.001, device)?)?;
         let windows = cfg.windows();
         let mut distinct = windows.clone();
         distinct.sort();
         distinct.dedup();
-        let mut blocks = Vec::new();
-        let mut value_embeds = Vec::new();
-        for (i, &window) in windows.iter().enumerate() {
-            let p = |n: &str| format!("h.{i}.{n}");
-            let has_ve = cfg.has_value_embedding(i);
-            value_embeds.push(if has_ve {
-                Some(param(
-                    vars,
-                    &format!("ve.{i}"),
-                    rng.uniform((v, d), bound, device)?,
-                )?)
-            } else {
-                None
-            });
-            let attn = Attention {
-                c_q: param(vars, &p("attn.c_q"), rng.uniform((d, d), bound, device)?)?,
-                c_k: param(vars, &p("attn.c_k"), rng.uniform((d, d), bound, device)?)?,
-                c_v: param(vars, &p("attn.c_v"), rng.uniform((d, d), bound, device)?)?,
-                c_proj: param(vars, &p("attn.c_proj"), zeros((d, d))?)?,
-                ve_gate: if has_ve {
-                    Some(param(
-                        vars,
-                        &p("attn.ve_gate"),
-                        zeros((cfg.n_head, VE_GATE_CHANNELS))?,
-                    )?)
-                } else {
-                    None
-                },
-            };
-            let mlp = Mlp {
-                c_fc: param(
-                    vars,
-                    &p("mlp.c_fc"),
-                    rng.uniform((4 * d, d), bound, device)?,
-                )?,
-                c_proj: param(vars, &p("mlp.c_proj"), zeros((d, 4 * d))?)?,
-            };
-            let mask = distinct.iter().position(|&w| w == window).unwrap();
-            blocks.push(Block { attn, mlp, mask });
-        }
-        let resid_lambdas = param(
-            vars,
-            "resid_lambdas",
-            Tensor::ones(cfg.depth, DType::F32, device)?,
-        )?;
-        let x0_lambdas = param(
-            vars,
-            "x0_lambdas",
-            (Tensor::ones(cfg.depth, DType::F32, device)? * 0.1)?,
-        )?;
-
-        let half = cfg.head_dim / 2;
-        let inv_freq: Vec<f32> = (0..half)
-            .map(|j| (1.0 / ROPE_BASE.powf(2.0 * j as f64 / cfg.head_dim as f64)) as f32)
+        let params = Params::init(&cfg, vars, device)?;
+        let blocks = params
+            .blocks
+            .into_iter()
+            .zip(&windows)
+            .map(|((attn, mlp), w)| Block {
+                attn,
+                mlp,
+                mask: distinct.iter().position(|d| d == w).unwrap(),
+            })
             .collect();
-        let t: Vec<f32> = (0..cfg.seq_len).map(|t| t as f32).collect();
-        let t = Tensor::from_vec(t, (cfg.seq_len, 1), device)?;
-        let freqs = t.broadcast_mul(&Tensor::from_vec(inv_freq, (1, half), device)?)?;
-        let shape = (1, cfg.seq_len, 1, half);
-        let cos = freqs.cos()?.reshape(shape)?.to_dtype(dtype)?;
-        let sin = freqs.sin()?.reshape(shape)?.to_dtype(dtype)?;
-
+        let (cos, sin) = rotary_tables(&cfg, dtype, device)?;
         let masks = distinct
             .iter()
-            .map(|&w| {
-                let t = cfg.seq_len;
-                let data: Vec<f32> = (0..t * t)
-                    .map(|k| {
-                        let (i, j) = (k / t, k % t);
-                        if j <= i && i - j < w {
-                            0.0
-                        } else {
-                            f32::NEG_INFINITY
-                        }
-                    })
-                    .collect();
-                Tensor::from_vec(data, (1, 1, t, t), device)?.to_dtype(dtype)
-            })
+            .map(|&w| causal_mask(cfg.seq_len, w, dtype, device))
             .collect::<harness::candle::Result<Vec<_>>>()?;
-
         Ok(Self {
             cfg,
             dtype,
-            wte,
-            value_embeds,
+            wte: params.wte,
+            value_embeds: params.value_embeds,
             blocks,
-            lm_head,
-            resid_lambdas,
-            x0_lambdas,
+            lm_head: params.lm_head,
+            resid_lambdas: params.resid_lambdas,
+            x0_lambdas: params.x0_lambdas,
             cos,
             sin,
             masks,
@@ -323,7 +403,8 @@ impl Gpt {
         let k = linear(x, &a.c_k)?.reshape((b, t, h, hd))?;
         let mut v = linear(x, &a.c_v)?.reshape((b, t, h, hd))?;
         if let (Some(ve), Some(gate)) = (ve, &a.ve_gate) {
-            let g = (sigmoid(&linear(&x.narrow(D::Minus1, 0, VE_GATE_CHANNELS)?, gate)?)? * 2.0)?;
+            let gate_in = x.narrow(D::Minus1, 0, self.cfg.gate_channels())?;
+            let g = (sigmoid(&linear(&gate_in, gate)?)? * 2.0)?;
             v = (v + ve.reshape((b, t, h, hd))?.broadcast_mul(&g.unsqueeze(3)?)?)?;
         }
         // The 1/sqrt(hd) scale on q, which is T/hd times smaller than the scores.
@@ -384,17 +465,23 @@ impl LanguageModel for Gpt {
             x = (&x + self.mlp(block, &rms_norm(&x)?)?)?;
         }
         let logits = linear(&rms_norm(&x)?, &self.lm_head)?.to_dtype(DType::F32)?;
-        (logits / SOFTCAP)?.tanh()? * SOFTCAP
+        if SOFTCAP > 0.0 {
+            (logits / SOFTCAP)?.tanh()? * SOFTCAP
+        } else {
+            Ok(logits)
+        }
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Optimizer: Muon for the block matrices, AdamW for embeddings, head and scalars
 
+/// The learning rate's schedule over the run: a warm-up, a plateau, then a linear fall to
+/// FINAL_LR_FRAC of the peak.
 fn lr_multiplier(progress: f64) -> f64 {
     if progress < WARMUP_RATIO {
         progress / WARMUP_RATIO
-    } else if progress < 1.0 - WARMDOWN_RATIO {
+    } else if WARMDOWN_RATIO <= 0.0 || progress < 1.0 - WARMDOWN_RATIO {
         1.0
     } else {
         let cooldown = (1.0 - progress) / WARMDOWN_RATIO;
@@ -444,33 +531,50 @@ struct Optimizer {
     dtype: DType,
 }
 
+/// The optimizer group of a parameter, by its name; None for a name it does not know, which
+/// stops the run: a new parameter must be given a group on purpose.
+fn group_of(name: &str, width: usize) -> Option<Group> {
+    // AdamW rates were tuned at width 768; scale them like the reference does.
+    let scale = (width as f64 / 768.0).powf(-0.5);
+    let in_block = name
+        .strip_prefix("h.")
+        .and_then(|rest| rest.split_once('.'))
+        .map(|(_, part)| part);
+    Some(match (name, in_block) {
+        (_, Some("attn.c_q" | "attn.c_k" | "attn.c_v" | "attn.c_proj" | "attn.ve_gate")) => {
+            Group::Muon
+        }
+        (_, Some("mlp.c_fc" | "mlp.c_proj")) => Group::Muon,
+        ("lm_head", None) => Group::Adam {
+            lr: UNEMBEDDING_LR * scale,
+        },
+        ("wte", None) => Group::Adam {
+            lr: EMBEDDING_LR * scale,
+        },
+        (n, None) if n.starts_with("ve.") => Group::Adam {
+            lr: EMBEDDING_LR * scale,
+        },
+        ("resid_lambdas", None) => Group::Adam {
+            lr: SCALAR_LR * 0.01,
+        },
+        ("x0_lambdas", None) => Group::Adam { lr: SCALAR_LR },
+        _ => return None,
+    })
+}
+
 impl Optimizer {
     fn new(vars: &VarMap, dim: usize, dtype: DType) -> harness::candle::Result<Self> {
-        // AdamW rates were tuned at width 768; scale them like the reference does.
-        let scale = (dim as f64 / 768.0).powf(-0.5);
         let data = vars.data().lock().unwrap();
         let mut names: Vec<&String> = data.keys().collect();
         names.sort();
         let mut params = Vec::new();
         for name in names {
+            let group = group_of(name, dim).ok_or_else(|| {
+                harness::candle::Error::Msg(format!(
+                    "parameter {name} is in no optimizer group: give it one in group_of"
+                ))
+            })?;
             let var = data[name].clone();
-            let group = if name.starts_with("h.") {
-                Group::Muon
-            } else if name == "lm_head" {
-                Group::Adam {
-                    lr: UNEMBEDDING_LR * scale,
-                }
-            } else if name == "wte" || name.starts_with("ve.") {
-                Group::Adam {
-                    lr: EMBEDDING_LR * scale,
-                }
-            } else if name == "resid_lambdas" {
-                Group::Adam {
-                    lr: SCALAR_LR * 0.01,
-                }
-            } else {
-                Group::Adam { lr: SCALAR_LR }
-            };
             let m = var.zeros_like()?;
             let v = var.zeros_like()?;
             params.push(Param { var, group, m, v });
@@ -557,10 +661,11 @@ fn train(h: &mut Harness) -> harness::Result<Trained> {
     } else {
         (TOKENS_PER_STEP_CPU, DEVICE_ROWS_CPU)
     };
+    let rows = rows.max(1);
     let micro_steps = (tokens_per_step / (rows * profile.seq_len)).max(1);
     println!(
-        "model: depth {depth}, width {}, {} heads | {micro_steps} x {rows} rows per step | {dtype:?}",
-        cfg.dim, cfg.n_head
+        "model: depth {}, width {}, {} heads of {} | {micro_steps} x {rows} rows per step | {dtype:?}",
+        cfg.depth, cfg.dim, cfg.n_head, cfg.head_dim
     );
 
     let vars = VarMap::new();
@@ -583,7 +688,7 @@ fn train(h: &mut Harness) -> harness::Result<Trained> {
         }
     }
     let info = ModelInfo {
-        depth,
+        depth: model.cfg.depth,
         flops_per_token: model.flops_per_token(),
     };
     Ok(Trained {

@@ -49,6 +49,8 @@ pub const ENV_CHECK_GRADIENTS: &str = "AUTORESEARCH_CHECK_GRADIENTS";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 /// Loss above this (or NaN) ends the run at once: the reference's fast-fail rule.
 pub const FAIL_LOSS: f32 = 100.0;
+/// The first word of the line printed when the evaluation starts (what a watcher waits for).
+pub const EVALUATING: &str = "evaluating";
 
 /// What the training file hands over: a function from token ids to logits.
 pub trait LanguageModel {
@@ -304,6 +306,10 @@ impl Harness {
                 trained.vars.all_vars().len()
             );
         }
+        println!(
+            "{EVALUATING} {} validation tokens",
+            self.val_rows.len() * self.profile.seq_len
+        );
         let eval_start = Instant::now();
         let score = eval::evaluate(
             trained.model.as_ref(),

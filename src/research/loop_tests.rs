@@ -1,0 +1,532 @@
+//! The loop's control logic, driven by a scripted agent and a scripted trainer on a real git
+//! repository and a real journal: keep and discard against the noise, the retry of an
+//! interrupted experiment, the reset after failures, draft adoption, a stop while the agent
+//! writes, and failures of the machine that end the loop without blaming the agent.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use harness::summary::Summary;
+
+use super::draft::Draft;
+use super::git::tests::scratch_repo;
+use super::history::History;
+use super::progress::Ui;
+use super::record::{DraftOutcome, Outcome, Record, RecordKind};
+use super::runner::Trainer;
+use super::session::{Ending, Research};
+use super::settings::{ActionChoice, Settings};
+use super::sourcing::{Ask, Proposer};
+use super::stop::Stop;
+use crate::agent::edit::Rejection;
+use crate::agent::prompt::Action;
+use crate::agent::propose::{Attempt, DraftReply, Event, Observer, ProposeError, Verdict};
+use crate::trainer::build::Built;
+use crate::trainer::run::{Outcome as RunOutcome, RunReport};
+use crate::trainer::TrainerError;
+use crate::units::Seconds;
+
+/// What the scripted agent does when asked for proposals.
+enum Reply {
+    /// A valid candidate: this text.
+    Valid(&'static str),
+    /// A proposal that did not apply.
+    Rejected,
+    /// The user presses Ctrl-C while the agent writes.
+    StopWhileWriting,
+}
+
+/// What the scripted agent was asked.
+#[derive(Debug, Clone)]
+struct Asked {
+    n: usize,
+    action: Action,
+    reset: bool,
+    last_failure: Option<String>,
+}
+
+#[derive(Default)]
+struct ScriptedAgent {
+    replies: VecDeque<Reply>,
+    /// Drafts handed over after an experiment's runs.
+    drafts: VecDeque<Draft>,
+    /// Verdicts for drafted replies, by whether they still apply.
+    adopt_valid: VecDeque<Option<&'static str>>,
+    asked: Vec<Asked>,
+    adopted: usize,
+    remembered: Vec<String>,
+    stop: Stop,
+}
+
+fn attempt(action: Action, verdict: Verdict) -> Attempt {
+    Attempt {
+        action,
+        ..super::sourcing::tests::attempt(verdict)
+    }
+}
+
+impl Proposer for ScriptedAgent {
+    fn propose(
+        &mut self,
+        ask: &Ask,
+        action: Action,
+        count: usize,
+        _seed: u32,
+        observe: &mut Observer,
+    ) -> Result<Vec<Attempt>, ProposeError> {
+        self.asked.push(Asked {
+            n: ask.n,
+            action,
+            reset: ask.context.reset,
+            last_failure: ask.context.last_failure.clone(),
+        });
+        let mut attempts = Vec::new();
+        for _ in 0..count {
+            let verdict = match self.replies.pop_front().expect("a scripted reply") {
+                Reply::Valid(text) => Verdict::Valid(text.into()),
+                Reply::Rejected => Verdict::Rejected(Rejection::NoOp),
+                Reply::StopWhileWriting => {
+                    self.stop.request();
+                    let _ = observe(Event::Writing {
+                        tokens: 3,
+                        seconds: 0.1,
+                    });
+                    return Ok(attempts);
+                }
+            };
+            attempts.push(attempt(action, verdict));
+            if observe(Event::Finished(attempts.last().unwrap())).is_break() {
+                break;
+            }
+        }
+        Ok(attempts)
+    }
+
+    fn adopt(
+        &mut self,
+        _ask: &Ask,
+        reply: &DraftReply,
+        _seed: u32,
+        _observe: &mut Observer,
+    ) -> Result<Attempt, ProposeError> {
+        self.adopted += 1;
+        let verdict = match self.adopt_valid.pop_front().expect("a scripted adoption") {
+            Some(text) => Verdict::Valid(text.into()),
+            None => Verdict::Rejected(Rejection::NotFound("const A".into())),
+        };
+        Ok(attempt(reply.action, verdict))
+    }
+
+    fn remember(&mut self, file_sha256: &str) {
+        self.remembered.push(file_sha256.to_string());
+    }
+
+    fn finish_draft(&mut self) -> anyhow::Result<Option<Draft>> {
+        Ok(self.drafts.pop_front())
+    }
+}
+
+/// What a scripted training run does.
+enum Run {
+    Finished(f64),
+    Crashed,
+    /// Ctrl-C during the run.
+    Interrupted,
+}
+
+/// What a scripted build does.
+enum Build {
+    Ok,
+    Compile,
+    DiskFull,
+}
+
+#[derive(Default)]
+struct ScriptedTrainer {
+    builds: VecDeque<Build>,
+    runs: VecDeque<Run>,
+    stop: Stop,
+}
+
+fn summary(val_bpb: f64) -> Summary {
+    Summary {
+        val_bpb,
+        training_seconds: 5.0,
+        total_seconds: 7.0,
+        peak_vram_mb: 512.0,
+        mfu_percent: 1.0,
+        total_tokens_m: 0.1,
+        num_steps: 10,
+        num_params_m: 1.0,
+        depth: 4,
+        profile: "cpu".into(),
+        device: "scripted".into(),
+        mfu_peak: None,
+        eval_tokens: 8192,
+        eval_seconds: 1.0,
+        tokens_per_second: 1000.0,
+        epochs: 1,
+    }
+}
+
+impl Trainer for ScriptedTrainer {
+    fn build(&mut self, _text: &str) -> Result<Built, TrainerError> {
+        match self.builds.pop_front().unwrap_or(Build::Ok) {
+            Build::Ok => Ok(Built {
+                binary: PathBuf::from("/scripted/trainer"),
+                seconds: 0.5,
+            }),
+            Build::Compile => Err(TrainerError::Compile {
+                file: "train.rs".into(),
+                errors: "error[E0425]: cannot find value `x`".into(),
+            }),
+            Build::DiskFull => Err(TrainerError::DiskFull {
+                target: "/target".into(),
+                detail: "No space left on device (os error 28)".into(),
+            }),
+        }
+    }
+
+    fn run(
+        &mut self,
+        _binary: &Path,
+        run_dir: &Path,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<RunReport, TrainerError> {
+        std::fs::create_dir_all(run_dir).unwrap();
+        on_line("step 00001 (100.0%) | loss 5.0 | dt 1ms | tok/s 1000 | epoch 1");
+        let outcome = match self.runs.pop_front().expect("a scripted run") {
+            Run::Finished(v) => RunOutcome::Finished(Box::new(summary(v))),
+            Run::Crashed => RunOutcome::Crashed {
+                exit: "exit code 101".into(),
+            },
+            Run::Interrupted => {
+                self.stop.request();
+                RunOutcome::Interrupted
+            }
+        };
+        Ok(RunReport {
+            outcome,
+            log: run_dir.join("train.log"),
+            seconds: 6.0,
+            tail: vec!["the last line".into()],
+        })
+    }
+}
+
+struct Scene {
+    _dir: tempfile::TempDir,
+    checkout: PathBuf,
+    settings: Settings,
+}
+
+impl Scene {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let checkout = dir.path().join("repo");
+        scratch_repo(&checkout);
+        let settings = Settings {
+            tag: "t".parse().unwrap(),
+            dir: dir.path().join("runs/t"),
+            budget: Seconds::new(5.0).unwrap(),
+            timeout: Duration::from_secs(60),
+            max_experiments: None,
+            deadline: None,
+            baseline_runs: 3,
+            max_runs: 2,
+            min_improvement: 0.0001,
+            reset_after: 3,
+            proposals: 2,
+            action: ActionChoice::Set,
+            program: checkout.join("program.md"),
+        };
+        Scene {
+            _dir: dir,
+            checkout,
+            settings,
+        }
+    }
+
+    /// Runs the loop until it ends; returns how, the journal, and the agent (what it was asked).
+    fn run(
+        &self,
+        settings: Settings,
+        mut agent: ScriptedAgent,
+        mut trainer: ScriptedTrainer,
+    ) -> (anyhow::Result<Ending>, Vec<Record>, ScriptedAgent) {
+        let stop = Stop::new();
+        agent.stop = stop.clone();
+        trainer.stop = stop.clone();
+        let mut research = Research::open(
+            settings,
+            &self.checkout,
+            "tune it".into(),
+            agent,
+            trainer,
+            Ui::new(true),
+            stop,
+        )
+        .unwrap();
+        let ending = research.run();
+        let records = research.history().records().to_vec();
+        (ending, records, research.into_proposer())
+    }
+
+    fn with_max(&self, max: usize) -> Settings {
+        Settings {
+            max_experiments: Some(max),
+            ..self.settings.clone()
+        }
+    }
+}
+
+fn outcomes(records: &[Record]) -> Vec<Outcome> {
+    records.iter().map(|r| r.outcome).collect()
+}
+
+fn runs(values: &[f64]) -> VecDeque<Run> {
+    values.iter().map(|&v| Run::Finished(v)).collect()
+}
+
+#[test]
+fn only_what_beats_the_noise_is_kept() {
+    let scene = Scene::new();
+    let agent = ScriptedAgent {
+        replies: [
+            Reply::Valid("const A: f64 = 2.0;\n"),
+            Reply::Rejected,
+            Reply::Valid("const A: f64 = 3.0;\n"),
+            Reply::Valid("const A: f64 = 4.0;\n"),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    let mut scripted = runs(&[1.80, 1.82, 1.81, 1.75, 1.74, 1.745]);
+    scripted.push_back(Run::Crashed);
+    let trainer = ScriptedTrainer {
+        runs: scripted,
+        ..Default::default()
+    };
+    let (ending, records, agent) = scene.run(scene.with_max(3), agent, trainer);
+    assert_eq!(ending.unwrap(), Ending::MaxExperiments);
+    assert_eq!(
+        outcomes(&records),
+        [
+            Outcome::Keep,
+            Outcome::Keep,
+            Outcome::Discard,
+            Outcome::Crash
+        ]
+    );
+    let base = &records[0];
+    assert_eq!(base.kind, RecordKind::Baseline);
+    assert_eq!(base.runs.len(), 3);
+    // sigma 0.01: a single run must improve by 0.02.
+    assert!((base.decision.as_ref().unwrap().margin - 0.02).abs() < 1e-9);
+    // 1.75 beats 1.81 by 0.06. 1.74 is better than 1.75 but within the noise, so it ran again,
+    // and the mean of 1.74 and 1.745 does not clear 0.02 / sqrt(2).
+    assert_eq!(records[2].runs.len(), 2);
+    assert_eq!(records[2].decision.as_ref().unwrap().best_before, 1.75);
+    assert_eq!(
+        records[3]
+            .error
+            .as_deref()
+            .map(|e| e.lines().next().unwrap()),
+        Some("the training program crashed (exit code 101) without a result")
+    );
+    // The rejected proposal was recorded on the experiment that used the next one.
+    assert_eq!(records[2].rejections, ["the edit changes nothing"]);
+    assert_eq!(records[2].proposals, 2);
+    // The branch is at the kept commit, and every file was remembered as tried.
+    let best = History::new(&records).best().unwrap();
+    assert_eq!(best.commit, records[1].commit.unwrap());
+    assert_eq!(agent.remembered.len(), 4);
+    assert!(agent.asked.iter().all(|a| a.action == Action::Set));
+}
+
+#[test]
+fn a_streak_of_failures_resets_the_agent_to_the_best_file() {
+    let scene = Scene::new();
+    let settings = Settings {
+        reset_after: 2,
+        proposals: 1,
+        ..scene.with_max(3)
+    };
+    let agent = ScriptedAgent {
+        replies: [Reply::Rejected, Reply::Rejected, Reply::Rejected].into(),
+        ..Default::default()
+    };
+    let trainer = ScriptedTrainer {
+        runs: runs(&[1.8, 1.8, 1.8]),
+        ..Default::default()
+    };
+    let (ending, records, agent) = scene.run(settings, agent, trainer);
+    assert_eq!(ending.unwrap(), Ending::MaxExperiments);
+    assert_eq!(
+        outcomes(&records)[1..],
+        [Outcome::Rejected, Outcome::Rejected, Outcome::Rejected]
+    );
+    let asked: Vec<(usize, bool)> = agent.asked.iter().map(|a| (a.n, a.reset)).collect();
+    assert_eq!(asked, [(1, false), (2, false), (3, true)]);
+    assert!(agent.asked[1]
+        .last_failure
+        .as_deref()
+        .unwrap()
+        .starts_with("The last experiment"));
+    assert!(agent.asked[2]
+        .last_failure
+        .as_deref()
+        .unwrap()
+        .starts_with("The last 2 experiments failed:"));
+    assert!(records[3].agent_reset && !records[2].agent_reset);
+}
+
+#[test]
+fn an_interrupted_experiment_is_run_again_once_as_it_was() {
+    let scene = Scene::new();
+    let agent = ScriptedAgent {
+        replies: [Reply::Valid("const A: f64 = 2.0;\n")].into(),
+        ..Default::default()
+    };
+    let mut scripted = runs(&[1.8, 1.8, 1.8]);
+    scripted.push_back(Run::Interrupted);
+    let trainer = ScriptedTrainer {
+        runs: scripted,
+        ..Default::default()
+    };
+    let (ending, records, _) = scene.run(scene.settings.clone(), agent, trainer);
+    assert_eq!(ending.unwrap(), Ending::Stopped);
+    assert_eq!(outcomes(&records), [Outcome::Keep, Outcome::Interrupted]);
+    let interrupted = records[1].clone();
+
+    // Resumed: the agent is not asked; the interrupted candidate runs again, and is
+    // interrupted again.
+    let trainer = ScriptedTrainer {
+        runs: [Run::Interrupted].into(),
+        ..Default::default()
+    };
+    let (ending, records, agent) =
+        scene.run(scene.settings.clone(), ScriptedAgent::default(), trainer);
+    assert_eq!(ending.unwrap(), Ending::Stopped);
+    assert!(agent.asked.is_empty());
+    let retry = &records[2];
+    assert_eq!(retry.retry_of, Some(1));
+    assert_eq!(retry.idea, interrupted.idea);
+    assert_eq!(retry.file_sha256, interrupted.file_sha256);
+    assert_eq!(retry.parent, interrupted.parent);
+
+    // A re-run that was interrupted is not run a third time: the agent writes afresh.
+    let agent = ScriptedAgent {
+        replies: [Reply::Valid("const A: f64 = 5.0;\n")].into(),
+        ..Default::default()
+    };
+    let trainer = ScriptedTrainer {
+        runs: runs(&[1.9]),
+        ..Default::default()
+    };
+    let (ending, records, agent) = scene.run(scene.with_max(1), agent, trainer);
+    assert_eq!(ending.unwrap(), Ending::MaxExperiments);
+    assert_eq!(agent.asked.len(), 1);
+    assert_eq!(records[3].retry_of, None);
+    assert_eq!(records[3].outcome, Outcome::Discard);
+}
+
+#[test]
+fn a_draft_is_used_while_it_still_applies_and_recorded_when_it_does_not() {
+    let scene = Scene::new();
+    let draft = |during| Draft {
+        during,
+        replies: 2,
+        reply: Some(DraftReply {
+            action: Action::Set,
+            reply: "IDEA: x\nSET A = 9.0\n".into(),
+            reply_tokens: 12,
+            generate_seconds: 0.3,
+        }),
+        seconds: 4.0,
+        waited_seconds: 1.0,
+    };
+    let agent = ScriptedAgent {
+        // The baseline's runs and e1's runs each leave a draft.
+        drafts: [draft(0), draft(1)].into(),
+        // e1 uses its draft; e2's no longer applies, so the agent writes afresh.
+        adopt_valid: [Some("const A: f64 = 9.0;\n"), None].into(),
+        replies: [Reply::Valid("const A: f64 = 7.0;\n")].into(),
+        ..Default::default()
+    };
+    let trainer = ScriptedTrainer {
+        runs: runs(&[1.8, 1.8, 1.8, 1.9, 1.9]),
+        ..Default::default()
+    };
+    let (ending, records, agent) = scene.run(scene.with_max(2), agent, trainer);
+    assert_eq!(ending.unwrap(), Ending::MaxExperiments);
+    assert_eq!(agent.adopted, 2);
+    let used = records[1].draft.as_ref().unwrap();
+    assert_eq!((used.during, used.outcome), (0, DraftOutcome::Used));
+    assert_eq!(used.saved_seconds(), 3.0);
+    assert_eq!(records[1].proposals, 1);
+    let stale = records[2].draft.as_ref().unwrap();
+    assert_eq!((stale.during, stale.outcome), (1, DraftOutcome::Stale));
+    assert_eq!(records[2].proposals, 2);
+    assert_eq!(records[2].rejections.len(), 1);
+    // Only e2 asked for fresh proposals.
+    assert_eq!(agent.asked.iter().map(|a| a.n).collect::<Vec<_>>(), [2]);
+}
+
+#[test]
+fn a_stop_while_the_agent_writes_records_an_experiment_without_a_candidate() {
+    let scene = Scene::new();
+    let agent = ScriptedAgent {
+        replies: [Reply::StopWhileWriting].into(),
+        ..Default::default()
+    };
+    let trainer = ScriptedTrainer {
+        runs: runs(&[1.8, 1.8, 1.8]),
+        ..Default::default()
+    };
+    let (ending, records, _) = scene.run(scene.settings.clone(), agent, trainer);
+    assert_eq!(ending.unwrap(), Ending::Stopped);
+    let stopped = &records[1];
+    assert_eq!(stopped.outcome, Outcome::Interrupted);
+    assert_eq!(stopped.description, "stopped while the agent was writing");
+    assert!(stopped.commit.is_none() && stopped.runs.is_empty());
+    // Nothing to run again: the next start asks the agent.
+    assert!(History::new(&records).to_retry().is_none());
+}
+
+#[test]
+fn a_compile_error_is_the_agents_and_a_full_disk_the_machines() {
+    let scene = Scene::new();
+    let agent = ScriptedAgent {
+        replies: [
+            Reply::Valid("const A: f64 = 2.0;\n"),
+            Reply::Valid("const A: f64 = 3.0;\n"),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    let trainer = ScriptedTrainer {
+        builds: [Build::Ok, Build::Compile, Build::DiskFull].into(),
+        runs: runs(&[1.8, 1.8, 1.8]),
+        ..Default::default()
+    };
+    let (ending, records, _) = scene.run(scene.settings.clone(), agent, trainer);
+    let err = format!("{:#}", ending.unwrap_err());
+    assert!(
+        err.contains("the disk holding the build folder /target is full")
+            && err.contains("free space there"),
+        "{err}"
+    );
+    assert_eq!(outcomes(&records), [Outcome::Keep, Outcome::CompileError]);
+    assert!(records[1]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("cannot find value `x`"));
+    // The candidate the machine could not build is pending: the next start records it as
+    // interrupted and runs it again, nothing is held against the agent.
+    let pending = super::pending::load(&scene.settings.dir).unwrap().unwrap();
+    assert_eq!(pending.n, 2);
+    assert!(pending.commit.is_some());
+}

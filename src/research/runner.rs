@@ -1,0 +1,164 @@
+//! Building and running candidates for the loop, and what a run adds to its experiment's record.
+//! The training program is behind the `Trainer` trait, so the loop's control logic can be
+//! driven by scripted results in tests.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::record::{Outcome, Record, RunRecord};
+use super::stop::Stop;
+use crate::confine::Confinement;
+use crate::trainer::run::{self, RunReport};
+use crate::trainer::{build, TrainerError};
+use crate::units::{Bytes, Seconds};
+
+pub trait Trainer {
+    /// The training program for a candidate's text (built already when the agent checked that
+    /// it compiles: then this only finds it).
+    fn build(&mut self, text: &str) -> Result<build::Built, TrainerError>;
+
+    /// One run of `binary` with its output in `run_dir`; each line it prints goes to `on_line`.
+    fn run(
+        &mut self,
+        binary: &Path,
+        run_dir: &Path,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<RunReport, TrainerError>;
+}
+
+/// The real trainer: builds in the agent's staging slot, runs confined for the budget.
+pub struct LocalTrainer {
+    pub slot: String,
+    pub data_dir: PathBuf,
+    pub budget: Seconds,
+    pub timeout: Duration,
+    pub confinement: Confinement,
+    pub stop: Stop,
+}
+
+impl Trainer for LocalTrainer {
+    fn build(&mut self, text: &str) -> Result<build::Built, TrainerError> {
+        let label = Path::new(super::git::TRAIN_FILE);
+        build::build_source(text, label, &self.slot, self.confinement)
+    }
+
+    fn run(
+        &mut self,
+        binary: &Path,
+        run_dir: &Path,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<RunReport, TrainerError> {
+        let stop = self.stop.clone();
+        let spec = run::RunSpec {
+            binary,
+            data_dir: &self.data_dir,
+            run_dir,
+            budget: Some(self.budget.get()),
+            timeout: self.timeout,
+            confinement: self.confinement,
+            stop: &move || stop.requested(),
+        };
+        run::run(&spec, on_line)
+    }
+}
+
+/// Adds a finished run to `record`: its summary and seconds, the trainer's own peak
+/// (`trainer_peak`, for a run with a result), and the error for a run without one. Returns the
+/// experiment's outcome when the run produced no result.
+pub fn record_run(
+    record: &mut Record,
+    report: RunReport,
+    trainer_peak: Option<Bytes>,
+    timeout: Duration,
+) -> Option<Outcome> {
+    record.timing.training_seconds += report.seconds;
+    record.log_tail = report.tail.clone();
+    let end = report.outcome.end();
+    let exit = report.outcome.problem(timeout);
+    let summary = match report.outcome {
+        run::Outcome::Finished(summary) => Some(*summary),
+        _ => None,
+    };
+    if let Some(s) = &summary {
+        record.timing.eval_seconds += s.eval_seconds;
+    }
+    if let Some(peak) = trainer_peak {
+        record.trainer_peak = Some(record.trainer_peak.unwrap_or_default().max(peak));
+    }
+    if let Some(exit) = &exit {
+        let tail = &report.tail[report.tail.len().saturating_sub(12)..];
+        record.error = Some(format!("{exit}\n{}", tail.join("\n")));
+    }
+    record.runs.push(RunRecord {
+        outcome: end,
+        summary,
+        seconds: report.seconds,
+        log: report.log,
+        exit,
+    });
+    end.failure()
+}
+
+/// Deletes the weights of `record`'s runs: those of an experiment that was not kept only fill the
+/// disk.
+pub fn drop_weights(record: &Record) {
+    for run in &record.runs {
+        if let Some(dir) = run.log.parent() {
+            let _ = std::fs::remove_file(dir.join(harness::WEIGHTS_FILE));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::record::tests::commit;
+    use super::super::record::{RecordKind, RunEnd};
+    use super::*;
+
+    fn report(outcome: run::Outcome, tail: &[&str]) -> RunReport {
+        RunReport {
+            outcome,
+            log: PathBuf::from("e0001/run1/train.log"),
+            seconds: 7.5,
+            tail: tail.iter().map(|l| l.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_run_without_a_result_names_its_end_and_keeps_the_log_tail() {
+        let mut record = Record::new(1, RecordKind::Experiment, commit(0), String::new());
+        let lines: Vec<String> = (0..20).map(|i| format!("line {i}")).collect();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let crashed = run::Outcome::Crashed {
+            exit: "exit code 101".into(),
+        };
+        let failed = record_run(
+            &mut record,
+            report(crashed, &refs),
+            None,
+            Duration::from_secs(9),
+        );
+        assert_eq!(failed, Some(Outcome::Crash));
+        assert_eq!(record.runs[0].outcome, RunEnd::Crashed);
+        let error = record.error.unwrap();
+        assert!(error.starts_with("the training program crashed (exit code 101)"));
+        // The last twelve lines only.
+        assert!(
+            error.contains("line 8\n") && !error.contains("line 7\n"),
+            "{error}"
+        );
+        assert_eq!(record.log_tail.len(), 20);
+        assert_eq!(record.timing.training_seconds, 7.5);
+        assert_eq!(record.trainer_peak, None);
+
+        let mut record = Record::new(2, RecordKind::Experiment, commit(0), String::new());
+        let timed_out = record_run(
+            &mut record,
+            report(run::Outcome::TimedOut, &[]),
+            None,
+            Duration::from_secs(9),
+        );
+        assert_eq!(timed_out, Some(Outcome::Timeout));
+        assert!(record.error.unwrap().contains("within 9s"));
+    }
+}

@@ -1,0 +1,60 @@
+//! The loop's settings, valid by construction: the command line is checked once when it becomes
+//! these (`cli::run_settings`), and the loop never checks them again.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::ValueEnum;
+
+use super::tag::Tag;
+use crate::units::Seconds;
+
+/// Which kind of edit the agent is asked for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum ActionChoice {
+    /// SEARCH/REPLACE blocks against the training file.
+    Replace,
+    /// Set hyperparameter constants to new values (the narrow action weak models do well).
+    Set,
+    /// Half of each.
+    Mixed,
+}
+
+/// When the agent writes the next proposal during a training run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ThinkChoice {
+    /// When the trainer runs on a GPU and the agent stays loaded beside it; never on a CPU-only
+    /// build, where the agent would take the trainer's cores and change what it measures.
+    Auto,
+    /// Whenever the agent stays loaded, CPU-only builds too (many-core machines, tests).
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub tag: Tag,
+    /// runs/<tag>: journal, results, lock, per-experiment folders, the worktree.
+    pub dir: PathBuf,
+    /// Training seconds per run.
+    pub budget: Seconds,
+    /// The hard limit on one run.
+    pub timeout: Duration,
+    /// Stop once the tag's journal holds this many experiments (baseline and interrupted ones
+    /// not counted).
+    pub max_experiments: Option<usize>,
+    pub deadline: Option<Instant>,
+    /// Runs of the unchanged file that measure the noise floor (at least 1).
+    pub baseline_runs: usize,
+    /// Most runs of one candidate (at least 1; 1 = no confirmation runs).
+    pub max_runs: usize,
+    /// The least improvement that can be kept, whatever the noise (zero or more).
+    pub min_improvement: f64,
+    /// Consecutive failures after which the agent starts over from the best file (at least 1).
+    pub reset_after: usize,
+    /// Proposals per experiment before it is recorded as rejected (at least 1).
+    pub proposals: usize,
+    pub action: ActionChoice,
+    /// The research protocol, re-read before every proposal.
+    pub program: PathBuf,
+}
