@@ -158,8 +158,8 @@ fn a_training_file_that_does_not_compile_is_reported_with_the_compiler_message()
 fn a_training_file_that_produces_nan_fails_fast() {
     let (_guard, file) = variant(
         "nan.rs",
-        "let loss = (model.loss(&x, &y)? / micro_steps as f64)?;",
-        "let loss = (model.loss(&x, &y)? * f64::NAN)?;",
+        "model.loss(&x, &y)? / micro_steps as f64",
+        "model.loss(&x, &y)? * f64::NAN",
     );
     let scratch_dir = scratch();
     let run_dir = scratch_dir.path().join("run");
@@ -475,5 +475,41 @@ fn a_hanging_training_program_is_killed_with_its_children_at_the_timeout() {
             std::time::Duration::from_secs(5)
         ),
         "the training program's child {pid} survived the timeout"
+    );
+}
+
+/// The benchmark's trainer-only path, as CI can run it (no torch): tokens/s and the step split
+/// of the baseline, which times its parts.
+#[test]
+fn bench_trainer_reports_the_speed_and_the_step_split() {
+    let (ok, stdout, stderr) =
+        run(autoresearch(&["bench", "trainer", "--budget", "2", "--data-dir"]).arg(prepared()));
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(
+            "trainer: depth 4, width 256, heads of 128, 16 rows of 256 tokens per forward: "
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("step split (timed steps): forward "),
+        "{stdout}"
+    );
+    // Without --torch there is no PyTorch line; a script that is not there is named.
+    assert!(!stdout.contains("PyTorch"), "{stdout}");
+    let (ok, _, stderr) = run(autoresearch(&[
+        "bench",
+        "trainer",
+        "--torch",
+        "python3",
+        "--torch-script",
+        "/no/such.py",
+        "--data-dir",
+    ])
+    .arg(prepared()));
+    assert!(!ok);
+    assert!(
+        stderr.contains("/no/such.py does not exist: pass its path with --torch-script"),
+        "{stderr}"
     );
 }

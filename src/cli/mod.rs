@@ -64,6 +64,33 @@ pub enum BenchCommand {
     /// Think while training: the trainer's tokens/s alone and with the agent drafting beside it,
     /// and how long a draft takes there.
     Draft(BenchDraftArgs),
+    /// The trainer's tokens/s and step split at the prepared profile's shape, and PyTorch's beside
+    /// it with --torch.
+    Trainer(BenchTrainerArgs),
+}
+
+#[derive(Args)]
+pub struct BenchTrainerArgs {
+    #[command(flatten)]
+    pub data: DataDirArg,
+    /// Seconds of training measured (the harness's warm-up steps not counted).
+    #[arg(long, default_value = "60", value_name = "SECONDS")]
+    pub budget: Seconds,
+    /// The training file to build (default: train/src/train.rs).
+    #[arg(long, value_name = "PATH")]
+    pub train_file: Option<PathBuf>,
+    /// A prebuilt training program instead of building one.
+    #[arg(long, value_name = "PATH", conflicts_with = "train_file", value_parser = values::trainer_bin)]
+    pub trainer_bin: Option<PathBuf>,
+    /// A Python with torch: PyTorch's reference runs right after, eager and with torch.compile,
+    /// at the same shape and for the same time.
+    #[arg(long, value_name = "PYTHON")]
+    pub torch: Option<PathBuf>,
+    /// The PyTorch reference (default: ../shared/bench/torch_ref_cpu.py beside the checkout).
+    #[arg(long, value_name = "PATH", requires = "torch")]
+    pub torch_script: Option<PathBuf>,
+    #[command(flatten)]
+    pub confinement: ConfinementArg,
 }
 
 #[derive(Args)]
@@ -481,6 +508,7 @@ mod tests {
             (&["train", "--budget", "inf"], format!("invalid value 'inf' for '--budget <SECONDS>': {seconds}")),
             (&["train", "--timeout", "NaN"], format!("invalid value 'NaN' for '--timeout <SECONDS>': {seconds}")),
             (&["bench", "draft", "--budget", "0"], format!("invalid value '0' for '--budget <SECONDS>': {seconds}")),
+            (&["bench", "trainer", "--budget", "-"], format!("invalid value '-' for '--budget <SECONDS>': {seconds}")),
             (&["run", "--timeout", "0"], format!("invalid value '0' for '--timeout <SECONDS>': {seconds}")),
             (&["run", "--tag", "a b"], "invalid value 'a b' for '--tag <TAG>': \"a b\" is not a valid run tag: use 1 to 64 letters, digits, '-' or '_'".into()),
             (&["report", "--tag", "../x"], "invalid value '../x' for '--tag <TAG>': \"../x\" is not a valid run tag: use 1 to 64 letters, digits, '-' or '_'".into()),
@@ -506,13 +534,14 @@ mod tests {
 
     #[test]
     fn unconfined_is_one_option_wherever_agent_code_runs() {
-        let commands: [&[&str]; 6] = [
+        let commands: [&[&str]; 7] = [
             &["run"],
             &["train"],
             &["propose"],
             &["doctor"],
             &["bench", "draft"],
             &["bench", "build"],
+            &["bench", "trainer"],
         ];
         for command in commands {
             let args = [&["autoresearch"], command, &["--unconfined"]].concat();
@@ -524,6 +553,7 @@ mod tests {
                 Command::Doctor(a) => a.confinement,
                 Command::Bench(BenchCommand::Draft(a)) => a.confinement,
                 Command::Bench(BenchCommand::Build(a)) => a.confinement,
+                Command::Bench(BenchCommand::Trainer(a)) => a.confinement,
                 _ => unreachable!(),
             };
             assert_eq!(confinement.confinement(), Confinement::BestEffort);

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_agent;
 pub mod bench_draft;
 pub mod bench_swap;
+pub mod bench_trainer;
 pub mod doctor;
 pub mod prepare;
 pub mod propose;
@@ -28,6 +29,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
             Command::Bench(BenchCommand::Agent(args)) => bench_agent::run(args),
             Command::Bench(BenchCommand::Swap(args)) => bench_swap::run(args),
             Command::Bench(BenchCommand::Draft(args)) => bench_draft::run(args),
+            Command::Bench(BenchCommand::Trainer(args)) => bench_trainer::run(args),
         },
     }
 }

@@ -167,6 +167,7 @@ fn summary(val_bpb: f64) -> Summary {
         eval_seconds: 1.0,
         tokens_per_second: 1000.0,
         epochs: 1,
+        parts: None,
     }
 }
 

@@ -6,7 +6,12 @@
 //! RMSNorm, RoPE then QK-norm, value embeddings on alternating layers with a learned gate,
 //! per-layer residual scalars mixing in the first layer's input, ReLU² MLP, a sliding-window
 //! pattern, logit soft-cap, Muon for the block matrices and AdamW for everything else.
-//! Every op here carries gradients (candle's fused softmax/rms_norm/rope do not).
+//!
+//! The hot paths run through `harness::ops`: fused operations with their own backward (attention,
+//! RoPE with QK-norm, RMSNorm, the residual mix, the MLP, the value gate, the embedding, the head
+//! with its soft-capped cross-entropy, and the optimizer's updates), several times faster on the
+//! CPU than the same math as a chain of candle ops. Every op here carries gradients; composite
+//! candle code works too (candle's own fused softmax/rms_norm/rope do not carry gradients).
 //!
 //! The edit contract, which the appliance's code and tests keep:
 //! - The hyperparameters are the `const` lines under "Hyperparameters", each with a one-line doc
@@ -22,10 +27,11 @@
 
 use std::collections::HashMap;
 
-use harness::candle::{DType, Device, Tensor, Var, D};
+use harness::candle::{DType, Device, Tensor, Var};
 use harness::candle_nn::VarMap;
+use harness::ops::{self, AdamStep, MuonParam, MuonStep};
 use harness::rng::Rng;
-use harness::{Harness, LanguageModel, ModelInfo, Trained};
+use harness::{Harness, LanguageModel, ModelInfo, Part, Trained};
 
 // ---------------------------------------------------------------------------------------------
 // Hyperparameters
@@ -235,32 +241,6 @@ fn rotary_tables(
     Ok((cos, sin))
 }
 
-/// The additive mask `[1, 1, T, T]` of causal attention within `window` tokens: 0 where query i
-/// may see key j (j <= i and i - j < window), -inf elsewhere.
-fn causal_mask(
-    t: usize,
-    window: usize,
-    dtype: DType,
-    device: &Device,
-) -> harness::candle::Result<Tensor> {
-    let data: Vec<f32> = (0..t * t)
-        .map(|k| {
-            let (i, j) = (k / t, k % t);
-            if j <= i && i - j < window {
-                0.0
-            } else {
-                f32::NEG_INFINITY
-            }
-        })
-        .collect();
-    Tensor::from_vec(data, (1, 1, t, t), device)?.to_dtype(dtype)
-}
-
-fn rms_norm(x: &Tensor) -> harness::candle::Result<Tensor> {
-    let mean_sq = x.sqr()?.mean_keepdim(D::Minus1)?;
-    x.broadcast_div(&(mean_sq + 1e-6)?.sqrt()?)
-}
-
 /// `x @ w^T` for `x: [..., in]`, `w: [out, in]`, in the compute dtype.
 fn linear(x: &Tensor, w: &Tensor) -> harness::candle::Result<Tensor> {
     let w = w.to_dtype(x.dtype())?;
@@ -268,39 +248,6 @@ fn linear(x: &Tensor, w: &Tensor) -> harness::candle::Result<Tensor> {
     let mut out_shape = x.dims().to_vec();
     *out_shape.last_mut().unwrap() = rows;
     x.reshape(((), cols))?.matmul(&w.t()?)?.reshape(out_shape)
-}
-
-/// Softmax over the last dimension. The max is subtracted for range only and softmax does not
-/// depend on it, so it carries no gradient: that spares the backward pass five passes over the
-/// attention scores (candle's `ops::softmax` differentiates through it).
-fn softmax(x: &Tensor) -> harness::candle::Result<Tensor> {
-    let max = x.max_keepdim(D::Minus1)?.detach();
-    let e = x.broadcast_sub(&max)?.exp()?;
-    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
-}
-
-/// Mean cross-entropy of `targets` under `logits: [N, V]`, without materialising the
-/// log-probabilities (the max again only for range): log-sum-exp minus the target's logit.
-fn cross_entropy(logits: &Tensor, targets: &Tensor) -> harness::candle::Result<Tensor> {
-    let max = logits.max_keepdim(D::Minus1)?.detach();
-    let shifted = logits.broadcast_sub(&max)?;
-    let log_sum_exp = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    let picked = shifted.gather(&targets.unsqueeze(D::Minus1)?, D::Minus1)?;
-    (log_sum_exp - picked)?.mean_all()
-}
-
-fn sigmoid(x: &Tensor) -> harness::candle::Result<Tensor> {
-    (x.neg()?.exp()? + 1.0)?.recip()
-}
-
-/// Rotary embedding on `[B, T, H, hd]` with `cos`/`sin` of shape `[1, T, 1, hd/2]`.
-fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> harness::candle::Result<Tensor> {
-    let half = x.dim(D::Minus1)? / 2;
-    let x1 = x.narrow(D::Minus1, 0, half)?;
-    let x2 = x.narrow(D::Minus1, half, half)?;
-    let a = (x1.broadcast_mul(cos)? + x2.broadcast_mul(sin)?)?;
-    let b = (x2.broadcast_mul(cos)? - x1.broadcast_mul(sin)?)?;
-    Tensor::cat(&[a, b], D::Minus1)
 }
 
 struct Attention {
@@ -319,8 +266,8 @@ struct Mlp {
 struct Block {
     attn: Attention,
     mlp: Mlp,
-    /// Index into `Gpt::masks`.
-    mask: usize,
+    /// Keys a query sees: itself and the window - 1 before it.
+    window: usize,
 }
 
 struct Gpt {
@@ -334,9 +281,6 @@ struct Gpt {
     x0_lambdas: Tensor,
     cos: Tensor,
     sin: Tensor,
-    /// Additive attention masks (0 or -inf), one per distinct window.
-    masks: Vec<Tensor>,
-    windows: Vec<usize>,
 }
 
 impl Gpt {
@@ -346,26 +290,14 @@ impl Gpt {
         dtype: DType,
         device: &Device,
     ) -> harness::candle::Result<Self> {
-        let windows = cfg.windows();
-        let mut distinct = windows.clone();
-        distinct.sort();
-        distinct.dedup();
         let params = Params::init(&cfg, vars, device)?;
         let blocks = params
             .blocks
             .into_iter()
-            .zip(&windows)
-            .map(|((attn, mlp), w)| Block {
-                attn,
-                mlp,
-                mask: distinct.iter().position(|d| d == w).unwrap(),
-            })
+            .zip(cfg.windows())
+            .map(|((attn, mlp), window)| Block { attn, mlp, window })
             .collect();
         let (cos, sin) = rotary_tables(&cfg, dtype, device)?;
-        let masks = distinct
-            .iter()
-            .map(|&w| causal_mask(cfg.seq_len, w, dtype, device))
-            .collect::<harness::candle::Result<Vec<_>>>()?;
         Ok(Self {
             cfg,
             dtype,
@@ -377,17 +309,12 @@ impl Gpt {
             x0_lambdas: params.x0_lambdas,
             cos,
             sin,
-            masks,
-            windows,
         })
     }
 
+    /// Rows of `table` at `ids`: `[B, T]` ids to `[B, T, C]`, in the compute dtype.
     fn embed(&self, table: &Tensor, ids: &Tensor) -> harness::candle::Result<Tensor> {
-        let (b, t) = ids.dims2()?;
-        table
-            .index_select(&ids.flatten_all()?, 0)?
-            .reshape((b, t, self.cfg.dim))?
-            .to_dtype(self.dtype)
+        ops::embedding(table, ids)?.to_dtype(self.dtype)
     }
 
     fn attention(
@@ -403,34 +330,42 @@ impl Gpt {
         let k = linear(x, &a.c_k)?.reshape((b, t, h, hd))?;
         let mut v = linear(x, &a.c_v)?.reshape((b, t, h, hd))?;
         if let (Some(ve), Some(gate)) = (ve, &a.ve_gate) {
-            let gate_in = x.narrow(D::Minus1, 0, self.cfg.gate_channels())?;
-            let g = (sigmoid(&linear(&gate_in, gate)?)? * 2.0)?;
-            v = (v + ve.reshape((b, t, h, hd))?.broadcast_mul(&g.unsqueeze(3)?)?)?;
+            v = ops::value_gate(&v, &ve.reshape((b, t, h, hd))?, x, gate)?;
         }
-        // The 1/sqrt(hd) scale on q, which is T/hd times smaller than the scores.
-        let q = (rms_norm(&rope(&q, &self.cos, &self.sin)?)? * (1.0 / (hd as f64).sqrt()))?
-            .transpose(1, 2)?
-            .contiguous()?;
-        let k = rms_norm(&rope(&k, &self.cos, &self.sin)?)?
-            .transpose(1, 2)?
-            .contiguous()?;
-        let v = v.transpose(1, 2)?.contiguous()?;
-        let scores = q.matmul(&k.t()?)?.broadcast_add(&self.masks[block.mask])?;
-        let weights = softmax(&scores)?;
-        let y = weights.matmul(&v)?.transpose(1, 2)?.reshape((b, t, c))?;
-        linear(&y, &a.c_proj)
+        // RoPE, then QK-norm; the 1/sqrt(hd) scale on q, which is T/hd times smaller than the
+        // scores.
+        let q = ops::rope_norm(&q, &self.cos, &self.sin, 1.0 / (hd as f64).sqrt())?;
+        let k = ops::rope_norm(&k, &self.cos, &self.sin, 1.0)?;
+        let y = ops::attention(&q, &k, &v, block.window, 1.0)?;
+        linear(&y.reshape((b, t, c))?, &a.c_proj)
     }
 
-    fn mlp(&self, block: &Block, x: &Tensor) -> harness::candle::Result<Tensor> {
-        let hidden = linear(x, &block.mlp.c_fc)?.relu()?.sqr()?;
-        linear(&hidden, &block.mlp.c_proj)
+    /// The residual stream after the last block, normed: `[B, T, C]`.
+    fn hidden(&self, ids: &Tensor) -> harness::candle::Result<Tensor> {
+        let mut x = ops::rms_norm(&self.embed(&self.wte, ids)?)?;
+        let x0 = x.clone();
+        for (i, block) in self.blocks.iter().enumerate() {
+            let (resid, mix) = (
+                self.resid_lambdas.narrow(0, i, 1)?,
+                self.x0_lambdas.narrow(0, i, 1)?,
+            );
+            x = ops::lambda_mix(&x, &x0, &resid, &mix)?;
+            let ve = match &self.value_embeds[i] {
+                Some(table) => Some(self.embed(table, ids)?),
+                None => None,
+            };
+            x = (&x + self.attention(block, &ops::rms_norm(&x)?, ve)?)?;
+            let (fc, proj) = (&block.mlp.c_fc, &block.mlp.c_proj);
+            x = (&x + ops::mlp(&ops::rms_norm(&x)?, fc, proj)?)?;
+        }
+        ops::rms_norm(&x)
     }
 
-    /// Cross-entropy of the next token, averaged over all positions.
+    /// Cross-entropy of the next token, averaged over all positions: the head, the soft-cap and
+    /// the loss in one op that never holds the whole `[B*T, V]` logits.
     fn loss(&self, x: &Tensor, y: &Tensor) -> harness::candle::Result<Tensor> {
-        let logits = self.forward(x)?;
-        let v = self.cfg.vocab_size;
-        cross_entropy(&logits.reshape(((), v))?, &y.flatten_all()?)
+        let hidden = self.hidden(x)?.reshape(((), self.cfg.dim))?;
+        ops::linear_softcap_cross_entropy(&hidden, &self.lm_head, &y.flatten_all()?, softcap())
     }
 
     /// Training FLOPs per token: 6 per matrix weight, plus attention scores over each window.
@@ -438,38 +373,32 @@ impl Gpt {
         let d = self.cfg.dim as f64;
         let matrices = self.cfg.depth as f64 * 12.0 * d * d + (self.cfg.vocab_size as f64) * d;
         let attention: f64 = self
-            .windows
+            .blocks
             .iter()
-            .map(|&w| {
-                12.0 * (self.cfg.n_head * self.cfg.head_dim) as f64 * w.min(self.cfg.seq_len) as f64
+            .map(|b| {
+                let w = b.window.min(self.cfg.seq_len) as f64;
+                12.0 * (self.cfg.n_head * self.cfg.head_dim) as f64 * w
             })
             .sum();
         6.0 * matrices + attention
     }
 }
 
+/// The soft-cap: SOFTCAP, or with 0 (off) a cap of 10,000, far above any logit, where
+/// `cap * tanh(l / cap)` equals `l` to within a few parts in a million.
+fn softcap() -> f64 {
+    if SOFTCAP > 0.0 {
+        SOFTCAP
+    } else {
+        1e4
+    }
+}
+
 impl LanguageModel for Gpt {
+    /// The logits the harness scores: the same head and soft-cap as `loss`.
     fn forward(&self, ids: &Tensor) -> harness::candle::Result<Tensor> {
-        let mut x = rms_norm(&self.embed(&self.wte, ids)?)?;
-        let x0 = x.clone();
-        let resid = self.resid_lambdas.to_dtype(self.dtype)?;
-        let mix = self.x0_lambdas.to_dtype(self.dtype)?;
-        for (i, block) in self.blocks.iter().enumerate() {
-            x = (x.broadcast_mul(&resid.narrow(0, i, 1)?)?
-                + x0.broadcast_mul(&mix.narrow(0, i, 1)?)?)?;
-            let ve = match &self.value_embeds[i] {
-                Some(table) => Some(self.embed(table, ids)?),
-                None => None,
-            };
-            x = (&x + self.attention(block, &rms_norm(&x)?, ve)?)?;
-            x = (&x + self.mlp(block, &rms_norm(&x)?)?)?;
-        }
-        let logits = linear(&rms_norm(&x)?, &self.lm_head)?.to_dtype(DType::F32)?;
-        if SOFTCAP > 0.0 {
-            (logits / SOFTCAP)?.tanh()? * SOFTCAP
-        } else {
-            Ok(logits)
-        }
+        let logits = linear(&self.hidden(ids)?, &self.lm_head)?;
+        ops::softcap(&logits, softcap())
     }
 }
 
@@ -489,28 +418,6 @@ fn lr_multiplier(progress: f64) -> f64 {
     }
 }
 
-/// Orthogonalises `g` with the quintic Newton-Schulz iteration (Muon), in `dtype`.
-fn newton_schulz(g: &Tensor, dtype: DType) -> harness::candle::Result<Tensor> {
-    let (a, b, c) = (3.4445, -4.7750, 2.0315);
-    let (rows, cols) = g.dims2()?;
-    let mut x = g.to_dtype(dtype)?;
-    if rows > cols {
-        x = x.t()?;
-    }
-    // Kept on the device: reading the norm back would stall the GPU once per matrix.
-    let norm = (x.to_dtype(DType::F32)?.sqr()?.sum_all()?.sqrt()? + 1e-7)?.to_dtype(dtype)?;
-    x = x.broadcast_div(&norm)?;
-    for _ in 0..NEWTON_SCHULZ_STEPS {
-        let gram = x.matmul(&x.t()?)?;
-        let poly = ((&gram * b)? + (gram.matmul(&gram)? * c)?)?;
-        x = ((&x * a)? + poly.matmul(&x)?)?;
-    }
-    if rows > cols {
-        x = x.t()?;
-    }
-    x.to_dtype(DType::F32)
-}
-
 enum Group {
     Muon,
     Adam { lr: f64 },
@@ -519,9 +426,9 @@ enum Group {
 struct Param {
     var: Var,
     group: Group,
-    /// Momentum (Muon) or first moment (Adam).
+    /// Momentum (Muon) or first moment (Adam), updated in place.
     m: Tensor,
-    /// Second moment (Adam only).
+    /// Second moment (Adam only), updated in place.
     v: Tensor,
 }
 
@@ -595,35 +502,38 @@ impl Optimizer {
         let lr_mult = lr_multiplier(progress);
         let ramp = (progress / MUON_MOMENTUM_RAMP).min(1.0);
         let momentum = MUON_MOMENTUM_START + ramp * (MUON_MOMENTUM_END - MUON_MOMENTUM_START);
-        let weight_decay = WEIGHT_DECAY * (1.0 - progress);
-        let t = self.steps as i32;
-        for (i, p) in self.params.iter_mut().enumerate() {
-            let Some(g) = grads.get(&i) else { continue };
-            let w = p.var.as_tensor();
+        let mut muon = Vec::new();
+        for (i, p) in self.params.iter().enumerate() {
+            let Some(grad) = grads.get(&i) else { continue };
             match p.group {
-                Group::Muon => {
-                    p.m = ((&p.m * momentum)? + (g * (1.0 - momentum))?)?;
-                    let nesterov = ((g * (1.0 - momentum))? + (&p.m * momentum)?)?;
-                    let (rows, cols) = w.dims2()?;
-                    let update = (newton_schulz(&nesterov, self.dtype)?
-                        * (rows as f64 / cols as f64).max(1.0).sqrt())?;
-                    let lr = MATRIX_LR * lr_mult;
-                    // Cautious weight decay: shrink only where the update agrees with the weight.
-                    let agree = update.mul(w)?.gt(0.0)?.to_dtype(DType::F32)?;
-                    let decay = (w.mul(&agree)? * (lr * weight_decay))?;
-                    p.var.set(&((w - (update * lr)?)? - decay)?)?;
-                }
+                Group::Muon => muon.push(MuonParam {
+                    weight: p.var.as_tensor(),
+                    grad,
+                    momentum: &p.m,
+                }),
                 Group::Adam { lr } => {
-                    p.m = ((&p.m * ADAM_BETA1)? + (g * (1.0 - ADAM_BETA1))?)?;
-                    p.v = ((&p.v * ADAM_BETA2)? + (g.sqr()? * (1.0 - ADAM_BETA2))?)?;
-                    let m_hat = (&p.m / (1.0 - ADAM_BETA1.powi(t)))?;
-                    let v_hat = (&p.v / (1.0 - ADAM_BETA2.powi(t)))?;
-                    let update = m_hat.div(&(v_hat.sqrt()? + ADAM_EPS)?)?;
-                    p.var.set(&(w - (update * (lr * lr_mult))?)?)?;
+                    let step = AdamStep {
+                        lr: lr * lr_mult,
+                        beta1: ADAM_BETA1,
+                        beta2: ADAM_BETA2,
+                        eps: ADAM_EPS,
+                        weight_decay: 0.0,
+                        step: self.steps as i32,
+                    };
+                    ops::adamw_step(p.var.as_tensor(), grad, &p.m, &p.v, &step)?;
                 }
             }
         }
-        Ok(())
+        // Momentum, Nesterov, Newton-Schulz (scaled by sqrt(max(1, rows / cols))) and cautious
+        // weight decay (only where the update agrees with the weight), all matrices at once.
+        let step = MuonStep {
+            lr: MATRIX_LR * lr_mult,
+            momentum,
+            weight_decay: WEIGHT_DECAY * (1.0 - progress),
+            ns_steps: NEWTON_SCHULZ_STEPS,
+            compute_dtype: self.dtype,
+        };
+        ops::muon_step(&muon, &step)
     }
 
     /// Gradients of `loss` for every parameter, keyed by position, added into `acc`.
@@ -678,11 +588,11 @@ fn train(h: &mut Harness) -> harness::Result<Trained> {
         let mut step_loss = Tensor::zeros((), DType::F32, &device)?;
         for _ in 0..micro_steps {
             let (x, y) = h.next_batch(rows)?;
-            let loss = (model.loss(&x, &y)? / micro_steps as f64)?;
-            optimizer.accumulate(&loss, &mut grads)?;
+            let loss = h.time(Part::Forward, || model.loss(&x, &y)? / micro_steps as f64)?;
+            h.time(Part::Backward, || optimizer.accumulate(&loss, &mut grads))?;
             step_loss = (step_loss + loss.detach())?;
         }
-        optimizer.step(&grads, progress)?;
+        h.time(Part::Optimizer, || optimizer.step(&grads, progress))?;
         if h.step(&step_loss)?.done {
             break;
         }

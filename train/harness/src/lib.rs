@@ -35,7 +35,7 @@ pub use error::{HarnessError, Result};
 use loader::TrainLoader;
 use meta::DataMeta;
 pub use profile::Profile;
-use summary::{Summary, RESULT_FILE};
+use summary::{Parts, Summary, RESULT_FILE};
 
 /// Where the prepared data is (default `~/.cache/autoresearch`).
 pub const ENV_DATA_DIR: &str = "AUTORESEARCH_DATA_DIR";
@@ -45,6 +45,9 @@ pub const ENV_RUN_DIR: &str = "AUTORESEARCH_RUN_DIR";
 pub const ENV_BUDGET: &str = "AUTORESEARCH_BUDGET";
 /// Set to 1 to check, after training, that every variable receives a gradient.
 pub const ENV_CHECK_GRADIENTS: &str = "AUTORESEARCH_CHECK_GRADIENTS";
+/// Set to 1 to time the parts of a step exactly on a GPU (the device is synchronised at each
+/// part's end, which costs a little speed; on the CPU every op is synchronous anyway).
+pub const ENV_TIME_PARTS: &str = "AUTORESEARCH_TIME_PARTS";
 /// The weights saved before evaluation, so an evaluation failure loses nothing.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 /// Loss above this (or NaN) ends the run at once: the reference's fast-fail rule.
@@ -71,6 +74,17 @@ pub struct Trained {
     pub model: Box<dyn LanguageModel>,
     pub vars: VarMap,
     pub info: ModelInfo,
+}
+
+/// A part of a training step, timed with [`Harness::time`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The forward pass and the loss.
+    Forward,
+    /// `backward()` and gathering the gradients.
+    Backward,
+    /// The optimizer's update.
+    Optimizer,
 }
 
 /// Where one training step ended.
@@ -116,6 +130,8 @@ pub struct Harness {
     profile: Profile,
     run_dir: PathBuf,
     check_gradients: bool,
+    /// Synchronise the device when a timed part ends (GPU timing).
+    sync_parts: bool,
     device: DeviceInfo,
     budget: f64,
     loader: TrainLoader,
@@ -129,6 +145,9 @@ pub struct Harness {
     tokens_total: u64,
     /// Tokens of the steps whose time counts (after warm-up): the basis of tokens/s and MFU.
     tokens_timed: u64,
+    /// The parts of the step in progress, and their totals over the timed steps.
+    parts_this_step: [f64; 3],
+    parts: Parts,
     smooth_loss: f64,
 }
 
@@ -143,8 +162,15 @@ impl Harness {
         let run_dir = env_path(ENV_RUN_DIR).unwrap_or_else(|| PathBuf::from("."));
         let budget_override = std::env::var(ENV_BUDGET).ok();
         let check_gradients = std::env::var(ENV_CHECK_GRADIENTS).is_ok_and(|v| v == "1");
+        let sync_parts = std::env::var(ENV_TIME_PARTS).is_ok_and(|v| v == "1");
         // The training file has no business with these.
-        for key in [ENV_DATA_DIR, ENV_RUN_DIR, ENV_BUDGET, ENV_CHECK_GRADIENTS] {
+        for key in [
+            ENV_DATA_DIR,
+            ENV_RUN_DIR,
+            ENV_BUDGET,
+            ENV_CHECK_GRADIENTS,
+            ENV_TIME_PARTS,
+        ] {
             std::env::remove_var(key);
         }
         std::fs::create_dir_all(&run_dir).map_err(error::io(format!(
@@ -205,6 +231,7 @@ impl Harness {
             profile,
             run_dir,
             check_gradients,
+            sync_parts,
             device,
             budget,
             loader,
@@ -217,6 +244,8 @@ impl Harness {
             tokens_this_step: 0,
             tokens_total: 0,
             tokens_timed: 0,
+            parts_this_step: [0.0; 3],
+            parts: Parts::default(),
             smooth_loss: 0.0,
         })
     }
@@ -250,6 +279,22 @@ impl Harness {
         Ok(self.loader.next_batch(rows)?)
     }
 
+    /// Runs `f`, one part of the step, and adds its time to that part's total: the summary
+    /// reports the split of the timed steps into forward, backward and optimizer.
+    pub fn time<T, E>(
+        &mut self,
+        part: Part,
+        f: impl FnOnce() -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        let start = Instant::now();
+        let out = f();
+        if self.sync_parts {
+            let _ = self.device.device.synchronize();
+        }
+        self.parts_this_step[part as usize] += start.elapsed().as_secs_f64();
+        out
+    }
+
     /// Ends a training step: synchronises on the loss, applies the fast-fail rule, advances the
     /// clock (steps after the warm-up count against the budget) and prints a progress line.
     pub fn step(&mut self, loss: &Tensor) -> Result<StepInfo> {
@@ -268,7 +313,9 @@ impl Harness {
         if self.step > self.profile.warmup_steps {
             self.training_seconds += dt.as_secs_f64();
             self.tokens_timed += self.tokens_this_step;
+            self.parts.add(&self.parts_this_step);
         }
+        self.parts_this_step = [0.0; 3];
         self.tokens_total += self.tokens_this_step;
         let tokens_per_second = self.tokens_this_step as f64 / dt.as_secs_f64().max(1e-9);
         self.tokens_this_step = 0;
@@ -354,6 +401,7 @@ impl Harness {
             eval_seconds,
             tokens_per_second,
             epochs: self.loader.epoch(),
+            parts: (self.parts.steps > 0).then_some(self.parts),
         };
         println!(
             "eval: {} tokens in {eval_seconds:.1}s | weights: {} | mfu against: {}",
@@ -364,6 +412,16 @@ impl Harness {
                 .as_ref()
                 .map_or("unknown device peak (reported as 0)", |p| p.basis.as_str()),
         );
+        if let Some(p) = &summary.parts {
+            let share = |s: f64| 100.0 * s / p.total().max(1e-9);
+            println!(
+                "step split over {} timed steps: forward {:.0}% | backward {:.0}% | optimizer {:.0}%",
+                p.steps,
+                share(p.forward_seconds),
+                share(p.backward_seconds),
+                share(p.optimizer_seconds)
+            );
+        }
         let json = serde_json::to_string_pretty(&summary).expect("summary serialises");
         meta::write_atomic(&self.run_dir.join(RESULT_FILE), json.as_bytes())?;
         Ok(summary)

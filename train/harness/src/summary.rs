@@ -28,6 +28,36 @@ pub struct Summary {
     pub eval_seconds: f64,
     pub tokens_per_second: f64,
     pub epochs: usize,
+    /// The timed steps split into forward, backward and optimizer, where the training file
+    /// times them (`Harness::time`).
+    #[serde(default)]
+    pub parts: Option<Parts>,
+}
+
+/// Seconds of the timed steps by part.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Parts {
+    pub forward_seconds: f64,
+    pub backward_seconds: f64,
+    pub optimizer_seconds: f64,
+    /// Timed steps in which any part was timed.
+    pub steps: usize,
+}
+
+impl Parts {
+    /// Adds one step's seconds (forward, backward, optimizer).
+    pub fn add(&mut self, step: &[f64; 3]) {
+        if step.iter().any(|s| *s > 0.0) {
+            self.forward_seconds += step[0];
+            self.backward_seconds += step[1];
+            self.optimizer_seconds += step[2];
+            self.steps += 1;
+        }
+    }
+
+    pub fn total(&self) -> f64 {
+        self.forward_seconds + self.backward_seconds + self.optimizer_seconds
+    }
 }
 
 impl Summary {
@@ -85,6 +115,7 @@ mod tests {
             eval_seconds: 0.0,
             tokens_per_second: 0.0,
             epochs: 0,
+            parts: None,
         };
         let expected = "---\n\
 val_bpb:          0.997900\n\
@@ -100,5 +131,19 @@ depth:            8\n";
         let parsed = Summary::parse_block(&s.block());
         assert_eq!(parsed[0], ("val_bpb".to_string(), "0.997900".to_string()));
         assert_eq!(parsed.len(), 9);
+    }
+
+    #[test]
+    fn only_steps_with_a_timed_part_count_in_the_split() {
+        let mut parts = Parts::default();
+        parts.add(&[0.0, 0.0, 0.0]);
+        parts.add(&[1.0, 2.0, 0.5]);
+        parts.add(&[1.0, 2.0, 0.5]);
+        assert_eq!(parts.steps, 2);
+        assert_eq!(parts.total(), 7.0);
+        assert_eq!(parts.backward_seconds, 4.0);
+        // A result written before the split existed still reads.
+        let old = r#"{"val_bpb":1.0,"training_seconds":1.0,"total_seconds":1.0,"peak_vram_mb":1.0,"mfu_percent":1.0,"total_tokens_M":1.0,"num_steps":1,"num_params_M":1.0,"depth":1,"profile":"cpu","device":"x","mfu_peak":null,"eval_tokens":1,"eval_seconds":1.0,"tokens_per_second":1.0,"epochs":0}"#;
+        assert_eq!(serde_json::from_str::<Summary>(old).unwrap().parts, None);
     }
 }
