@@ -9,6 +9,28 @@ pub fn default_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("program.md")
 }
 
+/// The protocol as last read: re-read before every proposal (the human may edit it during the
+/// night), and kept when a new read fails.
+pub struct Protocol(String);
+
+impl Protocol {
+    /// Reads it a first time; a missing or empty one is an error.
+    pub fn load(path: &Path) -> Result<Self> {
+        load(Some(path)).map(Protocol)
+    }
+
+    /// The protocol read anew, or the last one with the reason the read failed.
+    pub fn reread(&mut self, path: &Path) -> (String, Option<anyhow::Error>) {
+        match load(Some(path)) {
+            Ok(text) => {
+                self.0 = text;
+                (self.0.clone(), None)
+            }
+            Err(e) => (self.0.clone(), Some(e)),
+        }
+    }
+}
+
 /// Reads the protocol; a missing or empty one is an error that says what to do.
 pub fn load(path: Option<&Path>) -> Result<String> {
     let path = path.map_or_else(default_path, Path::to_path_buf);

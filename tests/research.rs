@@ -6,6 +6,8 @@ mod common;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
+use autoresearch::research::changes::Change;
+use autoresearch::research::controller::Move;
 use autoresearch::research::record::{DraftOutcome, Outcome, Record, RecordKind, RunEnd};
 use autoresearch::scheduler::policy::Plan;
 use autoresearch::units::Bytes;
@@ -378,4 +380,68 @@ fn a_hanging_baseline_is_killed_and_recorded() {
     let records = journal(root);
     assert_eq!(records[0].outcome, Outcome::Timeout);
     assert_eq!(records[0].runs[0].outcome, RunEnd::TimedOut);
+}
+
+/// The search controller above the real default model: every experiment records the move it
+/// was asked for and why, the first is a hyperparameter move whose values come from the sampler,
+/// every run keeps its loss curve, and report replays early stopping on those curves.
+#[test]
+fn the_controller_chooses_each_move_and_the_sampler_gives_the_values() {
+    let guard = repo(&baseline());
+    let root = guard.path();
+    let (ok, stdout, stderr) = run(&mut loop_cmd(
+        root,
+        &[
+            "--max-experiments",
+            "3",
+            "--baseline-runs",
+            "1",
+            "--proposals",
+            "4",
+        ],
+    ));
+    assert!(ok, "{stdout}\n{stderr}");
+    let records = journal(root);
+    let experiments: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.kind == RecordKind::Experiment)
+        .collect();
+    assert!(experiments.len() >= 3);
+    for r in &experiments {
+        let choice = r
+            .choice
+            .as_ref()
+            .expect("every experiment has the controller's choice");
+        assert!(!choice.reason.is_empty());
+        assert!(
+            stdout.contains(&format!("e{:04}: {}: {}", r.n, choice.kind, choice.reason)),
+            "{stdout}"
+        );
+        assert!(r.constants.is_some() == r.commit.is_some(), "{r:?}");
+    }
+    let first = experiments[0];
+    assert_eq!(first.choice.as_ref().unwrap().kind, Move::Tune);
+    if first.commit.is_some() {
+        // A TUNE reply: the file differs from the baseline in the constants' values only.
+        assert!(!first.changes.is_empty());
+        assert!(
+            first
+                .changes
+                .iter()
+                .all(|c| matches!(c, Change::Set { .. })),
+            "{:?}",
+            first.changes
+        );
+        assert_eq!(first.skeleton_sha256, records[0].skeleton_sha256);
+    }
+    for r in records.iter().filter(|r| !r.runs.is_empty()) {
+        assert!(
+            r.runs.iter().all(|run| run.curve.len() >= 2),
+            "e{:04} has no curve",
+            r.n
+        );
+    }
+    let (ok, stdout, stderr) = run(autoresearch(&["report", "--tag", TAG, "--repo"]).arg(root));
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("early stopping replayed"), "{stdout}");
 }

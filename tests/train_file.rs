@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Duration;
 
@@ -107,12 +108,13 @@ fn the_plausible_values_of_the_constants_build_and_train() {
             binary: &built.binary,
             data_dir: &data,
             run_dir: &run_dir,
+            seed: 0,
             budget: Some(0.01),
             timeout: Duration::from_secs(600),
             confinement: Confinement::Required,
             stop: &|| false,
         };
-        let report = run(&spec, |_| {}).unwrap();
+        let report = run(&spec, |_| ControlFlow::Continue(())).unwrap();
         match &report.outcome {
             Outcome::Finished(summary) => {
                 assert!(summary.val_bpb.is_finite(), "{sets:?}: {summary:?}");

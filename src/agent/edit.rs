@@ -1,13 +1,22 @@
 //! Proposals and how they apply. A proposal is a one-line idea plus either SEARCH/REPLACE blocks
-//! against the training file or `SET NAME = VALUE` lines for its hyperparameter constants. Only the
+//! against the training file, `SET NAME = VALUE` lines for its hyperparameter constants, or
+//! `TUNE NAME` lines naming constants whose values the research loop's sampler chooses. Only the
 //! training file's text is ever changed: an edit is a function from that text to new text.
-
-use std::collections::HashSet;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Edit {
-    Replace { search: String, replace: String },
-    Set { name: String, value: String },
+    Replace {
+        search: String,
+        replace: String,
+    },
+    Set {
+        name: String,
+        value: String,
+    },
+    /// A constant to tune: its value comes from the sampler (`Proposal::tuned`).
+    Tune {
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +40,10 @@ pub enum Rejection {
     NoOp,
     #[error("the edited file is identical to one already tried")]
     AlreadyTried,
+    #[error("the edited file is the same as {of}'s but for values within 5% ({detail}): try something else")]
+    NearDuplicate { of: String, detail: String },
+    #[error("{0} cannot be tuned: TUNE names a constant that is a number")]
+    CannotTune(String),
 }
 
 const SEARCH: &str = "<<<<<<< SEARCH";
@@ -52,7 +65,11 @@ pub fn parse(reply: &str) -> Result<Proposal, Rejection> {
         if line_trimmed.is_empty() {
             continue;
         }
-        if let Some(rest) = line_trimmed.strip_prefix("SET ") {
+        if let Some(name) = line_trimmed.strip_prefix("TUNE ") {
+            edits.push(Edit::Tune {
+                name: name.trim().to_string(),
+            });
+        } else if let Some(rest) = line_trimmed.strip_prefix("SET ") {
             let (name, value) = rest.split_once('=').ok_or_else(|| {
                 Rejection::Format(format!("`{line_trimmed}` is not `SET NAME = VALUE`"))
             })?;
@@ -66,16 +83,52 @@ pub fn parse(reply: &str) -> Result<Proposal, Rejection> {
             edits.push(Edit::Replace { search, replace });
         } else {
             return Err(Rejection::Format(format!(
-                "unexpected line `{line_trimmed}`: expected `{SEARCH}` or `SET NAME = VALUE`"
+                "unexpected line `{line_trimmed}`: expected `{SEARCH}`, `SET NAME = VALUE` or `TUNE NAME`"
             )));
         }
     }
     if edits.is_empty() {
         return Err(Rejection::Format(
-            "no SEARCH/REPLACE block or SET line".into(),
+            "no SEARCH/REPLACE block, SET line or TUNE line".into(),
         ));
     }
     Ok(Proposal { idea, edits })
+}
+
+impl Proposal {
+    /// The constants the proposal asks the sampler to tune.
+    pub fn tunes(&self) -> Vec<String> {
+        self.edits
+            .iter()
+            .filter_map(|e| match e {
+                Edit::Tune { name } => Some(name.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The proposal with its TUNE edits replaced by SET edits of `values` (name, value).
+    pub fn tuned(&self, values: &[(String, String)]) -> Proposal {
+        let edits = self
+            .edits
+            .iter()
+            .flat_map(|e| match e {
+                Edit::Tune { name } => values
+                    .iter()
+                    .filter(|(n, _)| n == name)
+                    .map(|(name, value)| Edit::Set {
+                        name: name.clone(),
+                        value: value.clone(),
+                    })
+                    .collect(),
+                other => vec![other.clone()],
+            })
+            .collect();
+        Proposal {
+            idea: self.idea.clone(),
+            edits,
+        }
+    }
 }
 
 fn take_until<'a>(
@@ -102,6 +155,13 @@ pub fn apply(source: &str, proposal: &Proposal) -> Result<String, Rejection> {
         text = match edit {
             Edit::Replace { search, replace } => replace_once(&text, search, replace)?,
             Edit::Set { name, value } => set_constant(&text, name, value)?,
+            // Checked, not applied: the sampler gives the value (`Proposal::tuned`).
+            Edit::Tune { name } => {
+                if !constants(&text).iter().any(|c| &c.name == name) {
+                    return Err(Rejection::NoSuchConstant(name.clone()));
+                }
+                text
+            }
         };
     }
     if text == source {
@@ -274,29 +334,6 @@ fn set_constant(text: &str, name: &str, value: &str) -> Result<String, Rejection
     Ok(out)
 }
 
-/// Hashes of every training file already tried, so the same experiment never runs twice.
-#[derive(Default, Clone)]
-pub struct Ledger {
-    tried: HashSet<String>,
-}
-
-impl Ledger {
-    /// Records `text`; false when it was already there.
-    pub fn insert(&mut self, text: &str) -> bool {
-        self.insert_hash(&harness::meta::sha256_hex(text.as_bytes()))
-    }
-
-    pub fn contains(&self, text: &str) -> bool {
-        self.tried
-            .contains(&harness::meta::sha256_hex(text.as_bytes()))
-    }
-
-    /// Records a file by its SHA-256 (hex), as the journal keeps it.
-    pub fn insert_hash(&mut self, sha256: &str) -> bool {
-        self.tried.insert(sha256.to_string())
-    }
-}
-
 /// A unified diff of the change, for people and the journal.
 pub fn diff(before: &str, after: &str) -> String {
     similar::TextDiff::from_lines(before, after)
@@ -347,6 +384,39 @@ mod tests {
             Err(Rejection::Format(_))
         ));
         assert!(matches!(parse("IDEA: x\n"), Err(Rejection::Format(_))));
+    }
+
+    #[test]
+    fn tune_names_constants_for_the_sampler() {
+        let p = parse("IDEA: tune the rate\nTUNE LR\nSET DEPTH = Some(3)\n").unwrap();
+        assert_eq!(p.tunes(), ["LR"]);
+        // Unresolved, a TUNE changes nothing; resolved, it is a SET.
+        assert_eq!(
+            apply(
+                FILE,
+                &Proposal {
+                    idea: "x".into(),
+                    edits: vec![Edit::Tune { name: "LR".into() }]
+                }
+            ),
+            Err(Rejection::NoOp)
+        );
+        let tuned = p.tuned(&[("LR".into(), "0.07".into())]);
+        let out = apply(FILE, &tuned).unwrap();
+        assert!(
+            out.starts_with("const LR: f64 = 0.07;\nconst DEPTH: Option<usize> = Some(3);"),
+            "{out}"
+        );
+        let missing = Proposal {
+            idea: "x".into(),
+            edits: vec![Edit::Tune {
+                name: "NOPE".into(),
+            }],
+        };
+        assert_eq!(
+            apply(FILE, &missing),
+            Err(Rejection::NoSuchConstant("NOPE".into()))
+        );
     }
 
     #[test]
@@ -444,14 +514,6 @@ mod tests {
             apply(file, &p).unwrap(),
             "const LR: f64 = 0.05; // Muon's rate\nconst P: &str = \"SL\"; // odd\n"
         );
-    }
-
-    #[test]
-    fn the_ledger_remembers_tried_files() {
-        let mut ledger = Ledger::default();
-        assert!(ledger.insert(FILE));
-        assert!(!ledger.insert(FILE));
-        assert!(ledger.insert("other"));
     }
 
     /// The edit contract: the agent may see only the hyperparameter section, so every constant

@@ -1,13 +1,18 @@
 //! The language model, in-process: one llama.cpp backend per process, a model loaded from a GGUF
 //! file, and sessions that evaluate a prompt once and then sample several replies from it.
 //! Model and contexts are freed by Drop, so memory returns when they go out of scope.
+//!
+//! The model's state after the last prompt it read is kept (llama.cpp saves a sequence's KV
+//! cache as bytes): a new prompt that starts with the same tokens (the protocol and the training
+//! file, which change only with a keep) restores it and reads only the rest.
 
 use std::num::NonZeroU32;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::session::{LlamaStateSeqFlags, SeqState};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -21,6 +26,9 @@ use super::{gguf, llama, AgentError};
 
 /// Tokens decoded per batch while reading a prompt.
 const PROMPT_BATCH: usize = 512;
+/// A shorter common start is read again rather than restored: restoring costs a copy of the
+/// whole saved state.
+const MIN_REUSE: usize = 64;
 
 fn backend() -> Result<&'static LlamaBackend, AgentError> {
     // get_or_init makes concurrent first callers wait: llama.cpp allows one init per process.
@@ -44,6 +52,9 @@ pub struct Engine {
     model: LlamaModel,
     template: Template,
     pub load_seconds: f64,
+    /// The last prompt read and the model's state after it, shared by every session (the loop's
+    /// and a draft's).
+    last_prompt: Mutex<Option<(Vec<LlamaToken>, SeqState)>>,
 }
 
 /// Threads for llama.cpp: every core this process may use. `bench agent` gives llama-bench the
@@ -96,6 +107,7 @@ impl Engine {
             model,
             template,
             load_seconds,
+            last_prompt: Mutex::new(None),
         })
     }
 
@@ -152,11 +164,16 @@ impl Engine {
             ctx,
             prompt: tokens,
             prompt_seconds: 0.0,
+            reused_tokens: 0,
             n_ctx,
         };
         let start = Instant::now();
-        session.read_prompt()?;
+        session.reused_tokens = session.restore_common_start();
+        session.read_prompt(session.reused_tokens)?;
         session.prompt_seconds = start.elapsed().as_secs_f64();
+        if let Ok(state) = session.ctx.state_seq_get(0, LlamaStateSeqFlags::empty()) {
+            *self.last_prompt.lock().unwrap() = Some((session.prompt.clone(), state));
+        }
         Ok(session)
     }
 }
@@ -176,6 +193,8 @@ pub struct Session<'a> {
     ctx: LlamaContext<'a>,
     prompt: Vec<LlamaToken>,
     pub prompt_seconds: f64,
+    /// Prompt tokens whose state came from the last prompt instead of being read.
+    pub reused_tokens: usize,
     n_ctx: usize,
 }
 
@@ -184,13 +203,43 @@ impl Session<'_> {
         self.prompt.len()
     }
 
-    fn read_prompt(&mut self) -> Result<(), AgentError> {
+    /// Restores the state of the last prompt for the tokens this one starts with, and forgets
+    /// the rest of it; returns how many tokens need no reading (0 when nothing was restored).
+    fn restore_common_start(&mut self) -> usize {
+        let last = self.engine.last_prompt.lock().unwrap();
+        let Some((tokens, state)) = last.as_ref() else {
+            return 0;
+        };
+        let common = tokens
+            .iter()
+            .zip(&self.prompt)
+            .take_while(|(a, b)| a == b)
+            .count()
+            // The last token is always read again: its logits start the reply.
+            .min(self.prompt.len() - 1);
+        if common < MIN_REUSE || self.ctx.state_seq_set(state, 0).is_err() {
+            return 0;
+        }
+        match self
+            .ctx
+            .clear_kv_cache_seq(Some(0), Some(common as u32), None)
+        {
+            Ok(true) => common,
+            _ => {
+                self.ctx.clear_kv_cache();
+                0
+            }
+        }
+    }
+
+    /// Reads the prompt from token `from` on (the ones before are in the cache already).
+    fn read_prompt(&mut self, from: usize) -> Result<(), AgentError> {
         let mut batch = LlamaBatch::new(PROMPT_BATCH, 1);
         let last = self.prompt.len() - 1;
-        for (chunk_index, chunk) in self.prompt.chunks(PROMPT_BATCH).enumerate() {
+        for (chunk_index, chunk) in self.prompt[from..].chunks(PROMPT_BATCH).enumerate() {
             batch.clear();
             for (i, &token) in chunk.iter().enumerate() {
-                let pos = chunk_index * PROMPT_BATCH + i;
+                let pos = from + chunk_index * PROMPT_BATCH + i;
                 batch
                     .add(token, pos as i32, &[0], pos == last)
                     .map_err(llama)?;

@@ -42,6 +42,33 @@ bool ::= "true" | "false"
     ))
 }
 
+/// An idea line, then one to three `TUNE NAME` lines over the numeric `constants` (the sampler
+/// gives the values; the seed is left out, a lucky seed being noise), or None when none is
+/// numeric.
+pub fn tune_grammar(constants: &[Constant]) -> Option<String> {
+    let names: Vec<String> = constants
+        .iter()
+        .filter(|c| c.name != "SEED")
+        .filter(|c| {
+            matches!(
+                value_rule(&c.ty),
+                Some("float" | "usize" | "int" | "optusize")
+            )
+        })
+        .map(|c| format!("\"{}\"", c.name))
+        .collect();
+    if names.is_empty() {
+        return None;
+    }
+    Some(format!(
+        r#"root ::= "IDEA: " idea "\n" tune tune? tune?
+idea ::= [^\n<>=] [^\n]{{7,150}}
+tune ::= "TUNE " ({}) "\n"
+"#,
+        names.join(" | ")
+    ))
+}
+
 /// The grammar rule for a value of Rust type `ty`, for the types hyperparameters use.
 fn value_rule(ty: &str) -> Option<&'static str> {
     Some(match ty {
@@ -75,5 +102,16 @@ mod tests {
             value: "(1.0, 2.0)".into(),
         }];
         assert!(set_grammar(&odd).is_none());
+        assert!(tune_grammar(&odd).is_none());
+    }
+
+    #[test]
+    fn the_tune_grammar_names_numeric_constants_but_the_seed() {
+        let consts = constants(include_str!("../../train/src/train.rs"));
+        let g = tune_grammar(&consts).unwrap();
+        assert!(g.contains("\"MATRIX_LR\"") && g.contains("\"DEPTH\""));
+        assert!(g.contains("\"TOKENS_PER_STEP_CPU\""));
+        assert!(!g.contains("\"SEED\"") && !g.contains("\"WINDOW_PATTERN\""));
+        assert!(g.starts_with("root ::= \"IDEA: \" idea \"\\n\" tune tune? tune?"));
     }
 }

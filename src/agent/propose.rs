@@ -5,10 +5,11 @@
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use super::edit::{self, Ledger, Proposal, Rejection};
+use super::edit::{self, Proposal, Rejection};
 use super::engine::{Engine, Session};
 use super::grammar;
-use super::prompt::{self, Action, FitError, PromptInput};
+use super::ledger::Ledger;
+use super::prompt::{self, Action, FitError, Memory, PromptInput};
 use super::AgentError;
 use crate::confine::Confinement;
 use crate::trainer::{build, TrainerError};
@@ -100,8 +101,21 @@ pub struct DraftReply {
 /// Statistics of one prompt evaluation.
 pub struct PromptStats {
     pub tokens: usize,
+    /// Tokens whose state came from the previous prompt, not read again.
+    pub reused: usize,
     pub seconds: f64,
     pub level: usize,
+}
+
+/// Values for the constants a TUNE reply names: the research loop's sampler.
+pub trait Tuner: Sync {
+    /// `(name, value)` for each of `names` in `source`; a rejection for a name it cannot tune.
+    fn values(
+        &self,
+        source: &str,
+        names: &[String],
+        seed: u32,
+    ) -> Result<Vec<(String, String)>, Rejection>;
 }
 
 pub struct Agent<'e> {
@@ -109,13 +123,23 @@ pub struct Agent<'e> {
     pub program: String,
     pub settings: Settings,
     pub ledger: Ledger,
+    /// Where TUNE replies get their values; without one they are refused.
+    pub tuner: Option<&'e dyn Tuner>,
 }
 
 impl Agent<'_> {
-    fn grammar_for(&self, action: Action, source: &str) -> String {
-        match action {
+    /// The grammar of a reply to `input`: its action's format, over the constants of `source`
+    /// it may name.
+    fn grammar_for(&self, input: &PromptInput, source: &str) -> String {
+        let named: Vec<edit::Constant> = edit::constants(source)
+            .into_iter()
+            .filter(|c| input.names.is_none_or(|names| names.contains(&c.name)))
+            .collect();
+        match input.action {
             Action::Replace => grammar::replace_grammar(),
-            Action::Set => grammar::set_grammar(&edit::constants(source))
+            Action::Set => grammar::set_grammar(&named).unwrap_or_else(grammar::replace_grammar),
+            Action::Tune => grammar::tune_grammar(&named)
+                .or_else(|| grammar::set_grammar(&named))
                 .unwrap_or_else(grammar::replace_grammar),
         }
     }
@@ -136,10 +160,11 @@ impl Agent<'_> {
         let mut session = open_session(engine, &self.settings, &prompt.system, &prompt.user)?;
         let stats = PromptStats {
             tokens: session.prompt_tokens(),
+            reused: session.reused_tokens,
             seconds: session.prompt_seconds,
             level: prompt.level,
         };
-        let grammar = self.grammar_for(input.action, source);
+        let grammar = self.grammar_for(input, source);
         let mut attempts = Vec::new();
         for i in 0..count {
             let mut stopped = false;
@@ -204,7 +229,7 @@ impl Agent<'_> {
         let engine = self.engine;
         let prompt = fit_prompt(engine, &self.settings, input, self.settings.max_tokens)?;
         let mut session = open_session(engine, &self.settings, &prompt.system, &prompt.user)?;
-        let grammar = self.grammar_for(input.action, source);
+        let grammar = self.grammar_for(input, source);
         for i in 0..count {
             if stop() {
                 return Ok((i, None));
@@ -217,9 +242,14 @@ impl Agent<'_> {
                 &mut |_, _| !stop(),
             )?;
             let applies = generation.complete
-                && edit::parse(&generation.text)
-                    .and_then(|p| edit::apply(source, &p))
-                    .is_ok_and(|text| !self.ledger.contains(&text));
+                && edit::parse(&generation.text).is_ok_and(|p| {
+                    match edit::apply(source, &p) {
+                        Ok(text) => self.ledger.check(&text).is_ok(),
+                        // Only TUNE lines: their values come when the draft is adopted.
+                        Err(Rejection::NoOp) => !p.tunes().is_empty(),
+                        Err(_) => false,
+                    }
+                });
             if applies {
                 let draft = DraftReply {
                     action: input.action,
@@ -275,7 +305,7 @@ impl Agent<'_> {
             }
         };
         attempt.idea = Some(proposal.idea.clone());
-        let mut candidate = match self.apply(source, &proposal) {
+        let mut candidate = match self.apply(source, &proposal, seed) {
             Ok(text) => text,
             Err(r) => {
                 attempt.verdict = Verdict::Rejected(r);
@@ -328,11 +358,22 @@ impl Agent<'_> {
         }
     }
 
-    fn apply(&mut self, source: &str, proposal: &Proposal) -> Result<String, Rejection> {
-        let text = edit::apply(source, proposal)?;
-        if !self.ledger.insert(&text) {
-            return Err(Rejection::AlreadyTried);
-        }
+    /// The proposal's file: TUNE lines given the sampler's values, then checked against every
+    /// file tried.
+    fn apply(&mut self, source: &str, proposal: &Proposal, seed: u32) -> Result<String, Rejection> {
+        let names = proposal.tunes();
+        let text = if names.is_empty() {
+            edit::apply(source, proposal)?
+        } else {
+            let tuner = self.tuner.ok_or_else(|| {
+                Rejection::Format("TUNE needs the research loop's sampler: use SET".into())
+            })?;
+            edit::apply(
+                source,
+                &proposal.tuned(&tuner.values(source, &names, seed)?),
+            )?
+        };
+        self.ledger.claim(&text, "an earlier proposal")?;
         Ok(text)
     }
 
@@ -347,13 +388,13 @@ impl Agent<'_> {
         observe: &mut Observer,
     ) -> Result<Option<String>, ProposeError> {
         let around = code_around_errors(candidate, errors);
+        let memory = Memory {
+            last_failure: Some(errors.to_string()),
+            ..Memory::default()
+        };
         let input = PromptInput {
-            program: &self.program,
-            train_file: candidate,
-            history: &[],
-            best: None,
-            last_failure: Some(errors),
-            action: Action::Replace,
+            memory: &memory,
+            ..PromptInput::plain(&self.program, candidate, Action::Replace)
         };
         let engine = self.engine;
         // Room for the reply and for the code shown with the errors.
@@ -376,7 +417,7 @@ impl Agent<'_> {
         )?;
         Ok(edit::parse(&reply.text)
             .ok()
-            .and_then(|p| self.apply(candidate, &p).ok()))
+            .and_then(|p| self.apply(candidate, &p, seed).ok()))
     }
 }
 
@@ -393,8 +434,8 @@ fn fit_prompt(
     })
 }
 
-/// A session sized to the prompt plus the longest reply (within the context budget): a smaller KV
-/// cache costs less memory and time than the model's whole context.
+/// A session of the agent's whole context: every session the same size, so the state saved
+/// after one prompt fits the next (see `Engine`).
 fn open_session<'e>(
     engine: &'e Engine,
     settings: &Settings,
@@ -402,8 +443,7 @@ fn open_session<'e>(
     user: &str,
 ) -> Result<Session<'e>, AgentError> {
     let tokens = engine.tokenize(&engine.render(system, user)?);
-    let n_ctx = (tokens.len() + settings.max_tokens + 8).min(settings.context);
-    engine.session_tokens(tokens, n_ctx)
+    engine.session_tokens(tokens, settings.context)
 }
 
 /// The lines around the first `--> file:LINE:COL` the compiler names, or the file's top.
@@ -424,6 +464,7 @@ fn code_around_errors(source: &str, errors: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::ledger::Tried;
 
     /// An agent on the default model with the real protocol.
     fn agent<'e>(engine: &'e Engine, context: usize, max_repairs: usize, slot: &str) -> Agent<'e> {
@@ -439,6 +480,7 @@ mod tests {
                 confinement: Confinement::Required,
             },
             ledger: Ledger::default(),
+            tuner: None,
         }
     }
 
@@ -481,14 +523,7 @@ mod tests {
         let source = include_str!("../../train/src/train.rs");
         let mut agent = agent(&engine, 4096, 0, "test-draft");
         let program = agent.program.clone();
-        let input = PromptInput {
-            program: &program,
-            train_file: source,
-            history: &[],
-            best: None,
-            last_failure: None,
-            action: Action::Set,
-        };
+        let input = PromptInput::plain(&program, source, Action::Set);
         let (replies, draft) = agent.draft(source, &input, 4, 3, &|| false).unwrap();
         let draft = draft.expect("one of four grammar-constrained SET replies applies");
         assert!((1..=4).contains(&replies));
@@ -534,6 +569,93 @@ mod tests {
             again.verdict,
             Verdict::Rejected(Rejection::AlreadyTried)
         ));
+    }
+
+    /// A tuner that gives every named constant one value.
+    struct Fixed(&'static str);
+
+    impl Tuner for Fixed {
+        fn values(
+            &self,
+            _: &str,
+            names: &[String],
+            _: u32,
+        ) -> Result<Vec<(String, String)>, Rejection> {
+            Ok(names
+                .iter()
+                .map(|n| (n.clone(), self.0.to_string()))
+                .collect())
+        }
+    }
+
+    /// TUNE replies written by the real model under the grammar take their values from the
+    /// tuner; a value within 5% of one tried is refused, with the reason, before any build.
+    #[test]
+    fn tune_replies_take_the_tuners_values_and_near_duplicates_are_refused() {
+        let engine = Engine::load(&crate::cli::default_model(), 0).expect("the default model");
+        let source = include_str!("../../train/src/train.rs");
+        let mut agent = agent(&engine, 4096, 0, "test-tune");
+        let tried = source.replace(
+            "const MATRIX_LR: f64 = 0.04;",
+            "const MATRIX_LR: f64 = 0.041;",
+        );
+        agent.ledger.insert(Tried::of("e0003", &tried));
+        let close = Fixed("0.0412");
+        agent.tuner = Some(&close);
+        let reply = "IDEA: search the matrix learning rate\nTUNE MATRIX_LR\n";
+        let mut attempt = Attempt {
+            action: Action::Tune,
+            reply: reply.into(),
+            idea: None,
+            diff: None,
+            verdict: Verdict::Rejected(Rejection::NoOp),
+            repairs: 0,
+            reply_tokens: 0,
+            generate_seconds: 0.0,
+            build_seconds: 0.0,
+        };
+        agent
+            .evaluate(source, &mut attempt, 1, &mut |_| ControlFlow::Continue(()))
+            .unwrap();
+        assert!(
+            matches!(&attempt.verdict, Verdict::Rejected(Rejection::NearDuplicate { of, .. }) if of == "e0003"),
+            "{:?}",
+            attempt.verdict
+        );
+        assert_eq!(attempt.build_seconds, 0.0, "refused before any build");
+
+        // The model names constants under the TUNE grammar; every value is the tuner's.
+        let far = Fixed("0.9");
+        agent.tuner = Some(&far);
+        let program = agent.program.clone();
+        let names = ["WARMDOWN_RATIO".to_string(), "FINAL_LR_FRAC".to_string()];
+        let input = PromptInput {
+            names: Some(&names),
+            ..PromptInput::plain(&program, source, Action::Tune)
+        };
+        let (_, attempts) = agent
+            .propose(source, &input, 2, 5, &mut |_| ControlFlow::Continue(()))
+            .unwrap();
+        assert!(!attempts.is_empty());
+        for a in &attempts {
+            assert!(
+                a.reply
+                    .lines()
+                    .skip(1)
+                    .all(|l| l.starts_with("TUNE WARMDOWN_RATIO")
+                        || l.starts_with("TUNE FINAL_LR_FRAC")
+                        || l.is_empty()),
+                "{}",
+                a.reply
+            );
+            if let Verdict::Valid(text) = &a.verdict {
+                assert!(
+                    text.contains(": f64 = 0.9;"),
+                    "{}",
+                    a.diff.as_deref().unwrap_or("")
+                );
+            }
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use harness::Profile;
 
 use crate::confine::Confinement;
-use crate::research::settings::{ActionChoice, ThinkChoice};
+use crate::research::settings::{ActionChoice, Switch, ThinkChoice};
 use crate::research::tag::Tag;
 use crate::units::{Bytes, Seconds};
 
@@ -37,6 +37,8 @@ pub enum Command {
     Run(RunArgs),
     /// The experiments of a run as a table, and progress.png.
     Report(ReportArgs),
+    /// Run the best commit and the baseline alternately: is the improvement real?
+    Confirm(ConfirmArgs),
     /// Train the tokenizer and tokenize a corpus into training and validation shards.
     Prepare(PrepareArgs),
     /// Build the training program and run one experiment with it.
@@ -402,9 +404,21 @@ pub struct RunArgs {
     /// Proposals per experiment before it is recorded as rejected.
     #[arg(long, default_value_t = 4, value_name = "N", value_parser = values::count)]
     pub proposals: usize,
-    /// The kind of edit to ask for.
+    /// The kind of edit to ask for when the controller is off.
     #[arg(long, value_enum, default_value_t = ActionChoice::Mixed)]
     pub action: ActionChoice,
+    /// The search controller: it picks each experiment's move (a new idea, a refinement, a
+    /// combination, an ablation or a hyperparameter move) from the recent results.
+    #[arg(long, value_enum, default_value_t = Switch::On, value_name = "ON|OFF")]
+    pub controller: Switch,
+    /// The sampler: hyperparameter moves take their values from every past result (off: the
+    /// agent writes the values).
+    #[arg(long, value_enum, default_value_t = Switch::On, value_name = "ON|OFF")]
+    pub sampler: Switch,
+    /// Stop a run whose training loss falls behind the best file's by more than the baseline
+    /// runs' spread allows, late in its budget.
+    #[arg(long, value_enum, default_value_t = Switch::Off, value_name = "ON|OFF")]
+    pub early_stop: Switch,
     /// The git checkout holding train/src/train.rs (default: the one around the current folder).
     #[arg(long, value_name = "DIR")]
     pub repo: Option<PathBuf>,
@@ -449,6 +463,30 @@ pub struct ReportArgs {
     /// Where the chart goes (default: progress.png in the run folder).
     #[arg(long, value_name = "PATH")]
     pub png: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ConfirmArgs {
+    /// The run to confirm (default: the most recent in the runs folder).
+    #[arg(long)]
+    pub tag: Option<Tag>,
+    /// The git checkout whose runs/ folder holds the run (default: the one around the current
+    /// folder).
+    #[arg(long, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+    /// Where run folders are (default: runs/ in the checkout).
+    #[arg(long, value_name = "DIR")]
+    pub runs_dir: Option<PathBuf>,
+    /// Runs of each file.
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = values::at_least_two)]
+    pub runs: usize,
+    /// Training seconds per run (default: the run's own budget).
+    #[arg(long, value_name = "SECONDS")]
+    pub budget: Option<Seconds>,
+    #[command(flatten)]
+    pub data: DataDirArg,
+    #[command(flatten)]
+    pub confinement: ConfinementArg,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -516,6 +554,7 @@ mod tests {
             (&["run", "--max-runs", "0"], format!("invalid value '0' for '--max-runs <N>': {count}")),
             (&["run", "--proposals", "none"], format!("invalid value 'none' for '--proposals <N>': {count}")),
             (&["run", "--reset-after", "0"], format!("invalid value '0' for '--reset-after <N>': {count}")),
+            (&["confirm", "--runs", "1"], "invalid value '1' for '--runs <N>': must be a whole number of at least 2 (an interval needs two runs of each file)".into()),
             (&["propose", "--count", "0"], format!("invalid value '0' for '--count <COUNT>': {count}")),
             (&["prepare", "--eval-tokens", "0"], format!("invalid value '0' for '--eval-tokens <TOKENS>': {count}")),
             (&["run", "--max-tokens", "0"], format!("invalid value '0' for '--max-tokens <MAX_TOKENS>': {count}")),
@@ -534,7 +573,8 @@ mod tests {
 
     #[test]
     fn unconfined_is_one_option_wherever_agent_code_runs() {
-        let commands: [&[&str]; 7] = [
+        let commands: [&[&str]; 8] = [
+            &["confirm"],
             &["run"],
             &["train"],
             &["propose"],
@@ -554,6 +594,7 @@ mod tests {
                 Command::Bench(BenchCommand::Draft(a)) => a.confinement,
                 Command::Bench(BenchCommand::Build(a)) => a.confinement,
                 Command::Bench(BenchCommand::Trainer(a)) => a.confinement,
+                Command::Confirm(a) => a.confinement,
                 _ => unreachable!(),
             };
             assert_eq!(confinement.confinement(), Confinement::BestEffort);

@@ -17,6 +17,8 @@ pub struct Found {
     pub checkout: PathBuf,
     /// The prepared data's budget, the default for `--budget`.
     pub profile_budget: Seconds,
+    /// The trainer runs on a GPU.
+    pub gpu: bool,
 }
 
 #[derive(Debug, PartialEq, thiserror::Error)]
@@ -73,6 +75,10 @@ impl TryFrom<(&RunArgs, &Found)> for Settings {
             proposals: args.proposals,
             action: args.action,
             program: program_path(args, &found.checkout),
+            controller: args.controller.on(),
+            sampler: args.sampler.on(),
+            early_stop: args.early_stop.on(),
+            gpu: found.gpu,
             tag,
         })
     }
@@ -93,6 +99,7 @@ mod tests {
         let found = Found {
             checkout: PathBuf::from("/work/checkout"),
             profile_budget: Seconds::new(300.0).unwrap(),
+            gpu: false,
         };
         Settings::try_from((run, &found))
     }

@@ -17,6 +17,16 @@ pub fn count(text: &str) -> Result<usize, String> {
     }
 }
 
+/// Runs of each file in a confirmation: an interval needs two.
+pub fn at_least_two(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 2 => Ok(n),
+        _ => Err(
+            "must be a whole number of at least 2 (an interval needs two runs of each file)".into(),
+        ),
+    }
+}
+
 /// A context size: the prompt and a reply must fit, so at least 256 tokens.
 pub fn context(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {

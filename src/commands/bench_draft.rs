@@ -3,6 +3,7 @@
 //! proposals beside it the whole time. The ratio of the two tokens/s is the trainer's cost; the
 //! seconds a draft takes beside training are what an experiment that uses one no longer waits.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -11,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use harness::meta::DataMeta;
 use harness::summary::Summary;
 
-use crate::agent::edit::Ledger;
+use crate::agent::ledger::Ledger;
 use crate::agent::prompt::{Action, PromptInput};
 use crate::agent::propose::{Agent, Settings};
 use crate::cli::BenchDraftArgs;
@@ -57,15 +58,9 @@ pub fn run(args: &BenchDraftArgs) -> Result<()> {
         program: program.clone(),
         settings,
         ledger: Ledger::default(),
+        tuner: None,
     };
-    let input = PromptInput {
-        program: &program,
-        train_file: &source,
-        history: &[],
-        best: None,
-        last_failure: None,
-        action: Action::Set,
-    };
+    let input = PromptInput::plain(&program, &source, Action::Set);
     let draft = |seed: u32, stop: &dyn Fn() -> bool| -> Result<Drafted> {
         let start = Instant::now();
         let (replies, reply) = agent.draft(&source, &input, args.proposals, seed, stop)?;
@@ -159,12 +154,13 @@ fn train(
         binary,
         data_dir,
         run_dir,
+        seed: 0,
         budget: Some(budget.get()),
         timeout: runner::default_timeout(budget),
         confinement,
         stop: &|| false,
     };
-    let report = runner::run(&spec, |_| {})?;
+    let report = runner::run(&spec, |_| ControlFlow::Continue(()))?;
     match report.outcome {
         runner::Outcome::Finished(summary) => Ok(*summary),
         failed => bail!(

@@ -3,6 +3,7 @@
 //! PyTorch's reference (`torch_ref_cpu.py`, eager and torch.compile) right after it on the same
 //! machine at the same shape, with the ratios.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -51,12 +52,13 @@ pub fn run(args: &BenchTrainerArgs) -> Result<()> {
         binary: &binary,
         data_dir: &data_dir,
         run_dir: scratch.path(),
+        seed: 0,
         budget: Some(args.budget.get()),
         timeout: runner::default_timeout(args.budget),
         confinement,
         stop: &|| false,
     };
-    let report = runner::run(&spec, |_| {})?;
+    let report = runner::run(&spec, |_| ControlFlow::Continue(()))?;
     let summary = match report.outcome {
         runner::Outcome::Finished(summary) => *summary,
         failed => bail!(

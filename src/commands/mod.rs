@@ -5,6 +5,7 @@ pub mod bench_agent;
 pub mod bench_draft;
 pub mod bench_swap;
 pub mod bench_trainer;
+pub mod confirm;
 pub mod doctor;
 pub mod prepare;
 pub mod propose;
@@ -20,6 +21,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Some(command) => match command {
             Command::Run(args) => run::run(args),
             Command::Report(args) => report::run(args),
+            Command::Confirm(args) => confirm::run(args),
             Command::Prepare(args) => prepare::run(args),
             Command::Train(args) => train::run(args),
             Command::Propose(args) => propose::run(args),

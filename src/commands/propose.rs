@@ -6,8 +6,8 @@ use std::ops::ControlFlow;
 
 use anyhow::{Context, Result};
 
-use crate::agent::edit::Ledger;
 use crate::agent::engine::Engine;
+use crate::agent::ledger::{Ledger, Tried};
 use crate::agent::prompt::{Action, PromptInput};
 use crate::agent::propose::{Agent, Attempt, Event, Settings, Verdict};
 use crate::cli::ProposeArgs;
@@ -42,8 +42,9 @@ pub fn run(args: &ProposeArgs) -> Result<()> {
             confinement: args.confinement.confinement(),
         },
         ledger: Ledger::default(),
+        tuner: None,
     };
-    agent.ledger.insert(&source);
+    agent.ledger.insert(Tried::of("the training file", &source));
 
     let actions: Vec<(Action, usize)> = match args.action {
         ActionChoice::Replace => vec![(Action::Replace, args.count)],
@@ -57,14 +58,8 @@ pub fn run(args: &ProposeArgs) -> Result<()> {
     let mut all = Vec::new();
     let (mut decode_tokens, mut decode_seconds) = (0usize, 0f64);
     for (action, count) in actions.into_iter().filter(|(_, n)| *n > 0) {
-        let input = PromptInput {
-            program: &agent.program.clone(),
-            train_file: &source,
-            history: &[],
-            best: None,
-            last_failure: None,
-            action,
-        };
+        let program = agent.program.clone();
+        let input = PromptInput::plain(&program, &source, action);
         let mut shown = all.len();
         let (stats, attempts) = agent.propose(&source, &input, count, args.seed, &mut |event| {
             if let Event::Finished(a) = event {
@@ -74,11 +69,8 @@ pub fn run(args: &ProposeArgs) -> Result<()> {
             ControlFlow::Continue(())
         })?;
         eprintln!(
-            "prompt ({action:?}): {} tokens (level {}) read in {:.1}s, {:.0} tokens/s",
-            stats.tokens,
-            stats.level,
-            stats.seconds,
-            stats.tokens as f64 / stats.seconds.max(1e-9)
+            "prompt ({action}): {} tokens (level {}), {} of them restored from the previous prompt, read in {:.1}s",
+            stats.tokens, stats.level, stats.reused, stats.seconds,
         );
         for a in &attempts {
             decode_tokens += a.reply_tokens;

@@ -1,14 +1,14 @@
 //! `report`: a run's experiments as a table (best first or in order), its keep rate, best result
 //! and noise floor, where the time went, and progress.png.
 
-use std::path::{Path, PathBuf};
-
 use anyhow::{bail, Context, Result};
 
 use crate::cli::{ReportArgs, ReportOrder};
-use crate::research::git::checkout_root;
+use crate::research::confirmation;
+use crate::research::early_stop::{self, Rule};
 use crate::research::history::History;
-use crate::research::journal::{self, JOURNAL_FILE};
+use crate::research::journal;
+use crate::research::locate::{locate, RunFolder};
 use crate::research::noise::mean;
 use crate::research::plot;
 use crate::research::record::{DraftOutcome, Record};
@@ -17,18 +17,11 @@ use crate::scheduler::policy::Plan;
 use crate::units::Bytes;
 
 pub fn run(args: &ReportArgs) -> Result<()> {
-    let runs = match &args.runs_dir {
-        Some(dir) => dir.clone(),
-        None => {
-            let cwd = std::env::current_dir().context("cannot read the current folder")?;
-            checkout_root(args.repo.as_deref().unwrap_or(&cwd))?.join("runs")
-        }
-    };
-    let tag = match &args.tag {
-        Some(tag) => tag.to_string(),
-        None => latest_tag(&runs)?,
-    };
-    let dir = runs.join(&tag);
+    let RunFolder { tag, dir } = locate(
+        args.repo.as_deref(),
+        args.runs_dir.as_deref(),
+        args.tag.as_ref(),
+    )?;
     let records = journal::read(&dir)?;
     if records.is_empty() {
         bail!("the journal in {} has no experiments yet", dir.display());
@@ -47,33 +40,6 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     Ok(())
 }
 
-/// The run whose journal changed last.
-fn latest_tag(runs: &Path) -> Result<String> {
-    let entries = std::fs::read_dir(runs).with_context(|| {
-        format!(
-            "no runs in {}: run `autoresearch run` first",
-            runs.display()
-        )
-    })?;
-    let latest: Option<(std::time::SystemTime, PathBuf)> = entries
-        .flatten()
-        .filter_map(|e| {
-            let modified = e
-                .path()
-                .join(JOURNAL_FILE)
-                .metadata()
-                .ok()?
-                .modified()
-                .ok()?;
-            Some((modified, e.path()))
-        })
-        .max();
-    match latest {
-        Some((_, path)) => Ok(path.file_name().unwrap().to_string_lossy().into_owned()),
-        None => bail!("no run with a journal in {}: pass --tag", runs.display()),
-    }
-}
-
 fn table(history: &History, order: ReportOrder) -> String {
     let mut rows: Vec<&Record> = history.records().iter().collect();
     if let ReportOrder::Best = order {
@@ -87,8 +53,8 @@ fn table(history: &History, order: ReportOrder) -> String {
     }
     let baseline = history.baseline().and_then(|r| r.val_bpb);
     let mut out = format!(
-        "{:<6} {:<13} {:>9} {:>10} {:>6} {:>4} {:<7}  description\n",
-        "exp", "status", "val_bpb", "vs base", "mem_gb", "runs", "commit"
+        "{:<6} {:<13} {:>9} {:>10} {:>6} {:>4} {:<7} {:<8} description\n",
+        "exp", "status", "val_bpb", "vs base", "mem_gb", "runs", "commit", "move"
     );
     for r in rows {
         let (value, delta) = match r.val_bpb {
@@ -99,12 +65,13 @@ fn table(history: &History, order: ReportOrder) -> String {
             None => ("-".into(), String::new()),
         };
         out.push_str(&format!(
-            "e{:04}  {:<13} {value:>9} {delta:>10} {:>6.1} {:>4} {:<7}  {}\n",
+            "e{:04}  {:<13} {value:>9} {delta:>10} {:>6.1} {:>4} {:<7} {:<8} {}\n",
             r.n,
             r.outcome.name(),
             r.trainer_peak.unwrap_or_default().as_gib(),
             r.runs.len(),
             r.commit.map_or("-".into(), |c| c.short()),
+            r.choice.as_ref().map_or("-", |c| c.kind.name()),
             r.description
         ));
     }
@@ -136,6 +103,9 @@ fn summary(history: &History) -> String {
             d.margin
         ));
     }
+    for confirmation in history.confirmations() {
+        out.push_str(&format!("{}\n", confirmation::describe(confirmation)));
+    }
     if let Some(t) = history.mean_timing() {
         out.push_str(&format!(
             "per experiment (mean): agent {:.1}s, build {:.1}s, training runs {:.1}s (evaluation {:.1}s of it), total {:.1}s\n",
@@ -153,8 +123,40 @@ fn summary(history: &History) -> String {
             saved / drafts as f64,
         ));
     }
+    out.push_str(&early_stopping(history.records()));
     out.push_str(&scheduling(history.records()));
     out
+}
+
+/// What early stopping (the default rule) would have done on this run, replayed on its curves.
+fn early_stopping(records: &[Record]) -> String {
+    let rule = Rule::default();
+    let replay = early_stop::replay(records, rule);
+    if replay.judged == 0 {
+        return String::new();
+    }
+    let kept = if replay.kept_stopped.is_empty() {
+        "none".to_string()
+    } else {
+        let names: Vec<String> = replay
+            .kept_stopped
+            .iter()
+            .map(|n| format!("e{n:04}"))
+            .collect();
+        names.join(", ")
+    };
+    format!(
+        "early stopping replayed (from {:.0}% of the budget, margin max({} x the baseline's spread, {}), {} steps in a row): {} of {} trained experiments stopped, {:.0}s of {:.0}s of training saved ({:.0}%); kept experiments it would have stopped: {kept}\n",
+        100.0 * rule.from_progress,
+        rule.spread_factor,
+        rule.min_margin,
+        rule.patience,
+        replay.stopped.len(),
+        replay.judged,
+        replay.saved_seconds,
+        replay.training_seconds,
+        100.0 * replay.saved_seconds / replay.training_seconds.max(1e-9),
+    )
 }
 
 /// Where the agent went during the runs, what moving it cost, and what memory an unload left.

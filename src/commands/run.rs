@@ -11,6 +11,7 @@ use crate::agent::propose::Settings as AgentSettings;
 use crate::cli::run_settings::{program_path, Found};
 use crate::cli::{ProfileName, RunArgs};
 use crate::data::prepare::{prepare, PrepareRequest};
+use crate::program::Protocol;
 use crate::research::git::checkout_root;
 use crate::research::journal::{JOURNAL_FILE, RESULTS_FILE};
 use crate::research::local_agent::LocalAgent;
@@ -19,7 +20,7 @@ use crate::research::runner::LocalTrainer;
 use crate::research::session::{Ending, Research};
 use crate::research::settings::Settings;
 use crate::research::stop::Stop;
-use crate::scheduler::memory::Device;
+use crate::scheduler::memory::{Device, Kind};
 use crate::scheduler::owner::DeviceOwner;
 use crate::scheduler::resident::ResidentAgent;
 use crate::units::Seconds;
@@ -32,18 +33,19 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let cwd = std::env::current_dir().context("cannot read the current folder")?;
     let checkout = checkout_root(args.repo.as_deref().unwrap_or(&cwd))?;
     // Before the data is prepared: a missing protocol is said at once.
-    let program = crate::program::load(Some(&program_path(args, &checkout)))?;
+    let program = Protocol::load(&program_path(args, &checkout))?;
     let data_dir = args.data.resolve();
     let meta = ensure_data(&data_dir, args.profile)?;
+    let mut device = Device::detect();
     let found = Found {
         checkout: checkout.clone(),
         profile_budget: Seconds::new(meta.profile.budget_seconds)
             .map_err(|e| anyhow::anyhow!("the prepared data's budget {e}"))?,
+        gpu: device.kind == Kind::Gpu,
     };
     let settings = Settings::try_from((args, &found))?;
 
     let model = args.model.resolve()?;
-    let mut device = Device::detect();
     let before_load = device.read()?;
     let resident = ResidentAgent::load(&model, args.model.gpu_layers(), args.agent.ctx)?;
     println!(

@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Result};
 use harness::meta::DataMeta;
+use std::ops::ControlFlow;
 
 use crate::cli::TrainArgs;
 use crate::trainer::{build, run};
@@ -58,12 +59,16 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         binary: &binary,
         data_dir: &data_dir,
         run_dir: &run_dir,
+        seed: 0,
         budget: Some(budget.get()),
         timeout,
         confinement,
         stop: &|| false,
     };
-    let report = run::run(&spec, |line| println!("{line}"))?;
+    let report = run::run(&spec, |line| {
+        println!("{line}");
+        ControlFlow::Continue(())
+    })?;
     eprintln!(
         "ran for {:.1}s; log: {}",
         report.seconds,

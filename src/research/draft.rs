@@ -10,15 +10,17 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Result};
 
+use super::controller::Choice;
 use super::sourcing::DraftAsk;
 use super::stop::Stop;
-use crate::agent::edit::Ledger;
 use crate::agent::engine::Engine;
+use crate::agent::ledger::Ledger;
 use crate::agent::propose::{Agent, DraftReply, Settings};
 
 /// A draft in the making.
 pub struct Drafting {
     during: usize,
+    choice: Option<Choice>,
     handle: JoinHandle<Result<(usize, Option<DraftReply>, f64)>>,
 }
 
@@ -26,6 +28,8 @@ pub struct Drafting {
 pub struct Draft {
     /// The experiment whose training it was written beside.
     pub during: usize,
+    /// The controller's choice it was written for.
+    pub choice: Option<Choice>,
     /// Replies written, and the one that applied to the file of that time.
     pub replies: usize,
     pub reply: Option<DraftReply>,
@@ -43,7 +47,10 @@ impl Drafting {
         ledger: Ledger,
         stop: Stop,
     ) -> Result<Self> {
-        let during = ask.during;
+        let (during, choice) = (ask.during, ask.choice.clone());
+        let Some((action, count)) = ask.first() else {
+            anyhow::bail!("the next experiment asks for no proposal");
+        };
         let handle = std::thread::Builder::new()
             .name("draft".into())
             .spawn(move || {
@@ -53,15 +60,18 @@ impl Drafting {
                     program: ask.program.clone(),
                     settings,
                     ledger,
+                    tuner: None,
                 };
-                let input = ask.context.prompt(&ask.program, &ask.source, ask.action);
+                let input = ask.prompt(action);
                 let (replies, reply) =
-                    agent.draft(&ask.source, &input, ask.count, ask.seed, &|| {
-                        stop.requested()
-                    })?;
+                    agent.draft(&ask.source, &input, count, ask.seed, &|| stop.requested())?;
                 Ok((replies, reply, start.elapsed().as_secs_f64()))
             })?;
-        Ok(Drafting { during, handle })
+        Ok(Drafting {
+            during,
+            choice,
+            handle,
+        })
     }
 
     /// Waits for the draft: the training is over. The wait is what thinking ahead did not save.
@@ -73,6 +83,7 @@ impl Drafting {
             .map_err(|_| anyhow!("the drafting thread panicked"))??;
         Ok(Draft {
             during: self.during,
+            choice: self.choice,
             replies,
             reply,
             seconds,

@@ -2,7 +2,8 @@
 //! chart and the prompt. The records are the journal's, in order.
 
 use super::noise::mean;
-use super::record::{CommitId, DraftOutcome, DraftRecord, Outcome, Record, Timing};
+use super::record::{CommitId, DraftOutcome, DraftRecord, Outcome, Record, RecordKind, Timing};
+use crate::agent::ledger::Tried;
 
 /// The best result so far: the commit the next candidate is made on, and the value to beat.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -55,7 +56,14 @@ impl<'a> History<'a> {
     pub fn experiments(&self) -> impl Iterator<Item = &'a Record> + 'a {
         self.records
             .iter()
-            .filter(|r| !r.is_baseline() && r.outcome != Outcome::Interrupted)
+            .filter(|r| r.kind == RecordKind::Experiment && r.outcome != Outcome::Interrupted)
+    }
+
+    /// The confirmations run, oldest first.
+    pub fn confirmations(&self) -> impl Iterator<Item = &'a Record> + 'a {
+        self.records
+            .iter()
+            .filter(|r| r.kind == RecordKind::Confirmation)
     }
 
     pub fn experiments_done(&self) -> usize {
@@ -81,7 +89,14 @@ impl<'a> History<'a> {
     /// The last `count` records after the baseline, oldest first.
     pub fn recent(&self, count: usize) -> impl Iterator<Item = &'a Record> + 'a {
         let start = self.records.len().saturating_sub(count);
-        self.records[start..].iter().filter(|r| !r.is_baseline())
+        self.records[start..]
+            .iter()
+            .filter(|r| r.kind == RecordKind::Experiment)
+    }
+
+    /// The kept experiments, oldest first: the changes that made the best file.
+    pub fn lineage(&self) -> impl Iterator<Item = &'a Record> + 'a {
+        self.experiments().filter(|r| r.outcome == Outcome::Keep)
     }
 
     /// The failures at the end of the history, newest first.
@@ -89,6 +104,7 @@ impl<'a> History<'a> {
         self.records
             .iter()
             .rev()
+            .filter(|r| r.kind == RecordKind::Experiment)
             .take_while(|r| r.outcome.is_failure())
             .collect()
     }
@@ -99,7 +115,7 @@ impl<'a> History<'a> {
         let last = self.records.last()?;
         let retried = self.records.iter().any(|r| r.retry_of == Some(last.n));
         let retry = last.outcome == Outcome::Interrupted
-            && !last.is_baseline()
+            && last.kind == RecordKind::Experiment
             && last.retry_of.is_none()
             && last.commit.is_some()
             && !retried;
@@ -111,9 +127,9 @@ impl<'a> History<'a> {
         self.records.iter().rev().find_map(|r| r.trainer_peak)
     }
 
-    /// Hashes of every training file tried.
-    pub fn tried_files(&self) -> impl Iterator<Item = &'a str> + 'a {
-        self.records.iter().filter_map(|r| r.file_sha256.as_deref())
+    /// Every training file tried, as the ledger takes it.
+    pub fn tried_files(&self) -> impl Iterator<Item = Tried> + 'a {
+        self.records.iter().filter_map(Record::tried)
     }
 
     /// Mean seconds per experiment by part; None before the first experiment.

@@ -7,7 +7,7 @@ use super::history::History;
 use super::settings::ThinkChoice;
 use super::sourcing::{Ask, DraftAsk, Proposer};
 use super::stop::Stop;
-use crate::agent::edit::Ledger;
+use crate::agent::ledger::{Ledger, Tried};
 use crate::agent::prompt::Action;
 use crate::agent::propose::{Agent, Attempt, DraftReply, Observer, ProposeError, Settings};
 use crate::scheduler::memory::Kind;
@@ -49,14 +49,15 @@ impl LocalAgent {
     /// settings and the ledger back (an error ends the loop, so they need no putting back then).
     fn with_agent<T>(
         &mut self,
-        program: &str,
+        ask: &Ask,
         call: impl FnOnce(&mut Agent) -> Result<T, ProposeError>,
     ) -> Result<T, ProposeError> {
         let mut agent = Agent {
             engine: self.owner.agent.engine()?,
-            program: program.to_string(),
+            program: ask.program.to_string(),
             settings: std::mem::take(&mut self.settings),
             ledger: std::mem::take(&mut self.ledger),
+            tuner: ask.tuner,
         };
         let result = call(&mut agent);
         (self.settings, self.ledger) = (agent.settings, agent.ledger);
@@ -73,8 +74,8 @@ impl Proposer for LocalAgent {
         seed: u32,
         observe: &mut Observer,
     ) -> Result<Vec<Attempt>, ProposeError> {
-        let input = ask.context.prompt(ask.program, ask.source, action);
-        self.with_agent(ask.program, |agent| {
+        let input = ask.prompt(action);
+        self.with_agent(ask, |agent| {
             Ok(agent.propose(ask.source, &input, count, seed, observe)?.1)
         })
     }
@@ -86,18 +87,16 @@ impl Proposer for LocalAgent {
         seed: u32,
         observe: &mut Observer,
     ) -> Result<Attempt, ProposeError> {
-        self.with_agent(ask.program, |agent| {
-            agent.adopt(ask.source, reply, seed, observe)
-        })
+        self.with_agent(ask, |agent| agent.adopt(ask.source, reply, seed, observe))
     }
 
-    fn remember(&mut self, file_sha256: &str) {
-        self.ledger.insert_hash(file_sha256);
+    fn remember(&mut self, tried: Tried) {
+        self.ledger.insert(tried);
     }
 
     fn resume(&mut self, history: &History) {
-        for sha in history.tried_files() {
-            self.remember(sha);
+        for tried in history.tried_files() {
+            self.remember(tried);
         }
         if let Some(peak) = history.last_trainer_peak() {
             self.owner.note_trainer_peak(peak);

@@ -4,11 +4,13 @@
 //! writes, and failures of the machine that end the loop without blaming the agent.
 
 use std::collections::VecDeque;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use harness::summary::Summary;
 
+use super::controller::{Choice, Move};
 use super::draft::Draft;
 use super::git::tests::scratch_repo;
 use super::history::History;
@@ -20,8 +22,10 @@ use super::settings::{ActionChoice, Settings};
 use super::sourcing::{Ask, Proposer};
 use super::stop::Stop;
 use crate::agent::edit::Rejection;
+use crate::agent::ledger::Tried;
 use crate::agent::prompt::Action;
 use crate::agent::propose::{Attempt, DraftReply, Event, Observer, ProposeError, Verdict};
+use crate::program::Protocol;
 use crate::trainer::build::Built;
 use crate::trainer::run::{Outcome as RunOutcome, RunReport};
 use crate::trainer::TrainerError;
@@ -55,7 +59,7 @@ struct ScriptedAgent {
     adopt_valid: VecDeque<Option<&'static str>>,
     asked: Vec<Asked>,
     adopted: usize,
-    remembered: Vec<String>,
+    remembered: Vec<Tried>,
     stop: Stop,
 }
 
@@ -79,7 +83,7 @@ impl Proposer for ScriptedAgent {
             n: ask.n,
             action,
             reset: ask.context.reset,
-            last_failure: ask.context.last_failure.clone(),
+            last_failure: ask.context.memory.last_failure.clone(),
         });
         let mut attempts = Vec::new();
         for _ in 0..count {
@@ -118,8 +122,8 @@ impl Proposer for ScriptedAgent {
         Ok(attempt(reply.action, verdict))
     }
 
-    fn remember(&mut self, file_sha256: &str) {
-        self.remembered.push(file_sha256.to_string());
+    fn remember(&mut self, tried: Tried) {
+        self.remembered.push(tried);
     }
 
     fn finish_draft(&mut self) -> anyhow::Result<Option<Draft>> {
@@ -168,6 +172,7 @@ fn summary(val_bpb: f64) -> Summary {
         tokens_per_second: 1000.0,
         epochs: 1,
         parts: None,
+        stolen_seconds: 0.0,
     }
 }
 
@@ -193,10 +198,11 @@ impl Trainer for ScriptedTrainer {
         &mut self,
         _binary: &Path,
         run_dir: &Path,
-        on_line: &mut dyn FnMut(&str),
+        _seed: u64,
+        on_line: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<RunReport, TrainerError> {
         std::fs::create_dir_all(run_dir).unwrap();
-        on_line("step 00001 (100.0%) | loss 5.0 | dt 1ms | tok/s 1000 | epoch 1");
+        let _ = on_line("step 00001 (100.0%) | loss 5.0 | dt 1ms | tok/s 1000 | epoch 1");
         let outcome = match self.runs.pop_front().expect("a scripted run") {
             Run::Finished(v) => RunOutcome::Finished(Box::new(summary(v))),
             Run::Crashed => RunOutcome::Crashed {
@@ -216,6 +222,31 @@ impl Trainer for ScriptedTrainer {
     }
 }
 
+/// The loop's settings for scripted runs: three baseline runs, up to two runs a candidate, two
+/// SET proposals an experiment, the controller and early stopping off (their own tests drive
+/// them).
+pub(crate) fn settings() -> Settings {
+    Settings {
+        tag: "t".parse().unwrap(),
+        dir: PathBuf::from("runs/t"),
+        budget: Seconds::new(5.0).unwrap(),
+        timeout: Duration::from_secs(60),
+        max_experiments: None,
+        deadline: None,
+        baseline_runs: 3,
+        max_runs: 2,
+        min_improvement: 0.0001,
+        reset_after: 3,
+        proposals: 2,
+        action: ActionChoice::Set,
+        program: PathBuf::from("program.md"),
+        controller: false,
+        sampler: false,
+        early_stop: false,
+        gpu: false,
+    }
+}
+
 struct Scene {
     _dir: tempfile::TempDir,
     checkout: PathBuf,
@@ -228,19 +259,9 @@ impl Scene {
         let checkout = dir.path().join("repo");
         scratch_repo(&checkout);
         let settings = Settings {
-            tag: "t".parse().unwrap(),
             dir: dir.path().join("runs/t"),
-            budget: Seconds::new(5.0).unwrap(),
-            timeout: Duration::from_secs(60),
-            max_experiments: None,
-            deadline: None,
-            baseline_runs: 3,
-            max_runs: 2,
-            min_improvement: 0.0001,
-            reset_after: 3,
-            proposals: 2,
-            action: ActionChoice::Set,
             program: checkout.join("program.md"),
+            ..settings()
         };
         Scene {
             _dir: dir,
@@ -262,7 +283,7 @@ impl Scene {
         let mut research = Research::open(
             settings,
             &self.checkout,
-            "tune it".into(),
+            Protocol::load(&self.checkout.join("program.md")).unwrap(),
             agent,
             trainer,
             Ui::new(true),
@@ -433,11 +454,11 @@ fn an_interrupted_experiment_is_run_again_once_as_it_was() {
     assert_eq!(records[3].outcome, Outcome::Discard);
 }
 
-#[test]
-fn a_draft_is_used_while_it_still_applies_and_recorded_when_it_does_not() {
-    let scene = Scene::new();
-    let draft = |during| Draft {
+/// A draft written beside experiment `during`'s runs, with a reply that applied then.
+fn draft_of(during: usize) -> Draft {
+    Draft {
         during,
+        choice: None,
         replies: 2,
         reply: Some(DraftReply {
             action: Action::Set,
@@ -447,7 +468,13 @@ fn a_draft_is_used_while_it_still_applies_and_recorded_when_it_does_not() {
         }),
         seconds: 4.0,
         waited_seconds: 1.0,
-    };
+    }
+}
+
+#[test]
+fn a_draft_is_used_while_it_still_applies_and_recorded_when_it_does_not() {
+    let scene = Scene::new();
+    let draft = draft_of;
     let agent = ScriptedAgent {
         // The baseline's runs and e1's runs each leave a draft.
         drafts: [draft(0), draft(1)].into(),
@@ -530,4 +557,53 @@ fn a_compile_error_is_the_agents_and_a_full_disk_the_machines() {
     let pending = super::pending::load(&scene.settings.dir).unwrap().unwrap();
     assert_eq!(pending.n, 2);
     assert!(pending.commit.is_some());
+}
+
+#[test]
+fn the_controller_asks_for_its_move_and_a_draft_for_another_move_is_stale() {
+    let scene = Scene::new();
+    let settings = Settings {
+        controller: true,
+        sampler: true,
+        ..scene.with_max(2)
+    };
+    let other = Choice {
+        kind: Move::Ablate,
+        category: None,
+        builds_on: vec![],
+        reason: "written for another move".into(),
+    };
+    let agent = ScriptedAgent {
+        // The baseline's runs leave a draft written for a move the controller will not choose.
+        drafts: [Draft {
+            choice: Some(other),
+            ..draft_of(0)
+        }]
+        .into(),
+        replies: [
+            Reply::Valid("const A: f64 = 2.0;\n"),
+            Reply::Valid("const A: f64 = 3.0;\n"),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    let trainer = ScriptedTrainer {
+        runs: runs(&[1.8, 1.8, 1.8, 1.9, 1.9]),
+        ..Default::default()
+    };
+    let (ending, records, agent) = scene.run(settings, agent, trainer);
+    assert_eq!(ending.unwrap(), Ending::MaxExperiments);
+    assert_eq!(agent.adopted, 0, "a draft for another move is not used");
+    assert_eq!(
+        records[1].draft.as_ref().unwrap().outcome,
+        DraftOutcome::Stale
+    );
+    // The first experiment is a hyperparameter move, asked as TUNE (the sampler is on).
+    let first = records[1].choice.as_ref().unwrap();
+    assert_eq!(first.kind, Move::Tune);
+    assert_eq!(agent.asked[0].action, Action::Tune);
+    assert!(records.iter().skip(1).all(|r| r.choice.is_some()));
+    // What each candidate changed, and its constants, are recorded.
+    assert_eq!(records[1].changes[0].to_string(), "A 1.0 -> 2.0");
+    assert_eq!(records[1].constants.as_ref().unwrap()["A"], "2.0");
 }

@@ -3,26 +3,36 @@
 //!
 //! `record` is the vocabulary, `journal` stores it, `history` answers every question asked of
 //! it; `session` is the loop, which takes its candidates from a `sourcing::Proposer` (for real:
-//! `local_agent`) and its results from a `runner::Trainer`.
+//! `local_agent`) and its results from a `runner::Trainer`. Above the agent, the `controller`
+//! picks each experiment's move, `request` turns it into what the agent is asked, `tuning` gives
+//! TUNE replies their values from the `sampler`, and `early_stop` ends runs that fall behind.
 
+pub mod changes;
+pub mod confirmation;
 pub mod context;
+pub mod controller;
 pub mod draft;
+pub mod early_stop;
 pub mod git;
 pub mod history;
 pub mod journal;
 pub mod local_agent;
+pub mod locate;
 pub mod lock;
 pub mod noise;
 pub mod pending;
 pub mod plot;
 pub mod progress;
 pub mod record;
+pub mod request;
 pub mod runner;
+pub mod sampler;
 pub mod session;
 pub mod settings;
 pub mod sourcing;
 pub mod stop;
 pub mod tag;
+pub mod tuning;
 
 #[cfg(test)]
 mod loop_tests;

@@ -7,30 +7,37 @@ use serde::{Deserialize, Serialize};
 
 use super::record::Decision;
 
+/// The margin when the baseline ran once, which measures no spread: two standard deviations of
+/// the baseline's val_bpb over seeds on the cpu profile at a 60 s budget (README, "The noise
+/// floor").
+pub const DEFAULT_MARGIN: f64 = 0.02;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NoiseFloor {
     /// val_bpb of each baseline run.
     pub runs: Vec<f64>,
     /// Their sample standard deviation (0 with fewer than two runs).
     pub sigma: f64,
-    /// The improvement a single run must show: max(2 sigma, the user's minimum).
+    /// The improvement a single run must show: max(2 sigma, the user's minimum), or with a
+    /// single baseline run `DEFAULT_MARGIN`.
     pub margin: f64,
 }
 
 impl NoiseFloor {
     pub fn measure(runs: &[f64], min_improvement: f64) -> Self {
-        let sigma = if runs.len() < 2 {
-            0.0
-        } else {
-            let mean = mean(runs);
-            let var =
-                runs.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (runs.len() - 1) as f64;
-            var.sqrt()
-        };
+        if runs.len() < 2 {
+            return NoiseFloor {
+                runs: runs.to_vec(),
+                sigma: 0.0,
+                margin: DEFAULT_MARGIN.max(min_improvement),
+            };
+        }
+        let mean = mean(runs);
+        let var = runs.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (runs.len() - 1) as f64;
         NoiseFloor {
             runs: runs.to_vec(),
-            sigma,
-            margin: (2.0 * sigma).max(min_improvement),
+            sigma: var.sqrt(),
+            margin: (2.0 * var.sqrt()).max(min_improvement),
         }
     }
 
@@ -97,9 +104,9 @@ mod tests {
         let floor = NoiseFloor::measure(&[1.80, 1.82, 1.81], 0.0001);
         assert!((floor.sigma - 0.01).abs() < 1e-9, "{}", floor.sigma);
         assert!((floor.margin - 0.02).abs() < 1e-9);
-        // A single baseline run says nothing about the spread: the user's minimum applies.
+        // A single baseline run says nothing about the spread: the measured default applies.
         let single = NoiseFloor::measure(&[1.8], 0.0001);
-        assert_eq!((single.sigma, single.margin), (0.0, 0.0001));
+        assert_eq!((single.sigma, single.margin), (0.0, DEFAULT_MARGIN));
     }
 
     #[test]

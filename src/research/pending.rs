@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use super::journal::Journal;
 use super::record::Record;
 use super::{io, ResearchError};
 
@@ -38,6 +39,26 @@ pub fn load(dir: &Path) -> Result<Option<Record>, ResearchError> {
             Ok(None)
         }
     }
+}
+
+/// Puts the experiment a crash left in flight into the journal, as interrupted at `now`, unless
+/// it got there already; returns its number when it did now.
+pub fn recover(
+    dir: &Path,
+    journal: &mut Journal,
+    now: String,
+) -> Result<Option<usize>, ResearchError> {
+    let Some(mut record) = load(dir)? else {
+        return Ok(None);
+    };
+    let recorded = journal.history().records().iter().any(|r| r.n == record.n);
+    let n = record.n;
+    if !recorded {
+        record.finished = now;
+        journal.append(record)?;
+    }
+    clear(dir)?;
+    Ok((!recorded).then_some(n))
 }
 
 pub fn clear(dir: &Path) -> Result<(), ResearchError> {

@@ -9,6 +9,10 @@ use std::str::FromStr;
 use harness::summary::Summary;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::changes::Change;
+use super::confirmation::Interval;
+use super::controller::Choice;
+use crate::agent::ledger::{Constants, Tried};
 use crate::agent::prompt::Action;
 use crate::scheduler::owner::Schedule;
 use crate::units::Bytes;
@@ -21,9 +25,15 @@ pub enum RecordKind {
     Baseline,
     /// A candidate from the agent (or the re-run of an interrupted one).
     Experiment,
+    /// The best file and the baseline run alternately (`autoresearch confirm`).
+    Confirmation,
 }
 
-named!(RecordKind { Baseline => "baseline", Experiment => "experiment" });
+named!(RecordKind {
+    Baseline => "baseline",
+    Experiment => "experiment",
+    Confirmation => "confirmation",
+});
 
 /// How an experiment ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +53,13 @@ pub enum Outcome {
     Rejected,
     /// Stopped by Ctrl-C or a killed appliance before it finished.
     Interrupted,
+    /// Stopped during training: its loss was worse than the best file's at the same progress by
+    /// more than the baseline runs' spread allows. A result, not a failure.
+    StoppedEarly,
+    /// A confirmation whose 95 % interval excludes zero: the improvement is real.
+    Confirmed,
+    /// A confirmation whose interval includes zero.
+    NotConfirmed,
 }
 
 named!(Outcome {
@@ -53,6 +70,9 @@ named!(Outcome {
     CompileError => "compile_error",
     Rejected => "rejected",
     Interrupted => "interrupted",
+    StoppedEarly => "stopped_early",
+    Confirmed => "confirmed",
+    NotConfirmed => "not_confirmed",
 });
 
 impl Outcome {
@@ -60,7 +80,7 @@ impl Outcome {
     pub fn tsv_status(self) -> &'static str {
         match self {
             Outcome::Keep => "keep",
-            Outcome::Discard => "discard",
+            Outcome::Discard | Outcome::StoppedEarly => "discard",
             _ => "crash",
         }
     }
@@ -92,6 +112,8 @@ pub enum RunEnd {
     /// Exited after an allocation failed (host memory, or the GPU's).
     OutOfMemory,
     Interrupted,
+    /// Killed because its loss curve fell behind the best file's (early stopping).
+    StoppedEarly,
 }
 
 named!(RunEnd {
@@ -101,6 +123,7 @@ named!(RunEnd {
     TimedOut => "timed_out",
     OutOfMemory => "out_of_memory",
     Interrupted => "interrupted",
+    StoppedEarly => "stopped_early",
 });
 
 impl RunEnd {
@@ -111,6 +134,7 @@ impl RunEnd {
             RunEnd::Diverged | RunEnd::Crashed | RunEnd::OutOfMemory => Some(Outcome::Crash),
             RunEnd::TimedOut => Some(Outcome::Timeout),
             RunEnd::Interrupted => Some(Outcome::Interrupted),
+            RunEnd::StoppedEarly => Some(Outcome::StoppedEarly),
         }
     }
 }
@@ -186,6 +210,13 @@ pub struct RunRecord {
     pub log: PathBuf,
     /// The exit status, for runs without a result.
     pub exit: Option<String>,
+    /// The smoothed training loss at each step's progress (`[progress, loss]`), which early
+    /// stopping compares with the best file's.
+    #[serde(default)]
+    pub curve: Vec<[f32; 2]>,
+    /// The file that ran, where a record runs more than one (a confirmation).
+    #[serde(default)]
+    pub commit: Option<CommitId>,
 }
 
 /// What the keep/discard rule saw.
@@ -255,18 +286,33 @@ pub struct Record {
     pub description: String,
     pub idea: Option<String>,
     pub diff: Option<String>,
+    /// One line per edit, against the parent.
+    #[serde(default)]
+    pub changes: Vec<Change>,
     pub action: Option<Action>,
+    /// The search controller's move for this experiment and why.
+    #[serde(default)]
+    pub choice: Option<Choice>,
     /// Proposals generated for this experiment, and repair rounds among them.
     pub proposals: usize,
     pub repairs: usize,
     /// Why each proposal before the used one was not used.
     pub rejections: Vec<String>,
+    /// Training seconds per run (the budget the record's runs had).
+    #[serde(default)]
+    pub budget_seconds: Option<f64>,
     /// The candidate's commit (reachable through refs/autoresearch/<tag>/<n>), and the best
     /// commit it was made on.
     pub commit: Option<CommitId>,
     pub parent: CommitId,
     /// SHA-256 of the candidate training file, so no file is tried twice across resumes.
     pub file_sha256: Option<String>,
+    /// The candidate's constants and its skeleton's hash (the file with every value blanked),
+    /// which the sampler learns from and near-duplicates are found by.
+    #[serde(default)]
+    pub constants: Option<Constants>,
+    #[serde(default)]
+    pub skeleton_sha256: Option<String>,
     pub runs: Vec<RunRecord>,
     pub decision: Option<Decision>,
     pub timing: Timing,
@@ -284,6 +330,9 @@ pub struct Record {
     /// of it.
     #[serde(default)]
     pub draft: Option<DraftRecord>,
+    /// A confirmation's improvement of the best over the baseline, with its 95 % interval.
+    #[serde(default)]
+    pub interval: Option<Interval>,
 }
 
 impl Record {
@@ -300,13 +349,18 @@ impl Record {
             description: String::new(),
             idea: None,
             diff: None,
+            changes: Vec::new(),
             action: None,
+            choice: None,
             proposals: 0,
             repairs: 0,
             rejections: Vec::new(),
+            budget_seconds: None,
             commit: None,
             parent,
             file_sha256: None,
+            constants: None,
+            skeleton_sha256: None,
             runs: Vec::new(),
             decision: None,
             timing: Timing::default(),
@@ -316,11 +370,42 @@ impl Record {
             agent_reset: false,
             schedule: None,
             draft: None,
+            interval: None,
         }
     }
 
     pub fn is_baseline(&self) -> bool {
         self.kind == RecordKind::Baseline
+    }
+
+    /// How the agent is told of this record: `the baseline` or `e0012`.
+    pub fn label(&self) -> String {
+        match self.kind {
+            RecordKind::Baseline => "the baseline".into(),
+            RecordKind::Experiment | RecordKind::Confirmation => format!("e{:04}", self.n),
+        }
+    }
+
+    /// Notes the candidate `text`, committed as `commit` on `parent` (its parent's file): what it
+    /// changed, its constants and hashes. Returns it as the ledger takes it.
+    pub fn note_candidate(&mut self, commit: CommitId, parent: &str, text: &str) -> Tried {
+        let tried = Tried::of(&self.label(), text);
+        self.changes = super::changes::changes(parent, text);
+        self.commit = Some(commit);
+        self.file_sha256 = Some(tried.sha256.clone());
+        self.skeleton_sha256 = tried.skeleton.clone();
+        self.constants = Some(tried.constants.clone());
+        tried
+    }
+
+    /// Its training file, as the ledger takes it; None when it had none.
+    pub fn tried(&self) -> Option<Tried> {
+        Some(Tried {
+            label: self.label(),
+            sha256: self.file_sha256.clone()?,
+            skeleton: self.skeleton_sha256.clone(),
+            constants: self.constants.clone().unwrap_or_default(),
+        })
     }
 
     /// val_bpb of each run that finished.
@@ -335,7 +420,7 @@ impl Record {
     /// proposal applied) and interrupted ones have none.
     pub fn tsv_row(&self) -> Option<String> {
         let commit = self.commit.as_ref()?;
-        if self.outcome == Outcome::Interrupted {
+        if self.outcome == Outcome::Interrupted || self.kind == RecordKind::Confirmation {
             return None;
         }
         let (bpb, memory_gb) = match self.val_bpb {

@@ -2,9 +2,11 @@
 //! The training program is behind the `Trainer` trait, so the loop's control logic can be
 //! driven by scripted results in tests.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::early_stop::Curve;
 use super::record::{Outcome, Record, RunRecord};
 use super::stop::Stop;
 use crate::confine::Confinement;
@@ -17,12 +19,15 @@ pub trait Trainer {
     /// it compiles: then this only finds it).
     fn build(&mut self, text: &str) -> Result<build::Built, TrainerError>;
 
-    /// One run of `binary` with its output in `run_dir`; each line it prints goes to `on_line`.
+    /// One run of `binary` with its output in `run_dir` and the run's `seed` (0 for a file's
+    /// first run); each line it prints goes to `on_line`, which may abandon the run (early
+    /// stopping).
     fn run(
         &mut self,
         binary: &Path,
         run_dir: &Path,
-        on_line: &mut dyn FnMut(&str),
+        seed: u64,
+        on_line: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<RunReport, TrainerError>;
 }
 
@@ -46,7 +51,8 @@ impl Trainer for LocalTrainer {
         &mut self,
         binary: &Path,
         run_dir: &Path,
-        on_line: &mut dyn FnMut(&str),
+        seed: u64,
+        on_line: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<RunReport, TrainerError> {
         let stop = self.stop.clone();
         let spec = run::RunSpec {
@@ -54,6 +60,7 @@ impl Trainer for LocalTrainer {
             data_dir: &self.data_dir,
             run_dir,
             budget: Some(self.budget.get()),
+            seed,
             timeout: self.timeout,
             confinement: self.confinement,
             stop: &move || stop.requested(),
@@ -62,12 +69,13 @@ impl Trainer for LocalTrainer {
     }
 }
 
-/// Adds a finished run to `record`: its summary and seconds, the trainer's own peak
+/// Adds a finished run to `record`: its summary, seconds and loss curve, the trainer's own peak
 /// (`trainer_peak`, for a run with a result), and the error for a run without one. Returns the
 /// experiment's outcome when the run produced no result.
 pub fn record_run(
     record: &mut Record,
     report: RunReport,
+    curve: Curve,
     trainer_peak: Option<Bytes>,
     timeout: Duration,
 ) -> Option<Outcome> {
@@ -95,6 +103,8 @@ pub fn record_run(
         seconds: report.seconds,
         log: report.log,
         exit,
+        curve,
+        commit: None,
     });
     end.failure()
 }
@@ -132,14 +142,17 @@ mod tests {
         let crashed = run::Outcome::Crashed {
             exit: "exit code 101".into(),
         };
+        let curve = vec![[0.5, 6.0], [1.0, 5.0]];
         let failed = record_run(
             &mut record,
             report(crashed, &refs),
+            curve.clone(),
             None,
             Duration::from_secs(9),
         );
         assert_eq!(failed, Some(Outcome::Crash));
         assert_eq!(record.runs[0].outcome, RunEnd::Crashed);
+        assert_eq!(record.runs[0].curve, curve);
         let error = record.error.unwrap();
         assert!(error.starts_with("the training program crashed (exit code 101)"));
         // The last twelve lines only.
@@ -155,6 +168,7 @@ mod tests {
         let timed_out = record_run(
             &mut record,
             report(run::Outcome::TimedOut, &[]),
+            vec![],
             None,
             Duration::from_secs(9),
         );

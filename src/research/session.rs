@@ -3,25 +3,29 @@
 //! pending while it runs, and appended to the journal before the branch moves, so the journal is
 //! the truth and everything else (branch, results.tsv) is rebuilt from it on the next start.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 
-use super::context::Context;
 use super::draft::Draft;
+use super::early_stop::Watch;
 use super::git::Workspace;
 use super::history::{Best, History};
 use super::journal::Journal;
 use super::lock::RunLock;
 use super::noise::{mean, Judgement, NoiseFloor};
+use super::progress::parse_step_line;
 use super::progress::Ui;
 use super::record::{CommitId, Outcome, Record, RecordKind};
+use super::request::Asking;
 use super::runner::{self, record_run, Trainer};
 use super::settings::Settings;
-use super::sourcing::{self, Ask, DraftAsk, Proposer, Taken};
+use super::sourcing::{self, Proposer, Taken};
 use super::stop::Stop;
 use super::{pending, ResearchError};
+use crate::program::Protocol;
 use crate::scheduler::owner::Schedule;
 use crate::units::Bytes;
 
@@ -36,7 +40,7 @@ pub enum Ending {
 pub struct Research<P: Proposer, T: Trainer> {
     settings: Settings,
     /// The research protocol as last read (it is read again before every proposal).
-    program: String,
+    program: Protocol,
     workspace: Workspace,
     journal: Journal,
     proposer: P,
@@ -55,7 +59,7 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
     pub fn open(
         settings: Settings,
         checkout: &Path,
-        program: String,
+        program: Protocol,
         mut proposer: P,
         trainer: T,
         ui: Ui,
@@ -72,16 +76,10 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
                 torn.display()
             ));
         }
-        if let Some(mut record) = pending::load(dir)? {
-            if journal.history().records().iter().all(|r| r.n != record.n) {
-                record.finished = now();
-                ui.say(&format!(
-                    "e{:04} was in flight when the last run ended: recorded as interrupted",
-                    record.n
-                ));
-                journal.append(record)?;
-            }
-            pending::clear(dir)?;
+        if let Some(n) = pending::recover(dir, &mut journal, now())? {
+            ui.say(&format!(
+                "e{n:04} was in flight when the last run ended: recorded as interrupted"
+            ));
         }
         proposer.resume(&journal.history());
         Ok(Research {
@@ -146,6 +144,7 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
         let text = self.workspace.file_at(head)?;
         let mut record = Record::new(self.history().next_n(), RecordKind::Baseline, head, now());
         record.description = "baseline".into();
+        record.budget_seconds = Some(self.settings.budget.get());
         self.commit_candidate(&mut record, head, &text)?;
         let runs = self.settings.baseline_runs;
         self.ui.say(&format!(
@@ -191,6 +190,7 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
         let start = Instant::now();
         let n = self.history().next_n();
         let mut record = Record::new(n, RecordKind::Experiment, best.commit, now());
+        record.budget_seconds = Some(self.settings.budget.get());
         let (text, idea) = match self.history().to_retry().cloned() {
             // An experiment cut short by a stop or a crash is run once more, as it was.
             Some(last) => {
@@ -198,6 +198,7 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
                 record.idea = last.idea.clone();
                 record.action = last.action;
                 record.diff = last.diff.clone();
+                record.choice = last.choice.clone();
                 let commit = last
                     .commit
                     .context("a retried experiment without a commit")?;
@@ -258,8 +259,9 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
         self.finish(record, start, Some(best.val_bpb))
     }
 
-    /// Keeps `commit` (holding `text`) reachable under the experiment's ref and notes it, and
-    /// the file's hash, in the record.
+    /// Keeps `commit` (holding `text`) reachable under the experiment's ref and notes in the
+    /// record what it is and what it changed; the agent will not propose it, or one close to it,
+    /// again.
     fn commit_candidate(
         &mut self,
         record: &mut Record,
@@ -267,32 +269,30 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
         text: &str,
     ) -> Result<()> {
         self.workspace.mark(record.n, commit)?;
-        let sha = harness::meta::sha256_hex(text.as_bytes());
-        self.proposer.remember(&sha);
-        record.commit = Some(commit);
-        record.file_sha256 = Some(sha);
+        let parent = self.workspace.file_at(record.parent)?;
+        self.proposer
+            .remember(record.note_candidate(commit, &parent, text));
         Ok(())
     }
 
-    /// Asks the agent for a candidate made on the best file.
+    /// Asks the agent for a candidate made on the best file, as the controller chooses.
     fn propose(&mut self, record: &mut Record, best: Best) -> Result<Taken> {
         let source = self.workspace.file_at(best.commit)?;
         let program = self.protocol();
-        let context = Context::new(&self.history(), self.settings.reset_after);
-        record.agent_reset = context.reset;
-        let ask = Ask {
-            n: record.n,
-            program: &program,
-            source: &source,
-            context: &context,
-        };
-        let plan = sourcing::plan(self.settings.action, record.n, self.settings.proposals);
-        let draft = self.draft.take();
+        let asking = Asking::new(&self.history(), &self.settings, record.n, &source);
+        record.choice = asking.choice.clone();
+        record.agent_reset = asking.context.reset;
+        if let Some(choice) = &asking.choice {
+            self.ui.say(&format!(
+                "e{:04}: {}: {}",
+                record.n, choice.kind, choice.reason
+            ));
+        }
         let taken = sourcing::source(
             &mut self.proposer,
-            &ask,
-            draft,
-            &plan,
+            &asking.ask(record.n, &program, &source),
+            self.draft.take(),
+            asking.choice.as_ref(),
             &self.stop,
             &mut self.ui,
             record,
@@ -302,13 +302,12 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
 
     /// The protocol, re-read every time: the human may edit it during the night.
     fn protocol(&mut self) -> String {
-        match crate::program::load(Some(&self.settings.program)) {
-            Ok(text) => self.program = text,
-            Err(e) => self
-                .ui
-                .say(&format!("{e:#}; going on with the protocol read before")),
+        let (text, problem) = self.program.reread(&self.settings.program);
+        if let Some(e) = problem {
+            self.ui
+                .say(&format!("{e:#}; going on with the protocol read before"));
         }
-        self.program.clone()
+        text
     }
 
     /// The candidate's training program. The inner Err is the compiler's message (the agent's
@@ -353,9 +352,25 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
             self.start_draft(record)?;
         }
         self.ui.training_begin(n, index, self.settings.budget);
+        let mut watch = (self.settings.early_stop && !record.is_baseline())
+            .then(|| Watch::against_best(&self.history()))
+            .flatten();
+        let (mut curve, mut doomed) = (Vec::new(), None);
         let ui = &mut self.ui;
-        let report = self.trainer.run(binary, &run_dir, &mut |line| {
-            ui.training_line(n, index, line)
+        // Each run of a file again has its own seed: a second run then measures the luck of the
+        // initialisation, instead of repeating the first.
+        let seed = (index - 1) as u64;
+        let report = self.trainer.run(binary, &run_dir, seed, &mut |line| {
+            ui.training_line(n, index, line);
+            if let Some((_, progress, loss, _)) = parse_step_line(line) {
+                curve.push([progress as f32, loss as f32]);
+                doomed = watch.as_mut().and_then(|w| w.see(progress, loss));
+            }
+            if doomed.is_some() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         })?;
         let peak = match &report.outcome {
             crate::trainer::run::Outcome::Finished(s) => Some(
@@ -364,7 +379,10 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
             ),
             _ => None,
         };
-        let failed = record_run(record, report, peak, self.settings.timeout);
+        let failed = record_run(record, report, curve, peak, self.settings.timeout);
+        if let Some(verdict) = doomed {
+            record.error = Some(verdict.to_string());
+        }
         pending::save(&self.settings.dir, record)?;
         Ok(failed)
     }
@@ -373,10 +391,10 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
     /// file, where it does that.
     fn start_draft(&mut self, record: &Record) -> Result<()> {
         let (program, source) = (self.protocol(), self.workspace.file_at(record.parent)?);
-        match DraftAsk::beside(record, &self.history(), &self.settings, program, source) {
-            Some(ask) => self.proposer.start_draft(ask),
-            None => Ok(()),
-        }
+        let asking = Asking::beside(record, &self.history(), &self.settings, &source);
+        let seed = sourcing::seed(record.n + 1, 0);
+        self.proposer
+            .start_draft(asking.draft(record.n, program, source, seed))
     }
 
     /// Completes the record (timings, the scheduler's part, the agent back on the device) and

@@ -54,7 +54,29 @@ pub struct Settings {
     pub reset_after: usize,
     /// Proposals per experiment before it is recorded as rejected (at least 1).
     pub proposals: usize,
+    /// The reply format with the controller off.
     pub action: ActionChoice,
     /// The research protocol, re-read before every proposal.
     pub program: PathBuf,
+    /// The search controller picks each experiment's move (off: the fixed `action` plan).
+    pub controller: bool,
+    /// Hyperparameter moves take their values from the sampler (off: the agent writes them).
+    pub sampler: bool,
+    /// Runs whose loss falls behind the best file's are stopped early.
+    pub early_stop: bool,
+    /// The trainer runs on a GPU (its `_GPU` constants matter, not the `_CPU` ones).
+    pub gpu: bool,
+}
+
+/// A part of the search that can be switched off, to measure what it brings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+impl Switch {
+    pub fn on(self) -> bool {
+        self == Switch::On
+    }
 }

@@ -7,14 +7,16 @@ use std::ops::ControlFlow;
 use std::time::Instant;
 
 use super::context::Context;
+use super::controller::Choice;
 use super::draft::Draft;
 use super::history::History;
 use super::progress::Ui;
 use super::record::{DraftOutcome, DraftRecord, Outcome, Record};
-use super::settings::{ActionChoice, Settings};
+use super::request::Request;
 use super::stop::Stop;
-use crate::agent::prompt::Action;
-use crate::agent::propose::{Attempt, DraftReply, Event, Observer, ProposeError, Verdict};
+use crate::agent::ledger::Tried;
+use crate::agent::prompt::{Action, PromptInput};
+use crate::agent::propose::{Attempt, DraftReply, Event, Observer, ProposeError, Tuner, Verdict};
 use crate::scheduler::owner::Schedule;
 use crate::units::Bytes;
 
@@ -25,47 +27,53 @@ pub struct Ask<'a> {
     /// The best training file, which the proposal edits.
     pub source: &'a str,
     pub context: &'a Context,
+    pub request: &'a Request,
+    /// The sampler, for TUNE replies.
+    pub tuner: Option<&'a dyn Tuner>,
+}
+
+impl Ask<'_> {
+    /// The prompt of a proposal of `action`.
+    pub fn prompt(&self, action: Action) -> PromptInput<'_> {
+        PromptInput {
+            task: self.request.task.as_deref(),
+            names: self.request.names.as_deref(),
+            ..self.context.prompt(self.program, self.source, action)
+        }
+    }
 }
 
 /// A draft to write beside a training run, owned: it runs on its own thread.
 pub struct DraftAsk {
     /// The experiment training beside it.
     pub during: usize,
+    /// The controller's choice for the next experiment, as it stands before the run's result:
+    /// the draft is used only when the choice after it is the same.
+    pub choice: Option<Choice>,
     pub program: String,
     pub source: String,
     pub context: Context,
-    pub action: Action,
-    pub count: usize,
+    pub request: Request,
     pub seed: u32,
 }
 
 impl DraftAsk {
-    /// The draft of the experiment after `record`, to write beside `record`'s runs against the
-    /// best file `source`; None when the next experiment asks for no proposal.
-    pub fn beside(
-        record: &Record,
-        history: &History,
-        settings: &Settings,
-        program: String,
-        source: String,
-    ) -> Option<Self> {
-        let next = record.n + 1;
-        let plan = plan(settings.action, next, settings.proposals);
-        let &(action, count) = plan.iter().find(|(_, count)| *count > 0)?;
-        let mut context = Context::new(history, settings.reset_after);
-        if !record.is_baseline() {
-            // So that the draft tries something else than the experiment it is written beside.
-            context = context.with_running(&record.description);
+    /// The first proposals the request asks for: the draft's reply format and count.
+    pub fn first(&self) -> Option<(Action, usize)> {
+        self.request
+            .plan
+            .iter()
+            .copied()
+            .find(|(_, count)| *count > 0)
+    }
+
+    /// The draft's prompt.
+    pub fn prompt(&self, action: Action) -> PromptInput<'_> {
+        PromptInput {
+            task: self.request.task.as_deref(),
+            names: self.request.names.as_deref(),
+            ..self.context.prompt(&self.program, &self.source, action)
         }
-        Some(DraftAsk {
-            during: record.n,
-            program,
-            source,
-            context,
-            action,
-            count,
-            seed: seed(next, 0),
-        })
     }
 }
 
@@ -93,13 +101,13 @@ pub trait Proposer {
         observe: &mut Observer,
     ) -> Result<Attempt, ProposeError>;
 
-    /// A training file tried already, never to be proposed again.
-    fn remember(&mut self, file_sha256: &str);
+    /// A training file tried already: neither it nor a near-duplicate is proposed again.
+    fn remember(&mut self, tried: Tried);
 
     /// Picks up a resumed run: the files it tried, and what else the agent learns from it.
     fn resume(&mut self, history: &History) {
-        for sha in history.tried_files() {
-            self.remember(sha);
+        for tried in history.tried_files() {
+            self.remember(tried);
         }
     }
 
@@ -151,7 +159,7 @@ pub fn source(
     proposer: &mut dyn Proposer,
     ask: &Ask,
     draft: Option<Draft>,
-    plan: &[(Action, usize)],
+    choice: Option<&Choice>,
     stop: &Stop,
     ui: &mut Ui,
     record: &mut Record,
@@ -172,7 +180,10 @@ pub fn source(
     let mut attempts: Vec<Attempt> = Vec::new();
     if let Some(draft) = draft {
         let mut outcome = DraftOutcome::NothingApplied;
-        if let Some(reply) = &draft.reply {
+        if draft.choice.as_ref() != choice {
+            // Written for another move than the one chosen after the run's result.
+            outcome = DraftOutcome::Stale;
+        } else if let Some(reply) = &draft.reply {
             let attempt = proposer.adopt(ask, reply, seed(n, 0) + 1000, &mut observe)?;
             outcome = match &attempt.verdict {
                 Verdict::Valid(_) => DraftOutcome::Used,
@@ -189,7 +200,7 @@ pub fn source(
             outcome,
         });
     }
-    for &(action, count) in plan {
+    for &(action, count) in &ask.request.plan {
         if attempts.iter().any(Attempt::is_valid) || stop.requested() {
             break;
         }
@@ -262,20 +273,6 @@ pub fn seed(n: usize, attempt: usize) -> u32 {
     (n as u32).wrapping_mul(100).wrapping_add(attempt as u32)
 }
 
-/// Which actions an experiment asks for, and how many proposals of each. Mixed alternates the
-/// first action between experiments and falls back to the narrow SET, which weak models get right.
-pub fn plan(choice: ActionChoice, n: usize, proposals: usize) -> Vec<(Action, usize)> {
-    match choice {
-        ActionChoice::Replace => vec![(Action::Replace, proposals)],
-        ActionChoice::Set => vec![(Action::Set, proposals)],
-        ActionChoice::Mixed if n % 2 == 1 => vec![
-            (Action::Replace, proposals / 2),
-            (Action::Set, proposals - proposals / 2),
-        ],
-        ActionChoice::Mixed => vec![(Action::Set, proposals)],
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::super::record::tests::commit;
@@ -346,18 +343,5 @@ pub(crate) mod tests {
         );
         assert_eq!(record.rejections.len(), 1);
         assert_eq!(record.action, Some(Action::Set));
-    }
-
-    #[test]
-    fn mixed_alternates_and_falls_back_to_set() {
-        assert_eq!(
-            plan(ActionChoice::Mixed, 1, 4),
-            vec![(Action::Replace, 2), (Action::Set, 2)]
-        );
-        assert_eq!(plan(ActionChoice::Mixed, 2, 4), vec![(Action::Set, 4)]);
-        assert_eq!(
-            plan(ActionChoice::Replace, 2, 3),
-            vec![(Action::Replace, 3)]
-        );
     }
 }

@@ -4,6 +4,7 @@
 //! can stand in for it.
 
 use std::io::{BufRead, BufReader, Write};
+use std::ops::ControlFlow;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -11,7 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use harness::summary::{Summary, RESULT_FILE};
-use harness::{ENV_BUDGET, ENV_DATA_DIR, ENV_RUN_DIR};
+use harness::{ENV_BUDGET, ENV_DATA_DIR, ENV_RUN_DIR, ENV_SEED};
 
 use super::{io, TrainerError};
 use crate::confine::Confinement;
@@ -24,6 +25,8 @@ pub struct RunSpec<'a> {
     /// Receives `train.log`, the weights and `result.json`.
     pub run_dir: &'a Path,
     pub budget: Option<f64>,
+    /// The run's seed (`Harness::seed`): 0 for a file's first run.
+    pub seed: u64,
     pub timeout: Duration,
     pub confinement: Confinement,
     /// Polled while the program runs: true kills it (Ctrl-C).
@@ -47,6 +50,8 @@ pub enum Outcome {
     },
     /// Killed because `stop` asked for it.
     Interrupted,
+    /// Killed because the caller judged its progress doomed (early stopping).
+    Abandoned,
 }
 
 impl Outcome {
@@ -59,6 +64,7 @@ impl Outcome {
             Outcome::TimedOut => RunEnd::TimedOut,
             Outcome::OutOfMemory { .. } => RunEnd::OutOfMemory,
             Outcome::Interrupted => RunEnd::Interrupted,
+            Outcome::Abandoned => RunEnd::StoppedEarly,
         }
     }
 
@@ -78,6 +84,9 @@ impl Outcome {
                 timeout.as_secs_f64()
             ),
             Outcome::Interrupted => "the training program was stopped".into(),
+            Outcome::Abandoned => {
+                "stopped early: its loss fell behind the best file's by more than the noise".into()
+            }
         })
     }
 }
@@ -104,7 +113,11 @@ pub fn default_timeout(budget: Seconds) -> Duration {
 }
 const TAIL_LINES: usize = 40;
 
-pub fn run(spec: &RunSpec, mut on_line: impl FnMut(&str)) -> Result<RunReport, TrainerError> {
+/// Runs the program; each line it prints goes to `on_line`, which may abandon the run.
+pub fn run(
+    spec: &RunSpec,
+    mut on_line: impl FnMut(&str) -> ControlFlow<()>,
+) -> Result<RunReport, TrainerError> {
     std::fs::create_dir_all(spec.run_dir)
         .map_err(io(format!("cannot create {}", spec.run_dir.display())))?;
     let result_path = spec.run_dir.join(RESULT_FILE);
@@ -132,6 +145,7 @@ pub fn run(spec: &RunSpec, mut on_line: impl FnMut(&str)) -> Result<RunReport, T
     if let Some(budget) = spec.budget {
         cmd.env(ENV_BUDGET, budget.to_string());
     }
+    cmd.env(ENV_SEED, spec.seed.to_string());
     let start = Instant::now();
     let mut child = cmd
         .spawn()
@@ -165,14 +179,13 @@ pub fn run(spec: &RunSpec, mut on_line: impl FnMut(&str)) -> Result<RunReport, T
     drop(tx);
 
     let mut tail: Vec<String> = Vec::new();
-    let mut timed_out = false;
-    let mut interrupted = false;
+    let (mut timed_out, mut interrupted, mut abandoned) = (false, false, false);
     let deadline = start + spec.timeout;
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(line) => {
                 let _ = writeln!(log, "{line}");
-                on_line(&line);
+                abandoned = on_line(&line).is_break();
                 tail.push(line);
                 if tail.len() > TAIL_LINES {
                     tail.remove(0);
@@ -186,7 +199,7 @@ pub fn run(spec: &RunSpec, mut on_line: impl FnMut(&str)) -> Result<RunReport, T
         } else if (spec.stop)() {
             interrupted = true;
         }
-        if timed_out || interrupted {
+        if timed_out || interrupted || abandoned {
             kill_group(pgid);
             break;
         }
@@ -196,7 +209,7 @@ pub fn run(spec: &RunSpec, mut on_line: impl FnMut(&str)) -> Result<RunReport, T
         .map_err(io("cannot wait for the training program"))?;
     // The group may have children that outlive the leader; none may survive the run.
     kill_group(pgid);
-    if !(timed_out || interrupted) {
+    if !(timed_out || interrupted || abandoned) {
         for reader in readers {
             let _ = reader.join();
         }
@@ -208,6 +221,8 @@ pub fn run(spec: &RunSpec, mut on_line: impl FnMut(&str)) -> Result<RunReport, T
         Outcome::TimedOut
     } else if interrupted {
         Outcome::Interrupted
+    } else if abandoned {
+        Outcome::Abandoned
     } else if status.success() {
         match read_result(&result_path) {
             Some(summary) => Outcome::Finished(Box::new(summary)),

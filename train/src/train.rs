@@ -50,7 +50,7 @@ const ROPE_BASE: f64 = 10_000.0;
 const SOFTCAP: f64 = 15.0;
 /// Input channels of the value-embedding gate (the first channels of the block's input).
 const VE_GATE_CHANNELS: usize = 32;
-/// Seed of the parameter initialisation.
+/// Seed of the parameter initialisation (the run's own seed, `h.seed()`, is added to it).
 const SEED: u64 = 42;
 /// Tokens per optimizer step on a GPU; gradients accumulate over forward passes until then.
 const TOKENS_PER_STEP_GPU: usize = 1 << 19;
@@ -168,8 +168,13 @@ struct Params {
 }
 
 impl Params {
-    fn init(cfg: &Config, vars: &VarMap, device: &Device) -> harness::candle::Result<Self> {
-        let mut rng = Rng::new(SEED);
+    fn init(
+        cfg: &Config,
+        vars: &VarMap,
+        device: &Device,
+        seed: u64,
+    ) -> harness::candle::Result<Self> {
+        let mut rng = Rng::new(seed);
         let (d, v) = (cfg.dim, cfg.vocab_size);
         let bound = 3f64.sqrt() * (d as f64).powf(-0.5);
         let zeros = |shape: (usize, usize)| Tensor::zeros(shape, DType::F32, device);
@@ -289,8 +294,9 @@ impl Gpt {
         vars: &VarMap,
         dtype: DType,
         device: &Device,
+        seed: u64,
     ) -> harness::candle::Result<Self> {
-        let params = Params::init(&cfg, vars, device)?;
+        let params = Params::init(&cfg, vars, device, seed)?;
         let blocks = params
             .blocks
             .into_iter()
@@ -580,7 +586,7 @@ fn train(h: &mut Harness) -> harness::Result<Trained> {
 
     let vars = VarMap::new();
     let dim = cfg.dim;
-    let model = Gpt::new(cfg, &vars, dtype, &device)?;
+    let model = Gpt::new(cfg, &vars, dtype, &device, SEED.wrapping_add(h.seed()))?;
     let mut optimizer = Optimizer::new(&vars, dim, dtype)?;
     loop {
         let progress = h.progress();

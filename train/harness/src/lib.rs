@@ -11,6 +11,7 @@
 //! file cannot reach.
 
 pub mod check;
+pub mod clock;
 pub mod device;
 pub mod error;
 pub mod eval;
@@ -30,6 +31,7 @@ use candle_core::{DType, Device, Tensor};
 pub use candle_nn;
 use candle_nn::VarMap;
 
+use clock::Clock;
 use device::DeviceInfo;
 pub use error::{HarnessError, Result};
 use loader::TrainLoader;
@@ -43,8 +45,13 @@ pub const ENV_DATA_DIR: &str = "AUTORESEARCH_DATA_DIR";
 pub const ENV_RUN_DIR: &str = "AUTORESEARCH_RUN_DIR";
 /// Overrides the profile's time budget, in seconds (tests use a few).
 pub const ENV_BUDGET: &str = "AUTORESEARCH_BUDGET";
+/// The run's seed (default 0): the loop runs a file again with another seed, so that the noise
+/// floor and confirmations measure what a change does beyond the luck of its initialisation.
+pub const ENV_SEED: &str = "AUTORESEARCH_SEED";
 /// Set to 1 to check, after training, that every variable receives a gradient.
 pub const ENV_CHECK_GRADIENTS: &str = "AUTORESEARCH_CHECK_GRADIENTS";
+/// Set to 1 for the plain wall clock on the CPU too (to measure what the steal correction does).
+pub const ENV_WALL_CLOCK: &str = "AUTORESEARCH_WALL_CLOCK";
 /// Set to 1 to time the parts of a step exactly on a GPU (the device is synchronised at each
 /// part's end, which costs a little speed; on the CPU every op is synchronous anyway).
 pub const ENV_TIME_PARTS: &str = "AUTORESEARCH_TIME_PARTS";
@@ -130,6 +137,7 @@ pub struct Harness {
     profile: Profile,
     run_dir: PathBuf,
     check_gradients: bool,
+    seed: u64,
     /// Synchronise the device when a timed part ends (GPU timing).
     sync_parts: bool,
     device: DeviceInfo,
@@ -139,7 +147,7 @@ pub struct Harness {
     token_bytes: Vec<u16>,
     process_start: Instant,
     step: usize,
-    step_started: Option<Instant>,
+    clock: Clock,
     training_seconds: f64,
     tokens_this_step: u64,
     tokens_total: u64,
@@ -161,15 +169,22 @@ impl Harness {
         let data_dir = env_path(ENV_DATA_DIR).unwrap_or_else(default_data_dir);
         let run_dir = env_path(ENV_RUN_DIR).unwrap_or_else(|| PathBuf::from("."));
         let budget_override = std::env::var(ENV_BUDGET).ok();
+        let seed = std::env::var(ENV_SEED)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
         let check_gradients = std::env::var(ENV_CHECK_GRADIENTS).is_ok_and(|v| v == "1");
         let sync_parts = std::env::var(ENV_TIME_PARTS).is_ok_and(|v| v == "1");
+        let wall_clock = std::env::var(ENV_WALL_CLOCK).is_ok_and(|v| v == "1");
         // The training file has no business with these.
         for key in [
             ENV_DATA_DIR,
             ENV_RUN_DIR,
             ENV_BUDGET,
+            ENV_SEED,
             ENV_CHECK_GRADIENTS,
             ENV_TIME_PARTS,
+            ENV_WALL_CLOCK,
         ] {
             std::env::remove_var(key);
         }
@@ -219,6 +234,7 @@ impl Harness {
             meta.eval_tokens / profile.seq_len,
         );
         let device = DeviceInfo::detect()?;
+        let clock = Clock::new(device.device.is_cpu() && !wall_clock);
         println!(
             "profile {} | device {} | budget {budget:.0}s | train {:.2}M tokens | eval {} tokens",
             profile.name,
@@ -231,6 +247,7 @@ impl Harness {
             profile,
             run_dir,
             check_gradients,
+            seed,
             sync_parts,
             device,
             budget,
@@ -239,7 +256,7 @@ impl Harness {
             token_bytes,
             process_start,
             step: 0,
-            step_started: None,
+            clock,
             training_seconds: 0.0,
             tokens_this_step: 0,
             tokens_total: 0,
@@ -262,6 +279,12 @@ impl Harness {
         !self.device.device.is_cpu()
     }
 
+    /// The run's seed, to add to the training file's own: 0 for a file's first run, another for
+    /// each run of it again (the noise floor, confirmation runs).
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
     /// The training time budget in seconds.
     pub fn budget(&self) -> f64 {
         self.budget
@@ -274,7 +297,7 @@ impl Harness {
 
     /// The next training batch: inputs and targets, each `[rows, seq_len]` u32.
     pub fn next_batch(&mut self, rows: usize) -> Result<(Tensor, Tensor)> {
-        self.step_started.get_or_insert_with(Instant::now);
+        self.clock.start();
         self.tokens_this_step += (rows * self.profile.seq_len) as u64;
         Ok(self.loader.next_batch(rows)?)
     }
@@ -299,8 +322,7 @@ impl Harness {
     /// clock (steps after the warm-up count against the budget) and prints a progress line.
     pub fn step(&mut self, loss: &Tensor) -> Result<StepInfo> {
         let loss = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
-        let now = Instant::now();
-        let dt = now - self.step_started.unwrap_or(now);
+        let (wall, dt) = self.clock.lap();
         self.step += 1;
         if loss.is_nan() || loss > FAIL_LOSS {
             println!("FAIL");
@@ -311,15 +333,14 @@ impl Harness {
             std::process::exit(1);
         }
         if self.step > self.profile.warmup_steps {
-            self.training_seconds += dt.as_secs_f64();
+            self.training_seconds += dt;
             self.tokens_timed += self.tokens_this_step;
             self.parts.add(&self.parts_this_step);
         }
         self.parts_this_step = [0.0; 3];
         self.tokens_total += self.tokens_this_step;
-        let tokens_per_second = self.tokens_this_step as f64 / dt.as_secs_f64().max(1e-9);
+        let tokens_per_second = self.tokens_this_step as f64 / wall.max(1e-9);
         self.tokens_this_step = 0;
-        self.step_started = Some(now);
         self.device.sample_memory();
         let beta = 0.9;
         self.smooth_loss = beta * self.smooth_loss + (1.0 - beta) * loss as f64;
@@ -329,7 +350,7 @@ impl Harness {
             "step {:05} ({:5.1}%) | loss {debiased:.6} | dt {:.0}ms | tok/s {tokens_per_second:.0} | epoch {}",
             self.step,
             progress * 100.0,
-            dt.as_secs_f64() * 1000.0,
+            wall * 1000.0,
             self.loader.epoch(),
         );
         Ok(StepInfo {
@@ -402,6 +423,7 @@ impl Harness {
             tokens_per_second,
             epochs: self.loader.epoch(),
             parts: (self.parts.steps > 0).then_some(self.parts),
+            stolen_seconds: self.clock.stolen_seconds,
         };
         println!(
             "eval: {} tokens in {eval_seconds:.1}s | weights: {} | mfu against: {}",

@@ -32,6 +32,10 @@ pub struct Summary {
     /// times them (`Harness::time`).
     #[serde(default)]
     pub parts: Option<Parts>,
+    /// Seconds the hypervisor took from this machine's CPUs during the steps, which the
+    /// training clock does not count (CPU runs; see `clock`).
+    #[serde(default)]
+    pub stolen_seconds: f64,
 }
 
 /// Seconds of the timed steps by part.
@@ -116,6 +120,7 @@ mod tests {
             tokens_per_second: 0.0,
             epochs: 0,
             parts: None,
+            stolen_seconds: 0.0,
         };
         let expected = "---\n\
 val_bpb:          0.997900\n\

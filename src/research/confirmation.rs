@@ -1,0 +1,115 @@
+//! Confirmation: is the best file really better than the baseline, or was its keep the noise's
+//! doing? The two run alternately, several times each, and the improvement gets a 95 % interval
+//! (Welch's, for two samples whose spreads may differ). Confirmed when the interval excludes zero.
+
+use serde::{Deserialize, Serialize};
+
+use super::noise::mean;
+use super::record::Record;
+
+/// The improvement of the best file over the baseline (baseline − best val_bpb, positive is
+/// better) with its 95 % interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    pub improvement: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+impl Interval {
+    /// Welch's interval from the two samples; None with fewer than two runs of either.
+    pub fn welch(baseline: &[f64], best: &[f64]) -> Option<Interval> {
+        let (n1, n2) = (baseline.len() as f64, best.len() as f64);
+        if n1 < 2.0 || n2 < 2.0 {
+            return None;
+        }
+        let (v1, v2) = (variance(baseline) / n1, variance(best) / n2);
+        let se = (v1 + v2).sqrt();
+        let improvement = mean(baseline) - mean(best);
+        // Welch-Satterthwaite degrees of freedom; two identical samples have none to speak of.
+        let df = if se > 0.0 {
+            (v1 + v2).powi(2) / (v1 * v1 / (n1 - 1.0) + v2 * v2 / (n2 - 1.0))
+        } else {
+            n1 + n2 - 2.0
+        };
+        let half = t_975(df) * se;
+        Some(Interval {
+            improvement,
+            low: improvement - half,
+            high: improvement + half,
+        })
+    }
+
+    /// The improvement is real at 95 %.
+    pub fn excludes_zero(&self) -> bool {
+        self.low > 0.0
+    }
+}
+
+/// The confirmation in one line, as `report` prints it too.
+pub fn describe(record: &Record) -> String {
+    let runs = record.runs.iter().filter(|r| r.summary.is_some()).count();
+    match record.interval {
+        Some(i) => format!(
+            "{}: improvement {:.6} over the baseline, 95% interval [{:.6}, {:.6}], {} runs: {}",
+            record.description,
+            i.improvement,
+            i.low,
+            i.high,
+            runs,
+            if i.excludes_zero() {
+                "confirmed (the interval excludes zero)"
+            } else {
+                "not confirmed (the interval includes zero)"
+            }
+        ),
+        None => format!(
+            "{}: {runs} runs finished, too few for an interval ({})",
+            record.description, record.outcome
+        ),
+    }
+}
+
+/// Sample variance.
+fn variance(values: &[f64]) -> f64 {
+    let m = mean(values);
+    values.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (values.len() as f64 - 1.0)
+}
+
+/// The 97.5th percentile of Student's t with `df` degrees of freedom (a two-sided 95 % interval),
+/// from the table for whole df, interpolated, and the normal's 1.96 beyond 30.
+fn t_975(df: f64) -> f64 {
+    const TABLE: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    if df >= 30.0 {
+        return 1.96;
+    }
+    let df = df.max(1.0);
+    let (lo, frac) = (df.floor() as usize, df.fract());
+    let at = |k: usize| TABLE[k.clamp(1, 30) - 1];
+    at(lo) + frac * (at(lo + 1) - at(lo))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_interval_is_welchs() {
+        // Means 1.80 and 1.70, spreads 0.01: improvement 0.1, se 0.00816, df 4, t 2.776.
+        let i = Interval::welch(&[1.79, 1.80, 1.81], &[1.69, 1.70, 1.71]).unwrap();
+        assert!((i.improvement - 0.1).abs() < 1e-12);
+        assert!((i.high - i.improvement - 2.776 * (2.0 * 0.0001 / 3.0f64).sqrt()).abs() < 1e-6);
+        assert!(i.excludes_zero());
+        // Within the noise: the interval straddles zero.
+        let i = Interval::welch(&[1.79, 1.80, 1.81], &[1.78, 1.795, 1.81]).unwrap();
+        assert!(!i.excludes_zero(), "{i:?}");
+        // One run of either says nothing about the spread.
+        assert_eq!(Interval::welch(&[1.8], &[1.7, 1.71]), None);
+        assert!((t_975(2.5) - (4.303 + 3.182) / 2.0).abs() < 1e-9);
+        assert_eq!(t_975(100.0), 1.96);
+    }
+}

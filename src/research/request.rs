@@ -1,0 +1,364 @@
+//! What an experiment asks of the agent: the reply formats and how many of each, the task in
+//! words, and the constants a reply may name. It follows the controller's choice, or, with the
+//! controller off, the fixed action plan (`--action`).
+
+use super::changes::Change;
+use super::context::Context;
+use super::controller::{Category, Choice, Controller, Move};
+use super::history::History;
+use super::record::{Outcome, Record};
+use super::settings::{ActionChoice, Settings};
+use super::sourcing::{Ask, DraftAsk};
+use super::tuning::SamplerTuner;
+use crate::agent::edit::constants;
+use crate::agent::prompt::Action;
+use crate::agent::propose::Tuner;
+
+/// Everything an experiment asks of the agent, owned: the controller's choice, what the agent
+/// is shown, the request, and the sampler for TUNE replies.
+pub struct Asking {
+    pub choice: Option<Choice>,
+    pub context: Context,
+    pub request: Request,
+    pub tuner: Option<SamplerTuner>,
+}
+
+impl Asking {
+    /// For experiment `n`, made on `best_file`.
+    pub fn new(history: &History, settings: &Settings, n: usize, best_file: &str) -> Self {
+        let choice = settings
+            .controller
+            .then(|| Controller::default().choose(history, margin(history)));
+        Asking {
+            context: Context::new(history, settings.reset_after, best_file),
+            request: Request::new(choice.as_ref(), settings, n, history, best_file),
+            tuner: settings.sampler.then(|| SamplerTuner::new(history, n)),
+            choice,
+        }
+    }
+
+    /// For a draft of the experiment after `running`, written beside its runs: the move is
+    /// chosen as if `running` were discarded (the usual case; a draft written for another move
+    /// is not used), and the agent sees it running.
+    pub fn beside(
+        running: &Record,
+        history: &History,
+        settings: &Settings,
+        best_file: &str,
+    ) -> Self {
+        let mut assumed = history.records().to_vec();
+        if !running.is_baseline() {
+            assumed.push(Record {
+                outcome: Outcome::Discard,
+                ..running.clone()
+            });
+        }
+        let mut asking = Asking::new(&History::new(&assumed), settings, running.n + 1, best_file);
+        let context = Context::new(history, settings.reset_after, best_file);
+        asking.context = if running.is_baseline() {
+            context
+        } else {
+            context.with_running(running)
+        };
+        asking
+    }
+
+    pub fn ask<'a>(&'a self, n: usize, program: &'a str, source: &'a str) -> Ask<'a> {
+        Ask {
+            n,
+            program,
+            source,
+            context: &self.context,
+            request: &self.request,
+            tuner: self.tuner.as_ref().map(|t| t as &dyn Tuner),
+        }
+    }
+
+    /// The draft's ask, owned, for its thread.
+    pub fn draft(self, during: usize, program: String, source: String, seed: u32) -> DraftAsk {
+        DraftAsk {
+            during,
+            choice: self.choice,
+            program,
+            source,
+            context: self.context,
+            request: self.request,
+            seed,
+        }
+    }
+}
+
+/// The improvement a single run must show: the noise floor the baseline measured.
+fn margin(history: &History) -> f64 {
+    history
+        .baseline()
+        .and_then(|b| b.decision.as_ref())
+        .map_or(0.0, |d| d.margin)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// The reply formats to ask for in turn, with how many proposals each.
+    pub plan: Vec<(Action, usize)>,
+    /// The controller's task, in words.
+    pub task: Option<String>,
+    /// The constants a SET or TUNE reply may name (None: any).
+    pub names: Option<Vec<String>>,
+}
+
+impl Request {
+    /// The request of experiment `n`, made on `best_file`.
+    pub fn new(
+        choice: Option<&Choice>,
+        settings: &Settings,
+        n: usize,
+        history: &History,
+        best_file: &str,
+    ) -> Request {
+        let proposals = settings.proposals;
+        let Some(choice) = choice else {
+            return Request {
+                plan: plan(settings.action, n, proposals),
+                task: None,
+                names: None,
+            };
+        };
+        // With the sampler off, the agent writes the values of a numeric move itself.
+        let numeric = if settings.sampler {
+            Action::Tune
+        } else {
+            Action::Set
+        };
+        let values = if settings.sampler {
+            "name one to three of its constants; their values are chosen from every result so far"
+        } else {
+            "set one to three of its constants to new values"
+        };
+        let half = |first: Action, second: Action| {
+            vec![(first, proposals - proposals / 2), (second, proposals / 2)]
+        };
+        let category = choice.category.unwrap_or(Category::Optimizer);
+        match choice.kind {
+            Move::Tune => Request {
+                plan: vec![(numeric, proposals)],
+                task: Some(format!("Tune {}: {values}.", category.words())),
+                names: Some(constants_in(best_file, category, settings.gpu)),
+            },
+            Move::Explore => Request {
+                plan: half(Action::Replace, Action::Set),
+                task: Some(format!("A new idea about {}, in code.", category.words())),
+                names: None,
+            },
+            Move::Ablate => Request {
+                plan: half(Action::Replace, Action::Set),
+                task: Some(
+                    "An ablation: remove or switch off one part of the best file (a line of code, \
+                     or a feature constant set to its off value, such as a soft-cap or warm-down \
+                     of 0) to see whether it earns its place."
+                        .into(),
+                ),
+                names: None,
+            },
+            Move::Refine | Move::Combine => {
+                let builds_on: Vec<_> = choice
+                    .builds_on
+                    .iter()
+                    .filter_map(|&n| history.records().iter().find(|r| r.n == n))
+                    .collect();
+                let described: Vec<String> = builds_on
+                    .iter()
+                    .map(|r| {
+                        let changes: Vec<String> =
+                            r.changes.iter().map(Change::to_string).collect();
+                        format!("e{:04} ({}: {})", r.n, r.description, changes.join(", "))
+                    })
+                    .collect();
+                let set_names: Option<Vec<String>> = builds_on
+                    .iter()
+                    .flat_map(|r| &r.changes)
+                    .map(|c| match c {
+                        Change::Set { name, .. } => Some(name.clone()),
+                        Change::Code { .. } => None,
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .filter(|names| !names.is_empty());
+                let (plan, task) = match (choice.kind, &set_names) {
+                    (Move::Refine, Some(_)) => (
+                        vec![(numeric, proposals)],
+                        format!(
+                            "{} was kept. Take it further: the same constants; {values}.",
+                            described.join(" and ")
+                        ),
+                    ),
+                    (Move::Refine, None) => (
+                        half(Action::Replace, Action::Set),
+                        format!(
+                            "{} was kept. Take the same idea further.",
+                            described.join(" and ")
+                        ),
+                    ),
+                    (_, Some(_)) => (
+                        vec![(Action::Set, proposals)],
+                        format!(
+                            "{} each came within the noise of the best. Make both changes together: \
+                             set each constant to the value it had there.",
+                            described.join(" and ")
+                        ),
+                    ),
+                    (_, None) => (
+                        half(Action::Replace, Action::Set),
+                        format!(
+                            "{} each came within the noise of the best. Make both changes together.",
+                            described.join(" and ")
+                        ),
+                    ),
+                };
+                Request {
+                    plan,
+                    task: Some(task),
+                    names: set_names.map(dedup),
+                }
+            }
+        }
+    }
+}
+
+/// The numeric constants of `file` in `category` (all numeric ones when it has none), without
+/// those of the other device (`_GPU` on the CPU, `_CPU` on a GPU), which change nothing here.
+fn constants_in(file: &str, category: Category, gpu: bool) -> Vec<String> {
+    let other_device = if gpu { "_CPU" } else { "_GPU" };
+    let numeric: Vec<String> = constants(file)
+        .into_iter()
+        .filter(|c| !c.ty.contains("str") && c.ty != "bool" && !c.name.ends_with(other_device))
+        .map(|c| c.name)
+        .collect();
+    let in_category: Vec<String> = numeric
+        .iter()
+        .filter(|name| Category::of_constant(name) == Some(category))
+        .cloned()
+        .collect();
+    if in_category.is_empty() {
+        numeric
+            .into_iter()
+            .filter(|name| Category::of_constant(name).is_some())
+            .collect()
+    } else {
+        in_category
+    }
+}
+
+fn dedup(mut names: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    names
+}
+
+/// Which actions an experiment asks for, and how many proposals of each, with the controller
+/// off. Mixed alternates the first action between experiments and falls back to the narrow SET,
+/// which weak models get right.
+pub fn plan(choice: ActionChoice, n: usize, proposals: usize) -> Vec<(Action, usize)> {
+    match choice {
+        ActionChoice::Replace => vec![(Action::Replace, proposals)],
+        ActionChoice::Set => vec![(Action::Set, proposals)],
+        ActionChoice::Mixed if n % 2 == 1 => vec![
+            (Action::Replace, proposals / 2),
+            (Action::Set, proposals - proposals / 2),
+        ],
+        ActionChoice::Mixed => vec![(Action::Set, proposals)],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::record::tests::record;
+    use super::super::record::Outcome;
+    use super::*;
+
+    const TRAIN: &str = include_str!("../../train/src/train.rs");
+
+    fn settings(sampler: bool) -> Settings {
+        Settings {
+            sampler,
+            proposals: 4,
+            action: ActionChoice::Mixed,
+            ..super::super::loop_tests::settings()
+        }
+    }
+
+    fn choice(kind: Move, category: Option<Category>, builds_on: Vec<usize>) -> Choice {
+        Choice {
+            kind,
+            category,
+            builds_on,
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_tune_move_names_its_category_and_leaves_the_values_to_the_sampler() {
+        let tune = choice(Move::Tune, Some(Category::Schedule), vec![]);
+        let records = vec![record(0, Outcome::Keep, Some(1.8))];
+        let h = History::new(&records);
+        let r = Request::new(Some(&tune), &settings(true), 1, &h, TRAIN);
+        assert_eq!(r.plan, [(Action::Tune, 4)]);
+        assert_eq!(
+            r.names.unwrap(),
+            [
+                "MUON_MOMENTUM_RAMP",
+                "WARMUP_RATIO",
+                "WARMDOWN_RATIO",
+                "FINAL_LR_FRAC"
+            ]
+        );
+        assert!(r
+            .task
+            .unwrap()
+            .contains("their values are chosen from every result so far"));
+        // Without the sampler the agent writes the values.
+        let r = Request::new(Some(&tune), &settings(false), 1, &h, TRAIN);
+        assert_eq!(r.plan, [(Action::Set, 4)]);
+    }
+
+    #[test]
+    fn refinements_and_combinations_show_what_they_build_on() {
+        let mut kept = record(1, Outcome::Keep, Some(1.7));
+        kept.changes = vec![Change::Set {
+            name: "MATRIX_LR".into(),
+            from: "0.04".into(),
+            to: "0.06".into(),
+        }];
+        let mut near = record(2, Outcome::Discard, Some(1.71));
+        near.changes = vec![Change::Code {
+            line: "let x = 1;".into(),
+        }];
+        let records = vec![record(0, Outcome::Keep, Some(1.8)), kept, near];
+        let h = History::new(&records);
+        let refine = choice(Move::Refine, Some(Category::Optimizer), vec![1]);
+        let r = Request::new(Some(&refine), &settings(true), 3, &h, TRAIN);
+        assert_eq!(r.plan, [(Action::Tune, 4)]);
+        assert_eq!(r.names.unwrap(), ["MATRIX_LR"]);
+        assert_eq!(
+            r.task.unwrap(),
+            "e0001 (idea 1\twith a tab: MATRIX_LR 0.04 -> 0.06) was kept. Take it further: the same \
+             constants; name one to three of its constants; their values are chosen from every result so far."
+        );
+        let combine = choice(Move::Combine, None, vec![1, 2]);
+        let r = Request::new(Some(&combine), &settings(true), 3, &h, TRAIN);
+        // A code change among them: the combination is written in code.
+        assert_eq!(r.plan, [(Action::Replace, 2), (Action::Set, 2)]);
+        assert!(r.names.is_none());
+        assert!(r.task.unwrap().contains("code: let x = 1;"));
+    }
+
+    #[test]
+    fn without_the_controller_the_fixed_plan_applies() {
+        let records = vec![record(0, Outcome::Keep, Some(1.8))];
+        let r = Request::new(None, &settings(true), 1, &History::new(&records), TRAIN);
+        assert_eq!(r.plan, [(Action::Replace, 2), (Action::Set, 2)]);
+        assert_eq!(plan(ActionChoice::Mixed, 2, 4), vec![(Action::Set, 4)]);
+        assert_eq!(
+            plan(ActionChoice::Replace, 2, 3),
+            vec![(Action::Replace, 3)]
+        );
+    }
+}
