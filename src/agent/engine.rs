@@ -351,7 +351,9 @@ mod tests {
         let mut session = engine.session_tokens(engine.tokenize(&text), 2048).unwrap();
         let set = grammar::set_grammar(&constants).unwrap();
         for seed in 0..4 {
-            let reply = session.generate(Some(&set), 160, 1.0, seed).unwrap();
+            // An idea of at most 101 characters and three SET lines: at most ~200 tokens even
+            // at a token per character.
+            let reply = session.generate(Some(&set), 256, 1.0, seed).unwrap();
             assert!(
                 reply.complete,
                 "a SET reply is short and always ends: {:?}",

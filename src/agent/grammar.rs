@@ -6,10 +6,11 @@ use super::edit::Constant;
 
 /// An idea line, then one or two SEARCH/REPLACE blocks of up to 4 lines of up to 121 characters.
 /// Body lines may not start with the block markers' first characters, so a block always parses;
-/// the bounds keep a small model from running to the token limit inside a block.
+/// the bounds keep a small model from running to the token limit inside a block. An idea holds
+/// no `<` or `>`: the formats' examples are `<placeholders>`, which a small model would copy.
 pub fn replace_grammar() -> String {
     r#"root ::= "IDEA: " idea "\n" block block?
-idea ::= [^\n<>=] [^\n]{7,150}
+idea ::= [^\n<>=] [^\n<>]{7,100}
 block ::= "<<<<<<< SEARCH\n" body "=======\n" body ">>>>>>> REPLACE\n"
 body ::= line{1,4}
 line ::= ([^\n<>=] [^\n]{0,120})? "\n"
@@ -29,7 +30,7 @@ pub fn set_grammar(constants: &[Constant]) -> Option<String> {
     }
     Some(format!(
         r#"root ::= "IDEA: " idea "\n" set set? set?
-idea ::= [^\n<>=] [^\n]{{7,150}}
+idea ::= [^\n<>=] [^\n<>]{{7,100}}
 set ::= ({}) "\n"
 float ::= [0-9] [0-9]? [0-9]? "." [0-9] [0-9]? [0-9]? [0-9]? ("e-" [1-9] [0-9]?)?
 int ::= "0" | [1-9] [0-9]? [0-9]? [0-9]? [0-9]? [0-9]?
@@ -62,7 +63,7 @@ pub fn tune_grammar(constants: &[Constant]) -> Option<String> {
     }
     Some(format!(
         r#"root ::= "IDEA: " idea "\n" tune tune? tune?
-idea ::= [^\n<>=] [^\n]{{7,150}}
+idea ::= [^\n<>=] [^\n<>]{{7,100}}
 tune ::= "TUNE " ({}) "\n"
 "#,
         names.join(" | ")

@@ -10,7 +10,7 @@ use super::record::Decision;
 /// The margin when the baseline ran once, which measures no spread: two standard deviations of
 /// the baseline's val_bpb over seeds on the cpu profile at a 60 s budget (README, "The noise
 /// floor").
-pub const DEFAULT_MARGIN: f64 = 0.02;
+pub const DEFAULT_MARGIN: f64 = 0.032;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NoiseFloor {
