@@ -149,14 +149,6 @@ fn at(curve: &[[f32; 2]], progress: f64) -> Option<f64> {
     Some(l0 + t * (l1 - l0))
 }
 
-/// The step lines of a run, as a curve.
-pub fn curve_of_lines<'a>(lines: impl Iterator<Item = &'a str>) -> Curve {
-    lines
-        .filter_map(super::progress::parse_step_line)
-        .map(|(_, progress, loss, _)| [progress as f32, loss as f32])
-        .collect()
-}
-
 /// The curve the best file ran: the first run with one of the record that is best now.
 pub fn reference(record: &Record) -> Option<Curve> {
     record
