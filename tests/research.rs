@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use autoresearch::research::changes::Change;
 use autoresearch::research::controller::Move;
-use autoresearch::research::record::{DraftOutcome, Outcome, Record, RecordKind, RunEnd};
+use autoresearch::research::journal::Journal;
+use autoresearch::research::record::{CommitId, DraftOutcome, Outcome, Record, RecordKind, RunEnd};
 use autoresearch::scheduler::policy::Plan;
 use autoresearch::units::Bytes;
 use common::research::{
-    journal, loop_cmd, processes_with, repo, run_dir, spawn_loop, tsv, wait_for_line, TAG,
+    journal, loop_cmd, prepared, processes_with, repo, run_dir, spawn_loop, tsv, wait_for_line, TAG,
 };
 use common::{autoresearch, baseline, run};
 
@@ -444,4 +445,107 @@ fn the_controller_chooses_each_move_and_the_sampler_gives_the_values() {
     let (ok, stdout, stderr) = run(autoresearch(&["report", "--tag", TAG, "--repo"]).arg(root));
     assert!(ok, "{stderr}");
     assert!(stdout.contains("early stopping replayed"), "{stdout}");
+}
+
+/// `confirm` on a run with a keep: the kept commit and the baseline run in turn (ABBA), each pair
+/// on a seed of its own, and the improvement goes into the journal with its 95 % interval;
+/// `report` shows it.
+#[test]
+fn confirm_runs_the_best_and_the_baseline_in_turn_and_records_the_interval() {
+    let guard = repo(&baseline());
+    let root = guard.path();
+    // The run so far, written directly: the baseline and one kept change on the run's branch.
+    let git = git2::Repository::open(root).unwrap();
+    let start = git.head().unwrap().peel_to_commit().unwrap();
+    let better = baseline().replace(
+        "const WARMDOWN_RATIO: f64 = 0.5;",
+        "const WARMDOWN_RATIO: f64 = 0.6;",
+    );
+    assert_ne!(better, baseline());
+    let mut index = git.index().unwrap();
+    let entry = index
+        .get_path(std::path::Path::new("train/src/train.rs"), 0)
+        .unwrap();
+    index.add_frombuffer(&entry, better.as_bytes()).unwrap();
+    let tree = git.find_tree(index.write_tree().unwrap()).unwrap();
+    let me = git2::Signature::now("test", "test@localhost").unwrap();
+    let kept = git
+        .commit(
+            Some(&format!("refs/heads/autoresearch/{TAG}")),
+            &me,
+            &me,
+            "WARMDOWN_RATIO 0.6",
+            &tree,
+            &[&start],
+        )
+        .unwrap();
+    let (base, kept) = (CommitId(start.id()), CommitId(kept));
+    let record = |n: usize, kind, parent, commit, val_bpb| {
+        let mut r = Record::new(n, kind, parent, "2026-12-02T00:00:00Z".into());
+        r.commit = Some(commit);
+        r.outcome = Outcome::Keep;
+        r.val_bpb = Some(val_bpb);
+        r.budget_seconds = Some(3.0);
+        r.description = format!("record {n}");
+        r
+    };
+    std::fs::create_dir_all(run_dir(root)).unwrap();
+    let (mut written, _) = Journal::open(&run_dir(root)).unwrap();
+    written
+        .append(record(0, RecordKind::Baseline, base, base, 2.0))
+        .unwrap();
+    written
+        .append(record(1, RecordKind::Experiment, base, kept, 1.9))
+        .unwrap();
+    drop(written);
+
+    let (ok, stdout, stderr) = run(autoresearch(&["confirm", "--tag", TAG, "--runs", "2"])
+        .arg("--repo")
+        .arg(root)
+        .arg("--data-dir")
+        .arg(prepared()));
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("confirm e0001 against the baseline, 2 runs each with 3s per run"),
+        "{stdout}"
+    );
+    for (run, name) in [(1, "baseline"), (2, "best"), (3, "best"), (4, "baseline")] {
+        assert!(
+            stdout.contains(&format!("e0002 run {run}: the {name} val_bpb ")),
+            "{stdout}"
+        );
+    }
+    let records = journal(root);
+    let confirmation = &records[2];
+    assert_eq!(confirmation.kind, RecordKind::Confirmation);
+    assert!(matches!(
+        confirmation.outcome,
+        Outcome::Confirmed | Outcome::NotConfirmed
+    ));
+    let runs_of = |commit| {
+        confirmation
+            .runs
+            .iter()
+            .filter(|r| r.commit == Some(commit) && r.summary.is_some())
+            .count()
+    };
+    assert_eq!((runs_of(base), runs_of(kept)), (2, 2));
+    // Each pair drew its own initialisation: the two pairs of one file differ.
+    let bpb = |i: usize| confirmation.runs[i].summary.as_ref().unwrap().val_bpb;
+    assert_ne!(bpb(0), bpb(3));
+    let interval = confirmation
+        .interval
+        .expect("an interval from two runs each");
+    assert!(interval.low <= interval.improvement && interval.improvement <= interval.high);
+    assert_eq!(
+        interval.excludes_zero(),
+        confirmation.outcome == Outcome::Confirmed
+    );
+
+    let (ok, report, stderr) = run(autoresearch(&["report", "--tag", TAG, "--repo"]).arg(root));
+    assert!(ok, "{stderr}");
+    assert!(
+        report.contains("confirm e0001 against the baseline, 2 runs each: improvement "),
+        "{report}"
+    );
 }

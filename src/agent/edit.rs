@@ -42,7 +42,7 @@ pub enum Rejection {
     AlreadyTried,
     #[error("the edited file is the same as {of}'s but for values within 5% ({detail}): try something else")]
     NearDuplicate { of: String, detail: String },
-    #[error("{0} cannot be tuned: TUNE names a constant that is a number")]
+    #[error("{0} cannot be tuned: the sampler tunes numbers with a value to scale (not a seed, a string, a bool or a None); SET it instead")]
     CannotTune(String),
 }
 
@@ -98,32 +98,37 @@ pub fn parse(reply: &str) -> Result<Proposal, Rejection> {
 impl Proposal {
     /// The constants the proposal asks the sampler to tune.
     pub fn tunes(&self) -> Vec<String> {
-        self.edits
-            .iter()
-            .filter_map(|e| match e {
-                Edit::Tune { name } => Some(name.clone()),
-                _ => None,
-            })
-            .collect()
+        let mut names: Vec<String> = Vec::new();
+        for e in &self.edits {
+            if let Edit::Tune { name } = e {
+                if !names.contains(name) {
+                    names.push(name.clone());
+                }
+            }
+        }
+        names
     }
 
-    /// The proposal with its TUNE edits replaced by SET edits of `values` (name, value).
+    /// The proposal with its TUNE edits replaced by SET edits of `values` (name, value); a name
+    /// tuned twice is set once.
     pub fn tuned(&self, values: &[(String, String)]) -> Proposal {
-        let edits = self
-            .edits
-            .iter()
-            .flat_map(|e| match e {
-                Edit::Tune { name } => values
-                    .iter()
-                    .filter(|(n, _)| n == name)
-                    .map(|(name, value)| Edit::Set {
-                        name: name.clone(),
-                        value: value.clone(),
-                    })
-                    .collect(),
-                other => vec![other.clone()],
-            })
-            .collect();
+        let mut set: Vec<&str> = Vec::new();
+        let mut edits = Vec::new();
+        for e in &self.edits {
+            match e {
+                Edit::Tune { name } if set.contains(&name.as_str()) => {}
+                Edit::Tune { name } => {
+                    set.push(name);
+                    edits.extend(values.iter().filter(|(n, _)| n == name).map(|(n, v)| {
+                        Edit::Set {
+                            name: n.clone(),
+                            value: v.clone(),
+                        }
+                    }));
+                }
+                other => edits.push(other.clone()),
+            }
+        }
         Proposal {
             idea: self.idea.clone(),
             edits,
@@ -407,6 +412,10 @@ mod tests {
             out.starts_with("const LR: f64 = 0.07;\nconst DEPTH: Option<usize> = Some(3);"),
             "{out}"
         );
+        // A name tuned twice is one value, set once.
+        let twice = parse("IDEA: tune the rate twice\nTUNE LR\nTUNE LR\n").unwrap();
+        assert_eq!(twice.tunes(), ["LR"]);
+        assert_eq!(twice.tuned(&[("LR".into(), "0.07".into())]).edits.len(), 1);
         let missing = Proposal {
             idea: "x".into(),
             edits: vec![Edit::Tune {

@@ -43,19 +43,11 @@ bool ::= "true" | "false"
     ))
 }
 
-/// An idea line, then one to three `TUNE NAME` lines over the numeric `constants` (the sampler
-/// gives the values; the seed is left out, a lucky seed being noise), or None when none is
-/// numeric.
+/// An idea line, then one to three `TUNE NAME` lines over `constants` (those the sampler can
+/// tune: the caller asks it), or None when there are none.
 pub fn tune_grammar(constants: &[Constant]) -> Option<String> {
     let names: Vec<String> = constants
         .iter()
-        .filter(|c| c.name != "SEED")
-        .filter(|c| {
-            matches!(
-                value_rule(&c.ty),
-                Some("float" | "usize" | "int" | "optusize")
-            )
-        })
         .map(|c| format!("\"{}\"", c.name))
         .collect();
     if names.is_empty() {
@@ -103,16 +95,19 @@ mod tests {
             value: "(1.0, 2.0)".into(),
         }];
         assert!(set_grammar(&odd).is_none());
-        assert!(tune_grammar(&odd).is_none());
     }
 
     #[test]
-    fn the_tune_grammar_names_numeric_constants_but_the_seed() {
+    fn the_tune_grammar_names_the_constants_it_is_given() {
         let consts = constants(include_str!("../../train/src/train.rs"));
-        let g = tune_grammar(&consts).unwrap();
-        assert!(g.contains("\"MATRIX_LR\"") && g.contains("\"DEPTH\""));
-        assert!(g.contains("\"TOKENS_PER_STEP_CPU\""));
-        assert!(!g.contains("\"SEED\"") && !g.contains("\"WINDOW_PATTERN\""));
+        let lr: Vec<Constant> = consts
+            .into_iter()
+            .filter(|c| c.name.ends_with("_LR"))
+            .collect();
+        let g = tune_grammar(&lr).unwrap();
+        assert!(g.contains("tune ::= \"TUNE \" (\"EMBEDDING_LR\" | \"UNEMBEDDING_LR\""));
+        assert!(!g.contains("\"SEED\"") && !g.contains("\"DEPTH\""));
+        assert!(tune_grammar(&[]).is_none());
         assert!(g.starts_with("root ::= \"IDEA: \" idea \"\\n\" tune tune? tune?"));
     }
 }

@@ -71,6 +71,21 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    /// A reply not yet parsed, applied or built.
+    fn unjudged(action: Action, reply: String, reply_tokens: usize, generate_seconds: f64) -> Self {
+        Attempt {
+            action,
+            reply,
+            idea: None,
+            diff: None,
+            verdict: Verdict::Rejected(Rejection::NoOp),
+            repairs: 0,
+            reply_tokens,
+            generate_seconds,
+            build_seconds: 0.0,
+        }
+    }
+
     pub fn is_valid(&self) -> bool {
         matches!(self.verdict, Verdict::Valid(_))
     }
@@ -109,6 +124,9 @@ pub struct PromptStats {
 
 /// Values for the constants a TUNE reply names: the research loop's sampler.
 pub trait Tuner: Sync {
+    /// Whether it can give `constant` values: the TUNE grammar names only those.
+    fn can_tune(&self, constant: &edit::Constant) -> bool;
+
     /// `(name, value)` for each of `names` in `source`; a rejection for a name it cannot tune.
     fn values(
         &self,
@@ -138,9 +156,16 @@ impl Agent<'_> {
         match input.action {
             Action::Replace => grammar::replace_grammar(),
             Action::Set => grammar::set_grammar(&named).unwrap_or_else(grammar::replace_grammar),
-            Action::Tune => grammar::tune_grammar(&named)
-                .or_else(|| grammar::set_grammar(&named))
-                .unwrap_or_else(grammar::replace_grammar),
+            Action::Tune => {
+                let tunable: Vec<edit::Constant> = named
+                    .iter()
+                    .filter(|c| self.tuner.is_some_and(|t| t.can_tune(c)))
+                    .cloned()
+                    .collect();
+                grammar::tune_grammar(&tunable)
+            }
+            .or_else(|| grammar::set_grammar(&named))
+            .unwrap_or_else(grammar::replace_grammar),
         }
     }
 
@@ -181,17 +206,12 @@ impl Agent<'_> {
             if stopped {
                 break;
             }
-            let mut attempt = Attempt {
-                action: input.action,
-                idea: None,
-                diff: None,
-                verdict: Verdict::Rejected(Rejection::NoOp),
-                repairs: 0,
-                reply_tokens: generation.tokens,
-                generate_seconds: generation.seconds,
-                build_seconds: 0.0,
-                reply: generation.text,
-            };
+            let mut attempt = Attempt::unjudged(
+                input.action,
+                generation.text,
+                generation.tokens,
+                generation.seconds,
+            );
             if generation.complete {
                 self.evaluate(
                     source,
@@ -273,17 +293,12 @@ impl Agent<'_> {
         seed: u32,
         observe: &mut Observer,
     ) -> Result<Attempt, ProposeError> {
-        let mut attempt = Attempt {
-            action: draft.action,
-            reply: draft.reply.clone(),
-            idea: None,
-            diff: None,
-            verdict: Verdict::Rejected(Rejection::NoOp),
-            repairs: 0,
-            reply_tokens: draft.reply_tokens,
-            generate_seconds: draft.generate_seconds,
-            build_seconds: 0.0,
-        };
+        let mut attempt = Attempt::unjudged(
+            draft.action,
+            draft.reply.clone(),
+            draft.reply_tokens,
+            draft.generate_seconds,
+        );
         self.evaluate(source, &mut attempt, seed, observe)?;
         let _ = observe(Event::Finished(&attempt));
         Ok(attempt)
@@ -489,17 +504,12 @@ mod tests {
         let engine = Engine::load(&crate::cli::default_model(), 0).expect("the default model");
         let source = include_str!("../../train/src/train.rs");
         let mut agent = agent(&engine, 2048, 1, "test-repair");
-        let mut attempt = Attempt {
-            action: Action::Set,
-            reply: "IDEA: break the build\nSET MATRIX_LR = oops\n".into(),
-            idea: None,
-            diff: None,
-            verdict: Verdict::Rejected(Rejection::NoOp),
-            repairs: 0,
-            reply_tokens: 0,
-            generate_seconds: 0.0,
-            build_seconds: 0.0,
-        };
+        let mut attempt = Attempt::unjudged(
+            Action::Set,
+            "IDEA: break the build\nSET MATRIX_LR = oops\n".into(),
+            0,
+            0.0,
+        );
         agent
             .evaluate(source, &mut attempt, 7, &mut |_| ControlFlow::Continue(()))
             .unwrap();
@@ -575,6 +585,10 @@ mod tests {
     struct Fixed(&'static str);
 
     impl Tuner for Fixed {
+        fn can_tune(&self, constant: &edit::Constant) -> bool {
+            constant.ty == "f64"
+        }
+
         fn values(
             &self,
             _: &str,
@@ -603,17 +617,7 @@ mod tests {
         let close = Fixed("0.0412");
         agent.tuner = Some(&close);
         let reply = "IDEA: search the matrix learning rate\nTUNE MATRIX_LR\n";
-        let mut attempt = Attempt {
-            action: Action::Tune,
-            reply: reply.into(),
-            idea: None,
-            diff: None,
-            verdict: Verdict::Rejected(Rejection::NoOp),
-            repairs: 0,
-            reply_tokens: 0,
-            generate_seconds: 0.0,
-            build_seconds: 0.0,
-        };
+        let mut attempt = Attempt::unjudged(Action::Tune, reply.into(), 0, 0.0);
         agent
             .evaluate(source, &mut attempt, 1, &mut |_| ControlFlow::Continue(()))
             .unwrap();

@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use harness::Profile;
 
 use crate::confine::Confinement;
+use crate::research::locate::{checkout, locate, RunFolder};
 use crate::research::settings::{ActionChoice, Switch, ThinkChoice};
 use crate::research::tag::Tag;
 use crate::units::{Bytes, Seconds};
@@ -445,9 +446,10 @@ pub struct RunArgs {
     pub confinement: ConfinementArg,
 }
 
+/// Which recorded run a command reads: report and confirm name it the same way.
 #[derive(Args)]
-pub struct ReportArgs {
-    /// The run to report (default: the most recent in the runs folder).
+pub struct RunArg {
+    /// The run (default: the most recent in the runs folder).
     #[arg(long)]
     pub tag: Option<Tag>,
     /// The git checkout whose runs/ folder holds the run (default: the one around the current
@@ -457,6 +459,27 @@ pub struct ReportArgs {
     /// Where run folders are (default: runs/ in the checkout).
     #[arg(long, value_name = "DIR")]
     pub runs_dir: Option<PathBuf>,
+}
+
+impl RunArg {
+    /// The git checkout that holds the run.
+    pub fn checkout(&self) -> anyhow::Result<PathBuf> {
+        checkout(self.repo.as_deref())
+    }
+
+    pub fn locate(&self) -> anyhow::Result<RunFolder> {
+        locate(
+            self.repo.as_deref(),
+            self.runs_dir.as_deref(),
+            self.tag.as_ref(),
+        )
+    }
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub run: RunArg,
     /// Order of the table.
     #[arg(long, value_enum, default_value_t = ReportOrder::Best)]
     pub order: ReportOrder,
@@ -467,16 +490,8 @@ pub struct ReportArgs {
 
 #[derive(Args)]
 pub struct ConfirmArgs {
-    /// The run to confirm (default: the most recent in the runs folder).
-    #[arg(long)]
-    pub tag: Option<Tag>,
-    /// The git checkout whose runs/ folder holds the run (default: the one around the current
-    /// folder).
-    #[arg(long, value_name = "DIR")]
-    pub repo: Option<PathBuf>,
-    /// Where run folders are (default: runs/ in the checkout).
-    #[arg(long, value_name = "DIR")]
-    pub runs_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArg,
     /// Runs of each file.
     #[arg(long, default_value_t = 3, value_name = "N", value_parser = values::at_least_two)]
     pub runs: usize,

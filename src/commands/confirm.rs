@@ -12,9 +12,9 @@ use harness::meta::DataMeta;
 
 use crate::cli::ConfirmArgs;
 use crate::research::confirmation::{self, Interval};
-use crate::research::git::{checkout_root, Workspace};
+use crate::research::git::Workspace;
 use crate::research::journal::Journal;
-use crate::research::locate::{locate, RunFolder};
+use crate::research::locate::RunFolder;
 use crate::research::lock::RunLock;
 use crate::research::progress::Ui;
 use crate::research::record::{Outcome, Record, RecordKind, RunRecord};
@@ -23,12 +23,12 @@ use crate::research::stop::Stop;
 use crate::trainer::run::default_timeout;
 use crate::units::Seconds;
 
+/// The first pair's seed. The loop gives run k of an experiment seed k - 1, and runs at most a
+/// handful, so seeds from here on are new to both files.
+const FIRST_SEED: u64 = 1000;
+
 pub fn run(args: &ConfirmArgs) -> Result<()> {
-    let RunFolder { tag, dir } = locate(
-        args.repo.as_deref(),
-        args.runs_dir.as_deref(),
-        args.tag.as_ref(),
-    )?;
+    let RunFolder { tag, dir } = args.run.locate()?;
     // Not beside the loop of the same run: the two would share the device.
     let _lock = RunLock::acquire(&dir, &tag)?;
     let (mut journal, _) = Journal::open(&dir)?;
@@ -45,9 +45,7 @@ pub fn run(args: &ConfirmArgs) -> Result<()> {
     let (Some(base_commit), Some(best_commit)) = (baseline.commit, best.commit) else {
         bail!("the journal of {tag} has a record without its commit");
     };
-    let cwd = std::env::current_dir().context("cannot read the current folder")?;
-    let checkout = checkout_root(args.repo.as_deref().unwrap_or(&cwd))?;
-    let workspace = Workspace::open(&checkout, &tag, &dir.join("worktree"))?;
+    let workspace = Workspace::open(&args.run.checkout()?, &tag, &dir.join("worktree"))?;
 
     let data_dir = args.data.resolve();
     let meta = DataMeta::load(&data_dir)?;
@@ -84,14 +82,17 @@ pub fn run(args: &ConfirmArgs) -> Result<()> {
     println!("{tag}: {} with {budget} per run", record.description);
     let mut values: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     'runs: for i in 0..args.runs {
-        for (k, ((commit, name), binary)) in files.iter().zip(&binaries).enumerate() {
-            let index = 2 * i + k + 1;
+        // ABBA: the order alternates, so neither file always runs second, on a warmed machine.
+        let order = if i % 2 == 0 { [0, 1] } else { [1, 0] };
+        for (j, k) in order.into_iter().enumerate() {
+            let ((commit, name), binary) = (&files[k], &binaries[k]);
+            let index = 2 * i + j + 1;
             let run_dir = dir.join(format!("e{n:04}")).join(format!("run{index}"));
             ui.training_begin(n, index, budget);
-            // The pair's seed: each pair is another initialisation of both files.
-            let report = trainer.run(binary, &run_dir, i as u64, &mut |_| {
-                ControlFlow::Continue(())
-            })?;
+            // The pair's seed, one the loop never used: each pair is a new initialisation of
+            // both files, not the ones the keep was chosen on.
+            let seed = FIRST_SEED + i as u64;
+            let report = trainer.run(binary, &run_dir, seed, &mut |_| ControlFlow::Continue(()))?;
             let end = report.outcome.end();
             let summary = match report.outcome {
                 crate::trainer::run::Outcome::Finished(s) => Some(*s),

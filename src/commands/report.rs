@@ -8,7 +8,7 @@ use crate::research::confirmation;
 use crate::research::early_stop::{self, Rule};
 use crate::research::history::History;
 use crate::research::journal;
-use crate::research::locate::{locate, RunFolder};
+use crate::research::locate::RunFolder;
 use crate::research::noise::mean;
 use crate::research::plot;
 use crate::research::record::{DraftOutcome, Record};
@@ -17,11 +17,7 @@ use crate::scheduler::policy::Plan;
 use crate::units::Bytes;
 
 pub fn run(args: &ReportArgs) -> Result<()> {
-    let RunFolder { tag, dir } = locate(
-        args.repo.as_deref(),
-        args.runs_dir.as_deref(),
-        args.tag.as_ref(),
-    )?;
+    let RunFolder { tag, dir } = args.run.locate()?;
     let records = journal::read(&dir)?;
     if records.is_empty() {
         bail!("the journal in {} has no experiments yet", dir.display());
@@ -146,11 +142,11 @@ fn early_stopping(records: &[Record]) -> String {
         names.join(", ")
     };
     format!(
-        "early stopping replayed (from {:.0}% of the budget, margin max({} x the baseline's spread, {}), {} steps in a row): {} of {} trained experiments stopped, {:.0}s of {:.0}s of training saved ({:.0}%); kept experiments it would have stopped: {kept}\n",
+        "early stopping replayed (from {:.0}% of the budget, margin max({} x the baseline's spread, {}), held over {:.0}% of the budget): {} of {} trained experiments stopped, {:.0}s of {:.0}s of training saved ({:.0}%); kept experiments it would have stopped: {kept}\n",
         100.0 * rule.from_progress,
         rule.spread_factor,
         rule.min_margin,
-        rule.patience,
+        100.0 * rule.hold,
         replay.stopped.len(),
         replay.judged,
         replay.saved_seconds,

@@ -74,6 +74,20 @@ fn first_code_change(before: &str, after: &str) -> Option<String> {
     removed
 }
 
+/// An experiment in one line, for results.tsv, the commit and the live display: its constants'
+/// changes when that is all it changed (what a reader wants, and what a small model's idea often
+/// fails to say), otherwise its idea.
+pub fn describe(idea: &str, changes: &[Change]) -> String {
+    let only_values =
+        !changes.is_empty() && changes.iter().all(|c| matches!(c, Change::Set { .. }));
+    if only_values {
+        let edits: Vec<String> = changes.iter().map(Change::to_string).collect();
+        edits.join(", ")
+    } else {
+        idea.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +110,13 @@ mod tests {
         let edits = changes(FILE, &both);
         assert_eq!(edits.len(), 2);
         assert_eq!(edits[1].to_string(), "code: let a = 2;");
+        // Values alone describe themselves; code needs the idea.
+        assert_eq!(
+            describe("2023-01-16", &changes(FILE, &set)),
+            "LR 0.04 -> 0.25"
+        );
+        assert_eq!(describe("a second variable", &edits), "a second variable");
+        assert_eq!(describe("nothing", &[]), "nothing");
         let removed = FILE.replace("    let a = 1;\n", "");
         assert_eq!(
             changes(FILE, &removed)[0].to_string(),

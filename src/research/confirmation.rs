@@ -77,15 +77,21 @@ fn variance(values: &[f64]) -> f64 {
 }
 
 /// The 97.5th percentile of Student's t with `df` degrees of freedom (a two-sided 95 % interval),
-/// from the table for whole df, interpolated, and the normal's 1.96 beyond 30.
+/// from the table for whole df, interpolated, and beyond 30 the Cornish-Fisher expansion around
+/// the normal's quantile (within 0.0001 of the exact value there).
 fn t_975(df: f64) -> f64 {
     const TABLE: [f64; 30] = [
         12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
         2.052, 2.048, 2.045, 2.042,
     ];
-    if df >= 30.0 {
-        return 1.96;
+    if df > 30.0 {
+        let z: f64 = 1.959_964;
+        let (z3, z5, z7) = (z.powi(3), z.powi(5), z.powi(7));
+        return z
+            + (z3 + z) / (4.0 * df)
+            + (5.0 * z5 + 16.0 * z3 + 3.0 * z) / (96.0 * df.powi(2))
+            + (3.0 * z7 + 19.0 * z5 + 17.0 * z3 - 15.0 * z) / (384.0 * df.powi(3));
     }
     let df = df.max(1.0);
     let (lo, frac) = (df.floor() as usize, df.fract());
@@ -110,6 +116,9 @@ mod tests {
         // One run of either says nothing about the spread.
         assert_eq!(Interval::welch(&[1.8], &[1.7, 1.71]), None);
         assert!((t_975(2.5) - (4.303 + 3.182) / 2.0).abs() < 1e-9);
-        assert_eq!(t_975(100.0), 1.96);
+        // Beyond the table: Student's quantiles for 30, 60 and 120 degrees of freedom.
+        for (df, t) in [(30.0, 2.042), (30.5, 2.041), (60.0, 2.000), (120.0, 1.980)] {
+            assert!((t_975(df) - t).abs() < 6e-4, "{df}: {}", t_975(df));
+        }
     }
 }

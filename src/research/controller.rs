@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::changes::Change;
 use super::history::History;
 use super::record::{Outcome, Record};
+use crate::agent::prompt::Action;
 
 /// The kind of move an experiment makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,12 +102,31 @@ impl Category {
     fn of_idea(idea: &str) -> Category {
         let idea = idea.to_lowercase();
         let has = |words: &[&str]| words.iter().any(|w| idea.contains(w));
-        if has(&["init", "std", "uniform", "normal"]) {
-            Category::Initialisation
-        } else if has(&["decay", "dropout", "regulari"]) {
-            Category::Regularisation
-        } else if has(&["warmup", "warm-up", "warmdown", "schedule", "cooldown"]) {
+        // Schedules before regularisation ("learning-rate decay" is a schedule), and whole
+        // words for initialisation ("normal" is in "normalization", an architecture change).
+        if has(&[
+            "warmup",
+            "warm-up",
+            "warmdown",
+            "warm-down",
+            "schedule",
+            "cooldown",
+            "lr decay",
+            "rate decay",
+        ]) {
             Category::Schedule
+        } else if has(&[
+            "init",
+            " std",
+            "uniform",
+            "normal distribution",
+            "xavier",
+            "kaiming",
+            "orthogonal",
+        ]) {
+            Category::Initialisation
+        } else if has(&["weight decay", "dropout", "regulari"]) {
+            Category::Regularisation
         } else if has(&[
             "learning rate",
             " lr",
@@ -169,6 +189,9 @@ pub struct Controller {
     /// Failures (crash, timeout, compile error, no usable proposal) among the recent
     /// experiments from which only safe numeric moves are asked for.
     pub failure_rate: f64,
+    /// New ideas in a row that brought no code edit that applied, after which new ideas pause
+    /// for a window (a small model may not write code that applies; it can name constants).
+    pub code_tries: usize,
 }
 
 impl Default for Controller {
@@ -178,6 +201,7 @@ impl Default for Controller {
             plateau: 6,
             quota: 0.4,
             failure_rate: 0.5,
+            code_tries: 3,
         }
     }
 }
@@ -228,16 +252,14 @@ impl Controller {
                 "the first experiment: a hyperparameter move, the surest kind".into(),
             );
         }
+        // A fresh keep is taken further once (the refinement is then the newest experiment),
+        // unless its category has had its share of the recent experiments already.
         if let Some(kept) = recent.first().filter(|r| r.outcome == Outcome::Keep) {
-            let refined = recent.iter().any(|r| {
-                r.choice
-                    .as_ref()
-                    .is_some_and(|c| c.kind == Move::Refine && c.builds_on == [kept.n])
-            });
-            if !refined {
+            let category = Category::of_record(kept);
+            if self.count(recent, category) < self.cap() {
                 return Choice {
                     kind: Move::Refine,
-                    category: Some(Category::of_record(kept)),
+                    category: Some(category),
                     builds_on: vec![kept.n],
                     reason: format!("e{:04} was kept: take its change further", kept.n),
                 };
@@ -255,7 +277,7 @@ impl Controller {
                 ),
             );
         }
-        if let Some(pair) = self.near_misses(recent, margin) {
+        if let Some(pair) = self.near_misses(recent, history.last_kept(), margin) {
             return Choice {
                 kind: Move::Combine,
                 category: None,
@@ -266,8 +288,8 @@ impl Controller {
                 ),
             };
         }
-        // The strategy by plateau phase: mostly numbers while they pay, then as much new code as
-        // numbers, then ablations beside both. Numeric moves never stop: they are what a small
+        // The strategy by plateau phase: mostly numbers while they pay, then mostly new code,
+        // then ablations beside both. Numeric moves never stop: they are what a small
         // model gets right.
         let phase = since_keep / self.plateau.max(1);
         let turn = history.next_n();
@@ -286,6 +308,14 @@ impl Controller {
             ),
             _ => (Move::Tune, "a long plateau: new ideas, ablations, numbers"),
         };
+        let (kind, why) = if kind == Move::Explore && self.code_is_failing(&newest_first) {
+            (
+                Move::Tune,
+                "the last new ideas brought no code that applied: numbers until the window passes",
+            )
+        } else {
+            (kind, why)
+        };
         let categories: &[Category] = match kind {
             Move::Tune => &TUNABLE,
             _ => &IN_CODE,
@@ -298,48 +328,93 @@ impl Controller {
         )
     }
 
-    /// The category least tried among `allowed` in `recent`, skipping any over its quota.
-    fn category(&self, recent: &[&Record], allowed: &[Category]) -> Category {
-        let count = |c: Category| {
-            recent
+    /// Whether the last `code_tries` new ideas all ended without a code edit (the agent fell back
+    /// to numbers or wrote nothing usable), the latest of them within the window: after the window
+    /// one more is tried.
+    fn code_is_failing(&self, newest_first: &[&Record]) -> bool {
+        let explored: Vec<(usize, &Record)> = newest_first
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(_, r)| r.choice.as_ref().is_some_and(|c| c.kind == Move::Explore))
+            .take(self.code_tries)
+            .collect();
+        explored.len() == self.code_tries
+            && explored[0].0 < self.window
+            && explored
                 .iter()
-                .filter(|r| Category::of_record(r) == c)
-                .count()
-        };
-        let cap = (self.quota * recent.len().max(1) as f64).ceil() as usize;
+                .all(|(_, r)| r.action != Some(Action::Replace) || r.outcome.is_failure())
+    }
+
+    /// The category least tried among `allowed` in `recent`. With three or more allowed, the
+    /// least tried is always under the quota, so only a refinement can reach it.
+    fn category(&self, recent: &[&Record], allowed: &[Category]) -> Category {
         allowed
             .iter()
             .copied()
-            .filter(|&c| count(c) < cap)
-            .min_by_key(|&c| count(c))
+            .min_by_key(|&c| self.count(recent, c))
             .unwrap_or(allowed[0])
     }
 
-    /// The two most recent discards within the noise of the best that no combination used yet.
-    fn near_misses(&self, recent: &[&Record], margin: f64) -> Option<[usize; 2]> {
+    /// How many of `recent` were about `category`.
+    fn count(&self, recent: &[&Record], category: Category) -> usize {
+        recent
+            .iter()
+            .filter(|r| Category::of_record(r) == category)
+            .count()
+    }
+
+    /// The most experiments of one category the window may hold.
+    fn cap(&self) -> usize {
+        (self.quota * self.window as f64).ceil() as usize
+    }
+
+    /// The two most recent discards within the noise of the best that were made on the best file
+    /// (an older discard was measured against a file that is gone), that no combination used
+    /// yet, and that set different constants (two values of one constant cannot both be had).
+    fn near_misses(
+        &self,
+        recent: &[&Record],
+        best: Option<&Record>,
+        margin: f64,
+    ) -> Option<[usize; 2]> {
+        let best = best?.commit?;
         let combined: Vec<usize> = recent
             .iter()
             .filter_map(|r| r.choice.as_ref())
             .filter(|c| c.kind == Move::Combine)
             .flat_map(|c| c.builds_on.iter().copied())
             .collect();
-        let misses: Vec<usize> = recent
+        let misses: Vec<&Record> = recent
             .iter()
-            .filter(|r| r.outcome == Outcome::Discard && !combined.contains(&r.n))
+            .copied()
+            .filter(|r| r.outcome == Outcome::Discard && r.parent == best)
+            .filter(|r| !combined.contains(&r.n))
             .filter(|r| r.decision.as_ref().is_some_and(|d| d.improvement > -margin))
-            .map(|r| r.n)
-            .take(2)
             .collect();
-        match misses[..] {
-            [a, b] => Some([b, a]),
-            _ => None,
-        }
+        let set_names = |r: &Record| -> Vec<String> {
+            r.changes
+                .iter()
+                .filter_map(|c| match c {
+                    Change::Set { name, .. } => Some(name.clone()),
+                    Change::Code { .. } => None,
+                })
+                .collect()
+        };
+        let (newer, older) = misses.iter().enumerate().find_map(|(i, a)| {
+            let names = set_names(a);
+            misses[i + 1..]
+                .iter()
+                .find(|b| set_names(b).iter().all(|n| !names.contains(n)))
+                .map(|b| (a.n, b.n))
+        })?;
+        Some([older, newer])
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::record::tests::record;
+    use super::super::record::tests::{commit, record};
     use super::super::record::Decision;
     use super::*;
 
@@ -419,6 +494,66 @@ mod tests {
             Move::Combine,
             "each pair is combined once"
         );
+
+        // Two values of one constant are no pair; a discard made on a file that has since been
+        // beaten is measured against a best that is gone.
+        let mut records = vec![record(0, Outcome::Keep, Some(1.8))];
+        records.push(experiment(1, Outcome::Discard, -0.005, "EMBEDDING_LR"));
+        records.push(experiment(2, Outcome::Discard, -0.005, "MATRIX_LR"));
+        records.push(experiment(3, Outcome::Discard, -0.002, "MATRIX_LR"));
+        assert_eq!(choose(&records).builds_on, [1, 3]);
+        records.push(experiment(4, Outcome::Keep, 0.05, "SOFTCAP"));
+        records.push(experiment(5, Outcome::Discard, -0.5, "SOFTCAP"));
+        records[5].parent = commit(4);
+        assert_ne!(choose(&records).kind, Move::Combine);
+    }
+
+    #[test]
+    fn new_ideas_pause_when_the_agents_code_never_applies() {
+        let explored = |n: usize, action: Action| {
+            let mut r = experiment(n, Outcome::Discard, -0.5, "SOFTCAP");
+            r.choice = Some(Choice {
+                kind: Move::Explore,
+                category: Some(Category::Architecture),
+                builds_on: vec![],
+                reason: String::new(),
+            });
+            r.action = Some(action);
+            r
+        };
+        let mut records = vec![record(0, Outcome::Keep, Some(1.8))];
+        for n in 1..=3 {
+            // Each fell back to SET: no code edit applied.
+            records.push(explored(n, Action::Set));
+        }
+        records.push(experiment(4, Outcome::Discard, -0.5, "SOFTCAP"));
+        records.push(experiment(5, Outcome::Discard, -0.5, "SOFTCAP"));
+        // Experiment 6 is a new idea's turn.
+        let next = choose(&records);
+        assert_eq!(next.kind, Move::Tune, "{next:?}");
+        assert!(
+            next.reason.contains("no code that applied"),
+            "{}",
+            next.reason
+        );
+        // One of them was code: new ideas go on.
+        records[2] = explored(2, Action::Replace);
+        assert_eq!(choose(&records).kind, Move::Explore);
+    }
+
+    #[test]
+    fn a_category_past_its_quota_is_not_refined() {
+        let mut records = vec![record(0, Outcome::Keep, Some(1.8))];
+        for n in 1..=3 {
+            records.push(experiment(n, Outcome::Discard, -0.5, "MATRIX_LR"));
+        }
+        records.push(experiment(4, Outcome::Keep, 0.05, "ADAM_BETA1"));
+        // Four optimizer experiments of the last ten: the quota of 40 % is reached.
+        let next = choose(&records);
+        assert_ne!(next.kind, Move::Refine, "{next:?}");
+        assert_ne!(next.category, Some(Category::Optimizer));
+        records.remove(1);
+        assert_eq!(choose(&records).kind, Move::Refine);
     }
 
     #[test]
@@ -485,6 +620,18 @@ mod tests {
             Category::Initialisation
         );
         assert_eq!(Category::of_idea("go deeper"), Category::WidthDepth);
+        assert_eq!(
+            Category::of_idea("RMS normalization before the MLP"),
+            Category::Architecture
+        );
+        assert_eq!(
+            Category::of_idea("faster learning-rate decay at the end"),
+            Category::Schedule
+        );
+        assert_eq!(
+            Category::of_idea("more weight decay on the matrices"),
+            Category::Regularisation
+        );
         for m in Move::ALL {
             assert_eq!(serde_json::to_value(m).unwrap(), m.name());
         }

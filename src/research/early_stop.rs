@@ -1,16 +1,14 @@
 //! Early stopping of doomed runs. The harness prints the smoothed training loss at each step with
 //! the run's progress (training time / budget); the best file's run gives a reference curve, and
 //! the baseline's runs show how far two runs of one file drift apart at the same progress. A
-//! run whose loss stays worse than the reference by more than that allows, for a few steps in a
-//! row past a stated progress, is stopped: the time goes to the next experiment.
+//! run whose loss stays worse than the reference by more than that allows, over a stated span of
+//! its budget past a stated progress, is stopped: the time goes to the next experiment.
 //!
 //! Conservative by construction: curves of different files can cross (a higher learning rate is
 //! worse early and better late; the warm-down gains most at the end), so the rule waits for a
 //! late progress and a margin far above the run-to-run spread. `replay` tries the rule on a
 //! recorded journal: how much time it would have saved, and whether it would have stopped a run
 //! that was kept.
-
-use serde::{Deserialize, Serialize};
 
 use super::history::History;
 use super::record::{Outcome, Record};
@@ -19,7 +17,7 @@ use super::record::{Outcome, Record};
 pub type Curve = Vec<[f32; 2]>;
 
 /// When a run counts as doomed.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rule {
     /// No run is stopped before this much of its budget.
     pub from_progress: f64,
@@ -27,8 +25,10 @@ pub struct Rule {
     pub spread_factor: f64,
     /// ...and at least this much (nats of training loss).
     pub min_margin: f64,
-    /// Step lines in a row that must be past the margin.
-    pub patience: usize,
+    /// The span of the budget (a fraction) over which the loss must stay past the margin: in
+    /// progress, not step lines, which come ten times as often on a GPU and each say little
+    /// more than the last (the loss is smoothed).
+    pub hold: f64,
 }
 
 impl Default for Rule {
@@ -37,13 +37,13 @@ impl Default for Rule {
             from_progress: 0.5,
             spread_factor: 4.0,
             min_margin: 0.05,
-            patience: 3,
+            hold: 0.2,
         }
     }
 }
 
 /// Why a run was stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Verdict {
     pub progress: f64,
     pub loss: f64,
@@ -69,7 +69,8 @@ pub struct Watch {
     rule: Rule,
     reference: Curve,
     baseline: Vec<Curve>,
-    strikes: usize,
+    /// Where the loss went past the margin and has stayed since.
+    behind_since: Option<f64>,
 }
 
 impl Watch {
@@ -80,7 +81,7 @@ impl Watch {
             rule,
             reference,
             baseline,
-            strikes: 0,
+            behind_since: None,
         })
     }
 
@@ -94,18 +95,22 @@ impl Watch {
     /// One step's `(progress, loss)`; Some when the run is doomed.
     pub fn see(&mut self, progress: f64, loss: f64) -> Option<Verdict> {
         if progress < self.rule.from_progress || !loss.is_finite() {
-            self.strikes = 0;
+            self.behind_since = None;
             return None;
         }
         let reference = at(&self.reference, progress)?;
         let spread = self.spread(progress);
         let margin = (self.rule.spread_factor * spread).max(self.rule.min_margin);
         if loss - reference > margin {
-            self.strikes += 1;
+            self.behind_since.get_or_insert(progress);
         } else {
-            self.strikes = 0;
+            self.behind_since = None;
         }
-        (self.strikes >= self.rule.patience).then_some(Verdict {
+        // Progress is printed rounded (and read as f32): a hair under the span is the span.
+        let held = self
+            .behind_since
+            .is_some_and(|since| progress - since >= self.rule.hold - 1e-6);
+        held.then_some(Verdict {
             progress,
             loss,
             reference,
@@ -187,6 +192,21 @@ pub fn replay(records: &[Record], rule: Rule) -> Replay {
     let baseline = baseline_curves(&history);
     let mut out = Replay::default();
     for (i, record) in records.iter().enumerate() {
+        if record.outcome == Outcome::StoppedEarly {
+            // Stopped for real: its time saved is the rest of its budget at the pace it went.
+            let Some(run) = record.runs.last() else {
+                continue;
+            };
+            let progress = run.curve.last().map_or(0.0, |p| f64::from(p[0]));
+            if progress > 0.0 {
+                let whole = run.seconds / progress;
+                out.judged += 1;
+                out.training_seconds += whole;
+                out.saved_seconds += whole - run.seconds;
+                out.stopped.push((record.n, progress));
+            }
+            continue;
+        }
         if record.is_baseline() || !record.outcome.is_judged() {
             continue;
         }
@@ -237,7 +257,7 @@ mod tests {
         let reference = falling(6.0, 2.0);
         let baseline = vec![falling(6.0, 2.0), falling(6.01, 2.0)];
         let mut watch = Watch::new(Rule::default(), reference.clone(), baseline.clone()).unwrap();
-        // 0.3 worse from the start: nothing before half the budget, then three strikes.
+        // 0.3 worse from the start: nothing before half the budget, then behind from 50% to 70%.
         let doomed = falling(6.3, 2.0);
         let verdicts: Vec<Option<Verdict>> = doomed
             .iter()
@@ -249,6 +269,15 @@ mod tests {
             (v.progress - 0.7).abs() < 1e-6 && (v.margin - 0.05).abs() < 1e-9,
             "{v:?}"
         );
+        // Back within the margin for a point: the span starts again.
+        let mut watch = Watch::new(Rule::default(), reference.clone(), baseline.clone()).unwrap();
+        let mut wavering = doomed.clone();
+        wavering[6][1] = reference[6][1];
+        let stopped_at = wavering
+            .iter()
+            .find_map(|&[p, l]| watch.see(p as f64, l as f64))
+            .unwrap();
+        assert!((stopped_at.progress - 0.9).abs() < 1e-6, "{stopped_at:?}");
 
         // Within the margin (0.04 worse), or worse early and better late: never stopped.
         for curve in [falling(6.04, 2.0), falling(7.0, 3.5)] {
@@ -295,5 +324,16 @@ mod tests {
         assert_eq!(replay.kept_stopped, [2]);
         assert!((replay.saved_seconds - 60.0).abs() < 1e-3, "{replay:?}");
         assert_eq!(replay.training_seconds, 300.0);
+
+        // A run the loop stopped (early stopping was on) counts at the point it was stopped: its
+        // whole run would have taken 100 s at the pace it went.
+        let mut stopped = trained(4, Outcome::StoppedEarly, falling(6.5, 2.0)[..7].to_vec());
+        stopped.runs[0].seconds = 60.0;
+        let records = [records, vec![stopped]].concat();
+        let replay = super::replay(&records, Rule::default());
+        assert_eq!(replay.judged, 4);
+        assert_eq!(replay.stopped.last(), Some(&(4, 0.6000000238418579)));
+        assert!((replay.saved_seconds - 100.0).abs() < 1e-3, "{replay:?}");
+        assert!((replay.training_seconds - 400.0).abs() < 1e-3);
     }
 }

@@ -112,10 +112,14 @@ impl<'a> History<'a> {
     /// The last record, when it is an experiment cut short by a stop or a crash that has a
     /// commit to run again and was not itself a re-run or re-run already: it runs once more.
     pub fn to_retry(&self) -> Option<&'a Record> {
-        let last = self.records.last()?;
+        // The last experiment, not the last record: a confirmation may have run since.
+        let last = self
+            .records
+            .iter()
+            .rev()
+            .find(|r| r.kind == RecordKind::Experiment)?;
         let retried = self.records.iter().any(|r| r.retry_of == Some(last.n));
         let retry = last.outcome == Outcome::Interrupted
-            && last.kind == RecordKind::Experiment
             && last.retry_of.is_none()
             && last.commit.is_some()
             && !retried;

@@ -24,10 +24,7 @@ pub fn locate(
 ) -> Result<RunFolder> {
     let runs = match runs_dir {
         Some(dir) => dir.to_path_buf(),
-        None => {
-            let cwd = std::env::current_dir().context("cannot read the current folder")?;
-            checkout_root(repo.unwrap_or(&cwd))?.join("runs")
-        }
+        None => checkout(repo)?.join("runs"),
     };
     let tag = match tag {
         Some(tag) => tag.to_string(),
@@ -37,6 +34,12 @@ pub fn locate(
         dir: runs.join(&tag),
         tag,
     })
+}
+
+/// The git checkout around `repo` (default: around the current folder).
+pub fn checkout(repo: Option<&Path>) -> Result<PathBuf> {
+    let cwd = std::env::current_dir().context("cannot read the current folder")?;
+    Ok(checkout_root(repo.unwrap_or(&cwd))?)
 }
 
 /// The run whose journal changed last.

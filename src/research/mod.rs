@@ -36,6 +36,8 @@ pub mod tuning;
 
 #[cfg(test)]
 mod loop_tests;
+#[cfg(test)]
+mod moves_tests;
 
 use std::path::PathBuf;
 

@@ -127,8 +127,8 @@ named!(RunEnd {
 });
 
 impl RunEnd {
-    /// The experiment's outcome when this run produced no result.
-    pub fn failure(self) -> Option<Outcome> {
+    /// The experiment's outcome when this run produced no result (a failure, or a stop).
+    pub fn outcome_without_result(self) -> Option<Outcome> {
         match self {
             RunEnd::Finished => None,
             RunEnd::Diverged | RunEnd::Crashed | RunEnd::OutOfMemory => Some(Outcome::Crash),

@@ -7,10 +7,11 @@ use super::context::Context;
 use super::controller::{Category, Choice, Controller, Move};
 use super::history::History;
 use super::record::{Outcome, Record};
+use super::sampler::tunable;
 use super::settings::{ActionChoice, Settings};
 use super::sourcing::{Ask, DraftAsk};
 use super::tuning::SamplerTuner;
-use crate::agent::edit::constants;
+use crate::agent::edit::{constants, Constant};
 use crate::agent::prompt::Action;
 use crate::agent::propose::Tuner;
 
@@ -142,7 +143,9 @@ impl Request {
             Move::Tune => Request {
                 plan: vec![(numeric, proposals)],
                 task: Some(format!("Tune {}: {values}.", category.words())),
-                names: Some(constants_in(best_file, category, settings.gpu)),
+                names: Some(constants_in(best_file, category, settings.gpu, |c| {
+                    numeric != Action::Tune || tunable(c)
+                })),
             },
             Move::Explore => Request {
                 plan: half(Action::Replace, Action::Set),
@@ -170,7 +173,12 @@ impl Request {
                     .map(|r| {
                         let changes: Vec<String> =
                             r.changes.iter().map(Change::to_string).collect();
-                        format!("e{:04} ({}: {})", r.n, r.description, changes.join(", "))
+                        if changes.is_empty() {
+                            // A record from before changes were recorded: its idea says it.
+                            format!("e{:04} ({})", r.n, r.description)
+                        } else {
+                            format!("e{:04} ({}: {})", r.n, r.description, changes.join(", "))
+                        }
                     })
                     .collect();
                 let set_names: Option<Vec<String>> = builds_on
@@ -182,9 +190,17 @@ impl Request {
                     })
                     .collect::<Option<Vec<_>>>()
                     .filter(|names| !names.is_empty());
+                // Constants the sampler cannot tune (a string, a None) are set by the agent.
+                let file = constants(best_file);
+                let all_tunable = set_names.as_ref().is_some_and(|names| {
+                    names
+                        .iter()
+                        .all(|n| file.iter().any(|c| &c.name == n && tunable(c)))
+                });
+                let refine_with = if all_tunable { numeric } else { Action::Set };
                 let (plan, task) = match (choice.kind, &set_names) {
                     (Move::Refine, Some(_)) => (
-                        vec![(numeric, proposals)],
+                        vec![(refine_with, proposals)],
                         format!(
                             "{} was kept. Take it further: the same constants; {values}.",
                             described.join(" and ")
@@ -223,13 +239,19 @@ impl Request {
     }
 }
 
-/// The numeric constants of `file` in `category` (all numeric ones when it has none), without
+/// The numeric constants of `file` that `keep` keeps in `category` (all of them when it has none), without
 /// those of the other device (`_GPU` on the CPU, `_CPU` on a GPU), which change nothing here.
-fn constants_in(file: &str, category: Category, gpu: bool) -> Vec<String> {
+fn constants_in(
+    file: &str,
+    category: Category,
+    gpu: bool,
+    keep: impl Fn(&Constant) -> bool,
+) -> Vec<String> {
     let other_device = if gpu { "_CPU" } else { "_GPU" };
     let numeric: Vec<String> = constants(file)
         .into_iter()
         .filter(|c| !c.ty.contains("str") && c.ty != "bool" && !c.name.ends_with(other_device))
+        .filter(|c| keep(c))
         .map(|c| c.name)
         .collect();
     let in_category: Vec<String> = numeric
@@ -317,6 +339,15 @@ mod tests {
         // Without the sampler the agent writes the values.
         let r = Request::new(Some(&tune), &settings(false), 1, &h, TRAIN);
         assert_eq!(r.plan, [(Action::Set, 4)]);
+        // DEPTH is None in the file: the agent can set it, the sampler has no value to scale.
+        let width = choice(Move::Tune, Some(Category::WidthDepth), vec![]);
+        let names = |sampler| {
+            Request::new(Some(&width), &settings(sampler), 1, &h, TRAIN)
+                .names
+                .unwrap()
+        };
+        assert_eq!(names(true), ["ASPECT_RATIO", "HEAD_DIM"]);
+        assert_eq!(names(false), ["DEPTH", "ASPECT_RATIO", "HEAD_DIM"]);
     }
 
     #[test]

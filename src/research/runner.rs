@@ -106,7 +106,7 @@ pub fn record_run(
         curve,
         commit: None,
     });
-    end.failure()
+    end.outcome_without_result()
 }
 
 /// Deletes the weights of `record`'s runs: those of an experiment that was not kept only fill the

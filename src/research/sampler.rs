@@ -4,6 +4,9 @@
 //! Gaussians around the good trials' values, g(x) around the rest, and the candidate drawn from
 //! l with the highest l(x) / g(x) wins. Standard library only, and deterministic in its seed.
 
+use crate::agent::edit::Constant;
+use crate::agent::ledger::FLOAT_TOLERANCE;
+
 // ---------------------------------------------------------------------------------------------
 // Search spaces
 
@@ -53,6 +56,11 @@ pub fn space_for(name: &str, ty: &str, value: &str) -> Option<Space> {
         }
         _ => None,
     }
+}
+
+/// Whether the sampler can give `constant` values where it stands (a TUNE move names only these).
+pub fn tunable(constant: &Constant) -> bool {
+    space_for(&constant.name, &constant.ty, &constant.value).is_some()
 }
 
 fn float_space(name: &str, v: f64) -> Option<Space> {
@@ -114,7 +122,7 @@ pub fn render(space: &Space, ty: &str, x: f64) -> String {
 }
 
 /// Parses a value text back into a number (a power of two as its value, not its exponent). The
-/// number may lie outside the space: spaces follow the best file, so older values can.
+/// number may lie outside the space: a tried value the space has since left behind.
 pub fn parse(space: &Space, ty: &str, value: &str) -> Option<f64> {
     let mut text = value.trim();
     if is_option(ty) {
@@ -365,7 +373,8 @@ impl Tpe {
                 .map(|x| (score(&models, spaces, &x), x))
                 .collect();
             ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
-            if let Some((_, x)) = ranked.iter().find(|(_, x)| !tried.contains(x)) {
+            let new = |x: &Vec<f64>| !tried.iter().any(|t| near(spaces, t, x));
+            if let Some((_, x)) = ranked.iter().find(|(_, x)| new(x)) {
                 return x.clone();
             }
             fallback.get_or_insert(ranked.swap_remove(0).1);
@@ -425,6 +434,21 @@ fn snap_all(spaces: &[Space], values: &[f64]) -> Vec<f64> {
         .zip(values)
         .map(|(s, &x)| snap(s, x))
         .collect()
+}
+
+/// Whether `a` and `b` are the same point to the near-duplicate check that refuses files before
+/// training: whole numbers equal, real numbers within `FLOAT_TOLERANCE` of each other. The
+/// sampler steers clear of those, as the file it made would be refused.
+fn near(spaces: &[Space], a: &[f64], b: &[f64]) -> bool {
+    spaces
+        .iter()
+        .zip(a.iter().zip(b))
+        .all(|(space, (&x, &y))| match space {
+            Space::Float { .. } => {
+                x == y || (x - y).abs() <= FLOAT_TOLERANCE * x.abs().max(y.abs())
+            }
+            Space::Int { .. } | Space::PowerOfTwo { .. } => x == y,
+        })
 }
 
 /// A candidate: each dimension drawn from its l(x).
@@ -720,6 +744,15 @@ mod tests {
             &spaces[0],
             Tpe::default().suggest(&spaces, &[2.0], &all, 0)[0]
         ));
+        // A real number within 5% of one tried would make a file the ledger refuses.
+        let rate = [float(0.004, 0.4, true)];
+        let near_best: Vec<Trial> = (0..8)
+            .map(|i| trial(0.04 * (1.0 + 0.001 * i as f64), 1.0))
+            .collect();
+        for seed in 0..20 {
+            let x = Tpe::default().suggest(&rate, &[0.04], &near_best, seed)[0];
+            assert!((x - 0.04).abs() > 0.05 * 0.04 * 0.99, "{x}");
+        }
     }
 
     #[test]

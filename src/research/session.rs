@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 
+use super::changes;
 use super::draft::Draft;
 use super::early_stop::Watch;
 use super::git::Workspace;
@@ -16,8 +17,7 @@ use super::history::{Best, History};
 use super::journal::Journal;
 use super::lock::RunLock;
 use super::noise::{mean, Judgement, NoiseFloor};
-use super::progress::parse_step_line;
-use super::progress::Ui;
+use super::progress::{parse_step_line, Ui};
 use super::record::{CommitId, Outcome, Record, RecordKind};
 use super::request::Asking;
 use super::runner::{self, record_run, Trainer};
@@ -219,7 +219,8 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
                 Taken::Nothing => return self.finish(record, start, Some(best.val_bpb)),
             },
         };
-        record.description = idea;
+        let parent = self.workspace.file_at(record.parent)?;
+        record.description = changes::describe(&idea, &changes::changes(&parent, &text));
         let commit = self
             .workspace
             .commit(&text, &format!("e{n:04}: {}", record.description))?;
@@ -362,7 +363,10 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
         let seed = (index - 1) as u64;
         let report = self.trainer.run(binary, &run_dir, seed, &mut |line| {
             ui.training_line(n, index, line);
-            if let Some((_, progress, loss, _)) = parse_step_line(line) {
+            // A file that prints a step line of its own with a NaN loss: not a point of the curve
+            // (the journal would write it as null).
+            let point = parse_step_line(line).filter(|(_, p, l, _)| p.is_finite() && l.is_finite());
+            if let Some((_, progress, loss, _)) = point {
                 curve.push([progress as f32, loss as f32]);
                 doomed = watch.as_mut().and_then(|w| w.see(progress, loss));
             }

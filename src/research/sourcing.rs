@@ -180,7 +180,7 @@ pub fn source(
     let mut attempts: Vec<Attempt> = Vec::new();
     if let Some(draft) = draft {
         let mut outcome = DraftOutcome::NothingApplied;
-        if draft.choice.as_ref() != choice {
+        if !same_move(draft.choice.as_ref(), choice) {
             // Written for another move than the one chosen after the run's result.
             outcome = DraftOutcome::Stale;
         } else if let Some(reply) = &draft.reply {
@@ -266,6 +266,13 @@ fn take(record: &mut Record, attempts: &[Attempt]) -> Taken {
             Taken::Nothing
         }
     }
+}
+
+/// Whether a draft written for `drafted` answers `chosen`: the same move on the same category and
+/// experiments (the reason's words, with its counts, may differ).
+fn same_move(drafted: Option<&Choice>, chosen: Option<&Choice>) -> bool {
+    let key = |c: &Choice| (c.kind, c.category, c.builds_on.clone());
+    drafted.map(key) == chosen.map(key)
 }
 
 /// The sampling seed of an experiment's proposal number `attempt`.

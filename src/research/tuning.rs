@@ -7,7 +7,7 @@
 use super::history::History;
 use super::record::Outcome;
 use super::sampler::{parse, render, space_for, Space, Tpe, Trial};
-use crate::agent::edit::{constants, Rejection};
+use crate::agent::edit::{constants, Constant, Rejection};
 use crate::agent::ledger::Constants;
 use crate::agent::propose::Tuner;
 
@@ -46,7 +46,20 @@ impl SamplerTuner {
     }
 }
 
+impl SamplerTuner {
+    /// Where `c`'s values are drawn: around its value in the baseline file (so that the range
+    /// stays put while the best file moves), else around its value now.
+    fn space(&self, c: &Constant) -> Option<Space> {
+        let centre = self.baseline.get(&c.name).unwrap_or(&c.value);
+        space_for(&c.name, &c.ty, centre).or_else(|| space_for(&c.name, &c.ty, &c.value))
+    }
+}
+
 impl Tuner for SamplerTuner {
+    fn can_tune(&self, constant: &Constant) -> bool {
+        self.space(constant).is_some()
+    }
+
     fn values(
         &self,
         source: &str,
@@ -56,14 +69,15 @@ impl Tuner for SamplerTuner {
         let all = constants(source);
         let mut spaces: Vec<(String, String, Space)> = Vec::new();
         let mut current = Vec::new();
-        for name in names {
+        // A name given twice is one dimension: its value is drawn once.
+        let mut seen = std::collections::HashSet::new();
+        for name in names.iter().filter(|n| seen.insert(n.as_str())) {
             let c = all
                 .iter()
                 .find(|c| &c.name == name)
                 .ok_or_else(|| Rejection::NoSuchConstant(name.clone()))?;
-            let centre = self.baseline.get(name).unwrap_or(&c.value);
-            let space = space_for(name, &c.ty, centre)
-                .or_else(|| space_for(name, &c.ty, &c.value))
+            let space = self
+                .space(c)
                 .ok_or_else(|| Rejection::CannotTune(name.clone()))?;
             let value = parse(&space, &c.ty, &c.value)
                 .ok_or_else(|| Rejection::CannotTune(name.clone()))?;
@@ -92,5 +106,57 @@ impl Tuner for SamplerTuner {
             .zip(values)
             .map(|((name, ty, space), x)| (name.clone(), render(space, ty, x)))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::record::tests::record;
+    use super::*;
+    use crate::agent::ledger::constants_of;
+
+    const TRAIN: &str = include_str!("../../train/src/train.rs");
+
+    fn tuner() -> SamplerTuner {
+        let mut baseline = record(0, Outcome::Keep, Some(1.8));
+        baseline.constants = Some(constants_of(TRAIN));
+        SamplerTuner::new(&History::new(&[baseline]), 1)
+    }
+
+    fn constant(name: &str) -> Constant {
+        constants(TRAIN)
+            .into_iter()
+            .find(|c| c.name == name)
+            .unwrap()
+    }
+
+    #[test]
+    fn the_sampler_says_which_constants_it_can_tune() {
+        let tuner = tuner();
+        assert!(tuner.can_tune(&constant("MATRIX_LR")));
+        assert!(tuner.can_tune(&constant("TOKENS_PER_STEP_CPU")));
+        // The seed is noise, a None has no value to scale, a string no number.
+        for name in ["SEED", "DEPTH", "WINDOW_PATTERN"] {
+            assert!(!tuner.can_tune(&constant(name)), "{name}");
+            assert_eq!(
+                tuner.values(TRAIN, &[name.into()], 1),
+                Err(Rejection::CannotTune(name.into()))
+            );
+        }
+        assert_eq!(
+            tuner.values(TRAIN, &["NOPE".into()], 1),
+            Err(Rejection::NoSuchConstant("NOPE".into()))
+        );
+    }
+
+    #[test]
+    fn a_name_given_twice_gets_one_value_in_its_range() {
+        let values = tuner()
+            .values(TRAIN, &["MATRIX_LR".into(), "MATRIX_LR".into()], 3)
+            .unwrap();
+        assert_eq!(values.len(), 1);
+        let x: f64 = values[0].1.parse().unwrap();
+        // Around the baseline's 0.04, by at most a factor of ten.
+        assert!((0.004..=0.4).contains(&x), "{x}");
     }
 }

@@ -13,8 +13,7 @@ const TICKS_PER_SECOND: f64 = 100.0;
 pub struct Clock {
     /// Take steal off (the CPU trainer).
     correct: bool,
-    cpus: f64,
-    started: Option<(Instant, Option<u64>)>,
+    started: Option<(Instant, Option<Steal>)>,
     /// Steal taken off so far, in seconds.
     pub stolen_seconds: f64,
 }
@@ -23,7 +22,6 @@ impl Clock {
     pub fn new(correct_for_steal: bool) -> Self {
         Clock {
             correct: correct_for_steal,
-            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
             started: None,
             stolen_seconds: 0.0,
         }
@@ -44,7 +42,9 @@ impl Clock {
         let (start, steal_at_start) = self.started.replace((now, steal)).unwrap_or((now, steal));
         let wall = (now - start).as_secs_f64();
         let stolen = match (steal_at_start, steal) {
-            (Some(a), Some(b)) => b.saturating_sub(a) as f64 / TICKS_PER_SECOND / self.cpus,
+            (Some(a), Some(b)) => {
+                b.ticks.saturating_sub(a.ticks) as f64 / TICKS_PER_SECOND / b.cpus.max(1) as f64
+            }
             _ => 0.0,
         };
         let stolen = stolen.min(wall);
@@ -52,18 +52,31 @@ impl Clock {
         (wall, wall - stolen)
     }
 
-    fn steal(&self) -> Option<u64> {
+    fn steal(&self) -> Option<Steal> {
         if !self.correct {
             return None;
         }
-        steal_ticks(&std::fs::read_to_string("/proc/stat").ok()?)
+        steal(&std::fs::read_to_string("/proc/stat").ok()?)
     }
 }
 
-/// The steal ticks of all CPUs: the eighth number of `/proc/stat`'s `cpu` line.
-fn steal_ticks(stat: &str) -> Option<u64> {
+/// The machine's steal so far, summed over its CPUs, and how many CPUs that sum is over.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Steal {
+    ticks: u64,
+    cpus: usize,
+}
+
+/// The steal of `/proc/stat`: the eighth number of its `cpu` line (all the machine's CPUs,
+/// whatever this process may use), and the count of its `cpuN` lines, the CPUs in that sum.
+fn steal(stat: &str) -> Option<Steal> {
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    line.split_whitespace().nth(8)?.parse().ok()
+    let ticks = line.split_whitespace().nth(8)?.parse().ok()?;
+    let cpus = stat
+        .lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        .count();
+    Some(Steal { ticks, cpus })
 }
 
 #[cfg(test)]
@@ -74,10 +87,17 @@ mod tests {
     fn steal_is_read_from_the_cpu_line() {
         let stat =
             "cpu  916174 112496 154493 230244 2317 0 627 12981 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
-        assert_eq!(steal_ticks(stat), Some(12981));
-        assert_eq!(steal_ticks("intr 1 2 3"), None);
+        assert_eq!(
+            steal(stat),
+            Some(Steal {
+                ticks: 12981,
+                cpus: 1
+            })
+        );
+        assert_eq!(steal("intr 1 2 3"), None);
         // This machine's, for real (a Linux without steal accounting reads 0).
-        assert!(steal_ticks(&std::fs::read_to_string("/proc/stat").unwrap()).is_some());
+        let here = steal(&std::fs::read_to_string("/proc/stat").unwrap()).unwrap();
+        assert!(here.cpus >= 1);
     }
 
     #[test]
