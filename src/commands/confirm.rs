@@ -16,6 +16,7 @@ use crate::research::git::Workspace;
 use crate::research::journal::Journal;
 use crate::research::locate::RunFolder;
 use crate::research::lock::RunLock;
+use crate::research::pending;
 use crate::research::progress::Ui;
 use crate::research::record::{Outcome, Record, RecordKind, RunRecord};
 use crate::research::runner::{LocalTrainer, Trainer};
@@ -32,6 +33,9 @@ pub fn run(args: &ConfirmArgs) -> Result<()> {
     // Not beside the loop of the same run: the two would share the device.
     let _lock = RunLock::acquire(&dir, &tag)?;
     let (mut journal, _) = Journal::open(&dir)?;
+    // An experiment a killed loop left in flight goes into the journal first: otherwise this
+    // confirmation would take its number, and the loop's resume would take it as recorded.
+    pending::recover(&dir, &mut journal, now())?;
     let history = journal.history();
     let baseline = history
         .baseline()

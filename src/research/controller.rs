@@ -293,7 +293,7 @@ impl Controller {
         // model gets right.
         let phase = since_keep / self.plateau.max(1);
         let turn = history.next_n();
-        let (kind, why) = match (phase % 3, turn % 3) {
+        let (kind, why) = match (phase.min(2), turn % 3) {
             (0, 0) => (Move::Explore, "a new idea now and then"),
             (0, _) => (Move::Tune, "hyperparameter moves while they pay"),
             (1, t) if t % 2 == 0 => (Move::Explore, "a plateau: new ideas in code"),

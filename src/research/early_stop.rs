@@ -200,8 +200,9 @@ pub fn replay(records: &[Record], rule: Rule) -> Replay {
             let progress = run.curve.last().map_or(0.0, |p| f64::from(p[0]));
             if progress > 0.0 {
                 let whole = run.seconds / progress;
+                let earlier: f64 = record.runs.iter().rev().skip(1).map(|r| r.seconds).sum();
                 out.judged += 1;
-                out.training_seconds += whole;
+                out.training_seconds += earlier + whole;
                 out.saved_seconds += whole - run.seconds;
                 out.stopped.push((record.n, progress));
             }
@@ -216,6 +217,10 @@ pub fn replay(records: &[Record], rule: Rule) -> Replay {
         let (Some(reference), Some(run)) = (reference(best), record.runs.first()) else {
             continue;
         };
+        // A run recorded without its curve (journals from before curves) cannot be replayed.
+        if run.curve.len() < 2 {
+            continue;
+        }
         let Some(mut watch) = Watch::new(rule, reference, baseline.clone()) else {
             continue;
         };

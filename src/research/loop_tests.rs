@@ -134,6 +134,9 @@ impl Proposer for ScriptedAgent {
 /// What a scripted training run does.
 enum Run {
     Finished(f64),
+    /// A run whose training loss trails the others' by a whole nat all along, and would finish
+    /// with this val_bpb if let.
+    Behind(f64),
     Crashed,
     /// Ctrl-C during the run.
     Interrupted,
@@ -202,9 +205,30 @@ impl Trainer for ScriptedTrainer {
         on_line: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<RunReport, TrainerError> {
         std::fs::create_dir_all(run_dir).unwrap();
-        let _ = on_line("step 00001 (100.0%) | loss 5.0 | dt 1ms | tok/s 1000 | epoch 1");
-        let outcome = match self.runs.pop_front().expect("a scripted run") {
-            Run::Finished(v) => RunOutcome::Finished(Box::new(summary(v))),
+        let run = self.runs.pop_front().expect("a scripted run");
+        // Ten step lines, the loss falling from 5.0; the caller may stop the run at any of them.
+        let behind = if matches!(run, Run::Behind(_)) {
+            1.0
+        } else {
+            0.0
+        };
+        for step in 1..=10 {
+            let loss = 5.0 - 0.2 * step as f64 + behind;
+            let line = format!(
+                "step {step:05} ({:.1}%) | loss {loss:.4} | dt 1ms | tok/s 1000 | epoch 1",
+                10.0 * step as f64
+            );
+            if on_line(&line).is_break() {
+                return Ok(RunReport {
+                    outcome: RunOutcome::Abandoned,
+                    log: run_dir.join("train.log"),
+                    seconds: 0.6 * step as f64,
+                    tail: vec![line],
+                });
+            }
+        }
+        let outcome = match run {
+            Run::Finished(v) | Run::Behind(v) => RunOutcome::Finished(Box::new(summary(v))),
             Run::Crashed => RunOutcome::Crashed {
                 exit: "exit code 101".into(),
             },
@@ -606,4 +630,49 @@ fn the_controller_asks_for_its_move_and_a_draft_for_another_move_is_stale() {
     // What each candidate changed, and its constants, are recorded.
     assert_eq!(records[1].changes[0].to_string(), "A 1.0 -> 2.0");
     assert_eq!(records[1].constants.as_ref().unwrap()["A"], "2.0");
+}
+
+#[test]
+fn a_run_that_falls_behind_the_best_is_stopped_early_and_recorded_with_its_curve() {
+    let scene = Scene::new();
+    let agent = ScriptedAgent {
+        replies: [
+            Reply::Valid("const A: f64 = 2.0;\n"),
+            Reply::Valid("const A: f64 = 3.0;\n"),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    // Three baseline runs, then a candidate that trails them: it would even have finished
+    // better, so only the live rule can end it.
+    let mut scripted = runs(&[1.80, 1.81, 1.80]);
+    scripted.push_back(Run::Behind(1.70));
+    let trainer = ScriptedTrainer {
+        runs: scripted,
+        ..Default::default()
+    };
+    let settings = Settings {
+        early_stop: true,
+        ..scene.with_max(1)
+    };
+    let (ending, records, _) = scene.run(settings, agent, trainer);
+    ending.unwrap();
+    assert_eq!(outcomes(&records), [Outcome::Keep, Outcome::StoppedEarly]);
+    let stopped = &records[1];
+    assert_eq!(stopped.val_bpb, None);
+    assert_eq!(stopped.runs.len(), 1, "a stopped run is not run again");
+    let run = &stopped.runs[0];
+    assert_eq!(run.outcome, super::record::RunEnd::StoppedEarly);
+    // Stopped past half the budget, once the loss stayed behind over a fifth of it: at 70 %.
+    let last = run.curve.last().unwrap();
+    assert_eq!(run.curve.len(), 7, "{:?}", run.curve);
+    assert!(
+        (last[0] - 0.7).abs() < 1e-6 && (last[1] - 4.6).abs() < 1e-6,
+        "{last:?}"
+    );
+    let why = stopped.error.as_deref().unwrap();
+    assert!(
+        why.starts_with("stopped early at 70% of the budget"),
+        "{why}"
+    );
 }

@@ -1,19 +1,35 @@
 //! The sampler behind TUNE replies: the agent names constants, and their values come from a
-//! tree-structured Parzen estimator fitted to every past result of those constants (the values
-//! each experiment's file had, and its val_bpb; a run without a result counts as bad), inside a
+//! tree-structured Parzen estimator fitted to every past result of those constants on the same
+//! code (the files that changed one of them, and the baseline and keeps: the values each file had,
+//! and its val_bpb; a run without a result counts as bad; a file with other code is another
+//! function of the values, so it is left out), inside a
 //! range derived from each constant's type and its value in the baseline file (so that the range
-//! stays put while the best file moves; a constant the baseline lacks takes the current value).
+//! stays put while the best file moves; a constant the baseline lacks takes the current value),
+//! widened to hold the current value.
 
+use super::changes::Change;
 use super::history::History;
 use super::record::Outcome;
 use super::sampler::{parse, render, space_for, Space, Tpe, Trial};
 use crate::agent::edit::{constants, Constant, Rejection};
-use crate::agent::ledger::Constants;
+use crate::agent::ledger::{skeleton_sha256, Constants};
 use crate::agent::propose::Tuner;
 
-/// What the sampler learns from: each tried file's constants and how it did.
+/// One past result as the sampler sees it.
+struct Tried {
+    /// The file's code (its skeleton's hash).
+    skeleton: String,
+    constants: Constants,
+    /// The constants it changed from its parent's file.
+    changed: Vec<String>,
+    /// A file the loop stood on (the baseline, a keep): a result of all its values.
+    reference: bool,
+    loss: f64,
+}
+
+/// What the sampler learns from: each tried file, and how it did.
 pub struct SamplerTuner {
-    trials: Vec<(Constants, f64)>,
+    trials: Vec<Tried>,
     /// The baseline file's constants: the centres of the ranges.
     baseline: Constants,
     /// Mixed into every seed, so experiments draw differently.
@@ -31,7 +47,21 @@ impl SamplerTuner {
                     (Outcome::Crash | Outcome::Timeout | Outcome::StoppedEarly, _) => f64::INFINITY,
                     _ => return None,
                 };
-                Some((r.constants.clone()?, loss))
+                let changed = r
+                    .changes
+                    .iter()
+                    .filter_map(|c| match c {
+                        Change::Set { name, .. } => Some(name.clone()),
+                        Change::Code { .. } => None,
+                    })
+                    .collect();
+                Some(Tried {
+                    skeleton: r.skeleton_sha256.clone()?,
+                    constants: r.constants.clone()?,
+                    changed,
+                    reference: r.is_baseline() || r.outcome == Outcome::Keep,
+                    loss,
+                })
             })
             .collect();
         let baseline = history
@@ -82,19 +112,27 @@ impl Tuner for SamplerTuner {
             let value = parse(&space, &c.ty, &c.value)
                 .ok_or_else(|| Rejection::CannotTune(name.clone()))?;
             current.push(value);
-            spaces.push((name.clone(), c.ty.clone(), space));
+            // A kept value outside the baseline's range stays reachable from both sides.
+            spaces.push((name.clone(), c.ty.clone(), space.holding(value)));
         }
+        // The results of these constants: files on this code that changed one of them, and the
+        // files the loop stood on. A file that changed only other constants says how those did,
+        // not these: counted here at these constants' unchanged values, every bad change of
+        // another constant would mark the current values bad and push the draws far away.
+        let skeleton = skeleton_sha256(source);
         let trials: Vec<Trial> = self
             .trials
             .iter()
-            .filter_map(|(constants, loss)| {
+            .filter(|t| t.skeleton == skeleton)
+            .filter(|t| t.reference || t.changed.iter().any(|c| seen.contains(c.as_str())))
+            .filter_map(|t| {
                 let values = spaces
                     .iter()
-                    .map(|(name, ty, space)| parse(space, ty, constants.get(name)?))
+                    .map(|(name, ty, space)| parse(space, ty, t.constants.get(name)?))
                     .collect::<Option<Vec<f64>>>()?;
                 Some(Trial {
                     values,
-                    loss: *loss,
+                    loss: t.loss,
                 })
             })
             .collect();
@@ -112,6 +150,7 @@ impl Tuner for SamplerTuner {
 #[cfg(test)]
 mod tests {
     use super::super::record::tests::record;
+    use super::super::record::Record;
     use super::*;
     use crate::agent::ledger::constants_of;
 
@@ -158,5 +197,74 @@ mod tests {
         let x: f64 = values[0].1.parse().unwrap();
         // Around the baseline's 0.04, by at most a factor of ten.
         assert!((0.004..=0.4).contains(&x), "{x}");
+    }
+
+    /// Six discards of this file with `name` at other values (low ones did well), on `code`.
+    fn tried(code: &str, name: &str) -> Vec<Record> {
+        let from = constant(name).value;
+        [0.1, 0.2, 0.5, 2.0, 4.0, 8.0]
+            .into_iter()
+            .enumerate()
+            .map(|(i, factor)| {
+                let to = format!("{:?}", from.parse::<f64>().unwrap() * factor);
+                let file = TRAIN.replace(
+                    &format!("const {name}: f64 = {from};"),
+                    &format!("const {name}: f64 = {to};"),
+                );
+                let mut r = record(i + 1, Outcome::Discard, Some(1.7 + 0.1 * factor));
+                r.constants = Some(constants_of(&file));
+                r.skeleton_sha256 = Some(skeleton_sha256(code));
+                r.changes = vec![Change::Set {
+                    name: name.into(),
+                    from: from.clone(),
+                    to,
+                }];
+                r
+            })
+            .collect()
+    }
+
+    /// MATRIX_LR's value drawn with seed 5 after the baseline and `others`.
+    fn draw(others: Vec<Record>) -> Vec<(String, String)> {
+        let mut baseline = record(0, Outcome::Keep, Some(1.8));
+        baseline.constants = Some(constants_of(TRAIN));
+        baseline.skeleton_sha256 = Some(skeleton_sha256(TRAIN));
+        let records: Vec<Record> = [baseline].into_iter().chain(others).collect();
+        SamplerTuner::new(&History::new(&records), 1)
+            .values(TRAIN, &["MATRIX_LR".into()], 5)
+            .unwrap()
+    }
+
+    #[test]
+    fn only_results_of_the_constants_on_the_same_code_teach_the_sampler() {
+        let alone = draw(vec![]);
+        // Results of this code at other rates do.
+        assert_ne!(draw(tried(TRAIN, "MATRIX_LR")), alone);
+        // Results of other code at these rates say nothing about the rates here.
+        let other = format!("{TRAIN}\nfn another() {{}}\n");
+        assert_eq!(draw(tried(&other, "MATRIX_LR")), alone);
+        // Nor do results of another constant, made at this rate.
+        assert_eq!(draw(tried(TRAIN, "EMBEDDING_LR")), alone);
+    }
+
+    #[test]
+    fn a_kept_value_beyond_the_baselines_range_widens_it() {
+        let beyond = TRAIN.replace(
+            "const MATRIX_LR: f64 = 0.04;",
+            "const MATRIX_LR: f64 = 2.0;",
+        );
+        assert_ne!(beyond, TRAIN);
+        let highest = (0..40)
+            .map(|seed| {
+                tuner()
+                    .values(&beyond, &["MATRIX_LR".into()], seed)
+                    .unwrap()[0]
+                    .1
+                    .parse::<f64>()
+                    .unwrap()
+            })
+            .fold(0.0, f64::max);
+        // The baseline's range ends at 0.4; draws around 2.0 go past it.
+        assert!(highest > 0.4 && highest <= 2.0, "{highest}");
     }
 }
