@@ -11,10 +11,10 @@ use super::controller::{Category, Choice, Move};
 use super::history::History;
 use super::record::tests::record;
 use super::record::{Outcome, Record};
-use super::request::Request;
+use super::request::{combined, Request};
 use super::settings::Settings;
 use super::sourcing::Ask;
-use super::tuning::SamplerTuner;
+use super::tuning::Values;
 use crate::agent::edit::Rejection;
 use crate::agent::engine::Engine;
 use crate::agent::ledger::Ledger;
@@ -69,7 +69,19 @@ fn the_real_model_answers_every_move_in_the_form_asked_and_a_repeat_is_refused()
     };
     let n = history.next_n();
     let context = Context::new(&history, settings.reset_after, TRAIN);
-    let tuner = SamplerTuner::new(&history, n);
+    let moves = [
+        choice(Move::Tune, Some(Category::Schedule), vec![]),
+        choice(Move::Explore, Some(Category::Architecture), vec![]),
+        choice(Move::Refine, Some(Category::Optimizer), vec![1]),
+        choice(Move::Combine, None, vec![2, 3]),
+        choice(Move::Ablate, None, vec![]),
+    ];
+    // Each move's values, as the loop gives them: the sampler's, and for the combination of two
+    // near-misses that set constants, the values they had.
+    let tuners: Vec<Values> = moves
+        .iter()
+        .map(|c| Values::new(&history, n, combined(Some(c), &history).as_deref()))
+        .collect();
     let mut agent = Agent {
         engine: &engine,
         program: program.clone(),
@@ -82,18 +94,12 @@ fn the_real_model_answers_every_move_in_the_form_asked_and_a_repeat_is_refused()
             confinement: Confinement::Required,
         },
         ledger: Ledger::default(),
-        tuner: Some(&tuner),
+        tuner: None,
     };
-    let moves = [
-        choice(Move::Tune, Some(Category::Schedule), vec![]),
-        choice(Move::Explore, Some(Category::Architecture), vec![]),
-        choice(Move::Refine, Some(Category::Optimizer), vec![1]),
-        choice(Move::Combine, None, vec![2, 3]),
-        choice(Move::Ablate, None, vec![]),
-    ];
-    // Each valid attempt with the seed its values were drawn with.
-    let mut valid: Vec<(Attempt, u32)> = Vec::new();
+    // Each valid attempt with its move's index and the seed its values were drawn with.
+    let mut valid: Vec<(Attempt, usize, u32)> = Vec::new();
     for (i, choice) in moves.iter().enumerate() {
+        agent.tuner = Some(&tuners[i]);
         let request = Request::new(Some(choice), &settings, n, &history, TRAIN);
         let ask = Ask {
             n,
@@ -101,7 +107,7 @@ fn the_real_model_answers_every_move_in_the_form_asked_and_a_repeat_is_refused()
             source: TRAIN,
             context: &context,
             request: &request,
-            tuner: Some(&tuner),
+            tuner: Some(&tuners[i]),
         };
         let mut answered = 0;
         for &(action, count) in request.plan.iter().filter(|(_, count)| *count > 0) {
@@ -124,9 +130,24 @@ fn the_real_model_answers_every_move_in_the_form_asked_and_a_repeat_is_refused()
                         assert!(names.iter().any(|n| n == named), "{kind}: {line}");
                     }
                 }
+                if let (Move::Combine, Verdict::Valid(file)) = (kind, &a.verdict) {
+                    // The near-misses' own values, whichever constants the reply named.
+                    assert_eq!(action, Action::Tune, "{}", a.reply);
+                    for (name, from, to) in [
+                        ("WARMDOWN_RATIO", "0.5", "0.6"),
+                        ("EMBEDDING_LR", "0.6", "0.5"),
+                    ] {
+                        let value = |v| format!("const {name}: f64 = {v};");
+                        assert!(
+                            file.contains(&value(to)) || file.contains(&value(from)),
+                            "{name}"
+                        );
+                    }
+                    assert_ne!(file, TRAIN);
+                }
                 if a.is_valid() {
                     // `propose` evaluates its j-th reply with this seed.
-                    valid.push((a, seed + 1000 + j as u32));
+                    valid.push((a, i, seed + 1000 + j as u32));
                 }
             }
         }
@@ -138,15 +159,16 @@ fn the_real_model_answers_every_move_in_the_form_asked_and_a_repeat_is_refused()
     }
     // The sampler gives TUNE replies their values, so at least those apply and compile.
     assert!(
-        valid.iter().any(|(a, _)| a.action == Action::Tune),
+        valid.iter().any(|(a, _, _)| a.action == Action::Tune),
         "{:?}",
-        valid.iter().map(|(a, _)| &a.reply).collect::<Vec<_>>()
+        valid.iter().map(|(a, _, _)| &a.reply).collect::<Vec<_>>()
     );
     // The same reply again makes a file already tried: refused before a build.
-    let (first, seed) = valid
+    let (first, i, seed) = valid
         .iter()
-        .find(|(a, _)| a.action != Action::Tune)
+        .find(|(a, _, _)| a.action != Action::Tune)
         .unwrap_or(&valid[0]);
+    agent.tuner = Some(&tuners[*i]);
     let again = agent
         .adopt(
             TRAIN,

@@ -10,18 +10,18 @@ use super::record::{Outcome, Record};
 use super::sampler::tunable;
 use super::settings::{ActionChoice, Settings};
 use super::sourcing::{Ask, DraftAsk};
-use super::tuning::SamplerTuner;
+use super::tuning::{set_values, Values};
 use crate::agent::edit::{constants, Constant};
 use crate::agent::prompt::Action;
 use crate::agent::propose::Tuner;
 
 /// Everything an experiment asks of the agent, owned: the controller's choice, what the agent
-/// is shown, the request, and the sampler for TUNE replies.
+/// is shown, the request, and where TUNE replies get their values.
 pub struct Asking {
     pub choice: Option<Choice>,
     pub context: Context,
     pub request: Request,
-    pub tuner: Option<SamplerTuner>,
+    pub tuner: Option<Values>,
 }
 
 impl Asking {
@@ -33,7 +33,9 @@ impl Asking {
         Asking {
             context: Context::new(history, settings.reset_after, best_file),
             request: Request::new(choice.as_ref(), settings, n, history, best_file),
-            tuner: settings.sampler.then(|| SamplerTuner::new(history, n)),
+            tuner: settings
+                .sampler
+                .then(|| Values::new(history, n, combined(choice.as_ref(), history).as_deref())),
             choice,
         }
     }
@@ -87,6 +89,20 @@ impl Asking {
             seed,
         }
     }
+}
+
+/// The records a combination builds on; None for any other move.
+pub fn combined<'h>(choice: Option<&Choice>, history: &'h History) -> Option<Vec<&'h Record>> {
+    let choice = choice.filter(|c| c.kind == Move::Combine)?;
+    Some(builds_on(choice, history))
+}
+
+fn builds_on<'h>(choice: &Choice, history: &'h History) -> Vec<&'h Record> {
+    choice
+        .builds_on
+        .iter()
+        .filter_map(|&n| history.records().iter().find(|r| r.n == n))
+        .collect()
 }
 
 /// The improvement a single run must show: the noise floor the baseline measured.
@@ -163,11 +179,7 @@ impl Request {
                 names: None,
             },
             Move::Refine | Move::Combine => {
-                let builds_on: Vec<_> = choice
-                    .builds_on
-                    .iter()
-                    .filter_map(|&n| history.records().iter().find(|r| r.n == n))
-                    .collect();
+                let builds_on = builds_on(choice, history);
                 let described: Vec<String> = builds_on
                     .iter()
                     .map(|r| {
@@ -181,15 +193,8 @@ impl Request {
                         }
                     })
                     .collect();
-                let set_names: Option<Vec<String>> = builds_on
-                    .iter()
-                    .flat_map(|r| &r.changes)
-                    .map(|c| match c {
-                        Change::Set { name, .. } => Some(name.clone()),
-                        Change::Code { .. } => None,
-                    })
-                    .collect::<Option<Vec<_>>>()
-                    .filter(|names| !names.is_empty());
+                let set_names: Option<Vec<String>> = set_values(&builds_on)
+                    .map(|values| values.into_iter().map(|(name, _)| name).collect());
                 // Constants the sampler cannot tune (a string, a None) are set by the agent.
                 let file = constants(best_file);
                 let all_tunable = set_names.as_ref().is_some_and(|names| {
@@ -210,6 +215,15 @@ impl Request {
                         half(Action::Replace, Action::Set),
                         format!(
                             "{} was kept. Take the same idea further.",
+                            described.join(" and ")
+                        ),
+                    ),
+                    // With the sampler, the values are the recorded ones: the agent names them.
+                    (_, Some(_)) if settings.sampler => (
+                        vec![(Action::Tune, proposals)],
+                        format!(
+                            "{} each came within the noise of the best. Make both changes together: \
+                             name every constant of both; each takes the value it had there.",
                             described.join(" and ")
                         ),
                     ),
@@ -379,6 +393,17 @@ mod tests {
         assert_eq!(r.plan, [(Action::Replace, 2), (Action::Set, 2)]);
         assert!(r.names.is_none());
         assert!(r.task.unwrap().contains("code: let x = 1;"));
+        // Settings alone: the agent names them, and they take their recorded values.
+        let combine = choice(Move::Combine, None, vec![0, 1]);
+        let r = Request::new(Some(&combine), &settings(true), 3, &h, TRAIN);
+        assert_eq!(r.plan, [(Action::Tune, 4)]);
+        assert_eq!(r.names.unwrap(), ["MATRIX_LR"]);
+        assert!(r
+            .task
+            .unwrap()
+            .ends_with("each takes the value it had there."));
+        let r = Request::new(Some(&combine), &settings(false), 3, &h, TRAIN);
+        assert_eq!(r.plan, [(Action::Set, 4)]);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use super::changes::Change;
 use super::history::History;
-use super::record::Outcome;
+use super::record::{Outcome, Record};
 use super::sampler::{parse, render, space_for, Space, Tpe, Trial};
 use crate::agent::edit::{constants, Constant, Rejection};
 use crate::agent::ledger::{skeleton_sha256, Constants};
@@ -147,10 +147,76 @@ impl Tuner for SamplerTuner {
     }
 }
 
+/// Where an experiment's TUNE replies get their values.
+pub enum Values {
+    /// From the sampler.
+    Sampler(SamplerTuner),
+    /// The values recorded experiments gave their constants: a combination of near-misses that
+    /// only set constants is those settings together, so the agent names the constants and
+    /// writes no number (a small model's own numbers for it were seldom either near-miss's).
+    Recorded(Vec<(String, String)>),
+}
+
+impl Values {
+    /// For experiment `n`, which builds on `builds_on` (the controller's choice).
+    pub fn new(history: &History, n: usize, builds_on: Option<&[&Record]>) -> Values {
+        match builds_on.and_then(set_values) {
+            Some(values) => Values::Recorded(values),
+            None => Values::Sampler(SamplerTuner::new(history, n)),
+        }
+    }
+}
+
+/// `(name, value)` of every constant `records` set, when setting constants is all they did.
+pub fn set_values(records: &[&Record]) -> Option<Vec<(String, String)>> {
+    records
+        .iter()
+        .flat_map(|r| &r.changes)
+        .map(|c| match c {
+            Change::Set { name, to, .. } => Some((name.clone(), to.clone())),
+            Change::Code { .. } => None,
+        })
+        .collect::<Option<Vec<_>>>()
+        .filter(|values| !values.is_empty())
+}
+
+impl Tuner for Values {
+    fn can_tune(&self, constant: &Constant) -> bool {
+        match self {
+            Values::Sampler(sampler) => sampler.can_tune(constant),
+            Values::Recorded(values) => values.iter().any(|(name, _)| *name == constant.name),
+        }
+    }
+
+    fn values(
+        &self,
+        source: &str,
+        names: &[String],
+        seed: u32,
+    ) -> Result<Vec<(String, String)>, Rejection> {
+        match self {
+            Values::Sampler(sampler) => sampler.values(source, names, seed),
+            Values::Recorded(values) => {
+                let mut seen = std::collections::HashSet::new();
+                names
+                    .iter()
+                    .filter(|n| seen.insert(n.as_str()))
+                    .map(|name| {
+                        values
+                            .iter()
+                            .find(|(n, _)| n == name)
+                            .cloned()
+                            .ok_or_else(|| Rejection::CannotTune(name.clone()))
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::record::tests::record;
-    use super::super::record::Record;
     use super::*;
     use crate::agent::ledger::constants_of;
 
@@ -266,5 +332,49 @@ mod tests {
             .fold(0.0, f64::max);
         // The baseline's range ends at 0.4; draws around 2.0 go past it.
         assert!(highest > 0.4 && highest <= 2.0, "{highest}");
+    }
+
+    #[test]
+    fn a_combination_of_settings_takes_their_recorded_values() {
+        let set = |n: usize, name: &str, to: &str| {
+            let mut r = record(n, Outcome::Discard, Some(1.81));
+            r.changes = vec![Change::Set {
+                name: name.into(),
+                from: constant(name).value,
+                to: to.into(),
+            }];
+            r
+        };
+        let (a, b) = (
+            set(1, "WARMDOWN_RATIO", "0.6"),
+            set(2, "EMBEDDING_LR", "0.5"),
+        );
+        let records = vec![record(0, Outcome::Keep, Some(1.8)), a.clone(), b.clone()];
+        let history = History::new(&records);
+        let values = Values::new(&history, 3, Some(&[&a, &b][..]));
+        assert!(values.can_tune(&constant("EMBEDDING_LR")));
+        assert!(!values.can_tune(&constant("MATRIX_LR")));
+        let names = ["EMBEDDING_LR", "WARMDOWN_RATIO", "EMBEDDING_LR"].map(String::from);
+        assert_eq!(
+            values.values(TRAIN, &names, 7),
+            Ok(vec![
+                ("EMBEDDING_LR".into(), "0.5".into()),
+                ("WARMDOWN_RATIO".into(), "0.6".into())
+            ])
+        );
+        assert_eq!(
+            values.values(TRAIN, &["MATRIX_LR".into()], 7),
+            Err(Rejection::CannotTune("MATRIX_LR".into()))
+        );
+        // A code change among them: nothing to take, the sampler gives the values.
+        let mut code = b.clone();
+        code.changes.push(Change::Code {
+            line: "let x = 1;".into(),
+        });
+        assert!(matches!(
+            Values::new(&history, 3, Some(&[&a, &code][..])),
+            Values::Sampler(_)
+        ));
+        assert!(matches!(Values::new(&history, 3, None), Values::Sampler(_)));
     }
 }
