@@ -462,14 +462,13 @@ fn confirm_runs_the_best_and_the_baseline_in_turn_and_records_the_interval() {
         "const WARMDOWN_RATIO: f64 = 0.6;",
     );
     assert_ne!(better, baseline());
-    // The index of the start commit's tree, not the repository's index file (never written).
-    let mut index = git2::Index::new().unwrap();
-    index.read_tree(&start.tree().unwrap()).unwrap();
-    let entry = index
-        .get_path(std::path::Path::new("train/src/train.rs"), 0)
+    // The start commit's tree with the better file in it.
+    let blob = git.blob(better.as_bytes()).unwrap();
+    let mut update = git2::build::TreeUpdateBuilder::new();
+    update.upsert("train/src/train.rs", blob, git2::FileMode::Blob);
+    let tree = git
+        .find_tree(update.create_updated(&git, &start.tree().unwrap()).unwrap())
         .unwrap();
-    index.add_frombuffer(&entry, better.as_bytes()).unwrap();
-    let tree = git.find_tree(index.write_tree_to(&git).unwrap()).unwrap();
     let me = git2::Signature::now("test", "test@localhost").unwrap();
     let kept = git
         .commit(
