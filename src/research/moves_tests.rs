@@ -7,10 +7,11 @@ use std::ops::ControlFlow;
 
 use super::changes::Change;
 use super::context::Context;
-use super::controller::{Category, Choice, Move};
+use super::controller::{Category, Move};
 use super::history::History;
 use super::record::tests::record;
 use super::record::{Outcome, Record};
+use super::request::tests::choice;
 use super::request::{combined, Request};
 use super::settings::Settings;
 use super::sourcing::Ask;
@@ -44,15 +45,6 @@ fn night() -> Vec<Record> {
     let mut other = record(3, Outcome::Discard, Some(1.756));
     other.changes = vec![set("EMBEDDING_LR", "0.6", "0.5")];
     vec![baseline, kept, near, other]
-}
-
-fn choice(kind: Move, category: Option<Category>, builds_on: Vec<usize>) -> Choice {
-    Choice {
-        kind,
-        category,
-        builds_on,
-        reason: String::new(),
-    }
 }
 
 #[test]

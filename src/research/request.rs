@@ -305,7 +305,7 @@ pub fn plan(choice: ActionChoice, n: usize, proposals: usize) -> Vec<(Action, us
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::record::tests::record;
     use super::super::record::Outcome;
     use super::*;
@@ -321,7 +321,8 @@ mod tests {
         }
     }
 
-    fn choice(kind: Move, category: Option<Category>, builds_on: Vec<usize>) -> Choice {
+    /// A choice of move with no reason given.
+    pub(crate) fn choice(kind: Move, category: Option<Category>, builds_on: Vec<usize>) -> Choice {
         Choice {
             kind,
             category,
