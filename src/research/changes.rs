@@ -21,6 +21,25 @@ pub enum Change {
     Code { line: String },
 }
 
+impl Change {
+    /// The constant and its new value, when this is a change of a value.
+    pub fn set(&self) -> Option<(&str, &str)> {
+        match self {
+            Change::Set { name, to, .. } => Some((name, to)),
+            Change::Code { .. } => None,
+        }
+    }
+}
+
+/// The constants `changes` set a value of.
+pub fn set_names(changes: &[Change]) -> Vec<String> {
+    changes
+        .iter()
+        .filter_map(Change::set)
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
 impl std::fmt::Display for Change {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::changes::Change;
+use super::changes::set_names;
 use super::history::History;
 use super::record::{Outcome, Record};
 use crate::agent::prompt::Action;
@@ -157,10 +157,7 @@ impl Category {
         record
             .changes
             .iter()
-            .find_map(|c| match c {
-                Change::Set { name, .. } => Category::of_constant(name),
-                Change::Code { .. } => None,
-            })
+            .find_map(|c| c.set().and_then(|(name, _)| Category::of_constant(name)))
             .unwrap_or_else(|| Category::of_idea(record.idea.as_deref().unwrap_or("")))
     }
 }
@@ -392,20 +389,11 @@ impl Controller {
             .filter(|r| !combined.contains(&r.n))
             .filter(|r| r.decision.as_ref().is_some_and(|d| d.improvement > -margin))
             .collect();
-        let set_names = |r: &Record| -> Vec<String> {
-            r.changes
-                .iter()
-                .filter_map(|c| match c {
-                    Change::Set { name, .. } => Some(name.clone()),
-                    Change::Code { .. } => None,
-                })
-                .collect()
-        };
         let (newer, older) = misses.iter().enumerate().find_map(|(i, a)| {
-            let names = set_names(a);
+            let names = set_names(&a.changes);
             misses[i + 1..]
                 .iter()
-                .find(|b| set_names(b).iter().all(|n| !names.contains(n)))
+                .find(|b| set_names(&b.changes).iter().all(|n| !names.contains(n)))
                 .map(|b| (a.n, b.n))
         })?;
         Some([older, newer])
@@ -414,6 +402,7 @@ impl Controller {
 
 #[cfg(test)]
 mod tests {
+    use super::super::changes::Change;
     use super::super::record::tests::{commit, record};
     use super::super::record::Decision;
     use super::*;

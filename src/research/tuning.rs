@@ -7,7 +7,7 @@
 //! stays put while the best file moves; a constant the baseline lacks takes the current value),
 //! widened to hold the current value.
 
-use super::changes::Change;
+use super::changes::set_names;
 use super::history::History;
 use super::record::{Outcome, Record};
 use super::sampler::{parse, render, space_for, Space, Tpe, Trial};
@@ -47,18 +47,10 @@ impl SamplerTuner {
                     (Outcome::Crash | Outcome::Timeout | Outcome::StoppedEarly, _) => f64::INFINITY,
                     _ => return None,
                 };
-                let changed = r
-                    .changes
-                    .iter()
-                    .filter_map(|c| match c {
-                        Change::Set { name, .. } => Some(name.clone()),
-                        Change::Code { .. } => None,
-                    })
-                    .collect();
                 Some(Tried {
                     skeleton: r.skeleton_sha256.clone()?,
                     constants: r.constants.clone()?,
-                    changed,
+                    changed: set_names(&r.changes),
                     reference: r.is_baseline() || r.outcome == Outcome::Keep,
                     loss,
                 })
@@ -172,10 +164,7 @@ pub fn set_values(records: &[&Record]) -> Option<Vec<(String, String)>> {
     records
         .iter()
         .flat_map(|r| &r.changes)
-        .map(|c| match c {
-            Change::Set { name, to, .. } => Some((name.clone(), to.clone())),
-            Change::Code { .. } => None,
-        })
+        .map(|c| c.set().map(|(name, to)| (name.to_string(), to.to_string())))
         .collect::<Option<Vec<_>>>()
         .filter(|values| !values.is_empty())
 }
@@ -216,6 +205,7 @@ impl Tuner for Values {
 
 #[cfg(test)]
 mod tests {
+    use super::super::changes::Change;
     use super::super::record::tests::record;
     use super::*;
     use crate::agent::ledger::constants_of;
