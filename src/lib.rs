@@ -11,6 +11,7 @@ pub mod agent;
 pub mod cli;
 pub mod commands;
 pub mod confine;
+pub mod dashboard;
 pub mod data;
 pub mod program;
 pub mod research;

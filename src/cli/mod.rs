@@ -6,13 +6,14 @@ pub mod run_settings;
 pub mod values;
 
 use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use harness::Profile;
 
 use crate::confine::Confinement;
-use crate::research::locate::{checkout, locate, RunFolder};
+use crate::research::locate::{checkout, locate, runs_folder, RunFolder};
 use crate::research::settings::{ActionChoice, Switch, ThinkChoice};
 use crate::research::tag::Tag;
 use crate::units::{Bytes, Seconds};
@@ -40,6 +41,9 @@ pub enum Command {
     Report(ReportArgs),
     /// Run the best commit and the baseline alternately: is the improvement real?
     Confirm(ConfirmArgs),
+    /// Watch runs in a browser: a read-only page that follows a live loop. / shows --tag (default:
+    /// the run whose journal changed last); every run in the folder is at /run/TAG/.
+    Serve(ServeArgs),
     /// Train the tokenizer and tokenize a corpus into training and validation shards.
     Prepare(PrepareArgs),
     /// Build the training program and run one experiment with it.
@@ -442,6 +446,12 @@ pub struct RunArgs {
     /// Plain log lines only, no progress bars.
     #[arg(long)]
     pub quiet: bool,
+    /// Serve the dashboard while the loop runs (as `serve` does).
+    #[arg(long)]
+    pub dashboard: bool,
+    /// Where the dashboard listens: this machine only unless another address is given.
+    #[arg(long, value_name = "ADDR", default_value = crate::dashboard::DEFAULT_LISTEN, requires = "dashboard")]
+    pub listen: SocketAddr,
     #[command(flatten)]
     pub confinement: ConfinementArg,
 }
@@ -467,6 +477,11 @@ impl RunArg {
         checkout(self.repo.as_deref())
     }
 
+    /// The folder that holds the run folders.
+    pub fn runs_folder(&self) -> anyhow::Result<PathBuf> {
+        runs_folder(self.repo.as_deref(), self.runs_dir.as_deref())
+    }
+
     pub fn locate(&self) -> anyhow::Result<RunFolder> {
         locate(
             self.repo.as_deref(),
@@ -486,6 +501,19 @@ pub struct ReportArgs {
     /// Where the chart goes (default: progress.png in the run folder).
     #[arg(long, value_name = "PATH")]
     pub png: Option<PathBuf>,
+    /// Also write the dashboard's page as one self-contained file, every experiment inside,
+    /// that opens in a browser with no server and no network.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub run: RunArg,
+    /// Where to listen: this machine only unless another address is given.
+    #[arg(long, value_name = "ADDR", default_value = crate::dashboard::DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
 }
 
 #[derive(Args)]

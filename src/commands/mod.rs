@@ -11,6 +11,7 @@ pub mod prepare;
 pub mod propose;
 pub mod report;
 pub mod run;
+pub mod serve;
 pub mod train;
 
 use crate::cli::{BenchCommand, Cli, Command};
@@ -22,6 +23,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
             Command::Run(args) => run::run(args),
             Command::Report(args) => report::run(args),
             Command::Confirm(args) => confirm::run(args),
+            Command::Serve(args) => serve::run(args),
             Command::Prepare(args) => prepare::run(args),
             Command::Train(args) => train::run(args),
             Command::Propose(args) => propose::run(args),

@@ -4,6 +4,8 @@
 use anyhow::{bail, Context, Result};
 
 use crate::cli::{ReportArgs, ReportOrder};
+use crate::dashboard::page;
+use crate::dashboard::view::Folder;
 use crate::research::confirmation;
 use crate::research::early_stop::{self, Rule};
 use crate::research::history::History;
@@ -33,6 +35,15 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     );
     plot::draw(&records, &title, &png).with_context(|| format!("cannot draw {}", png.display()))?;
     println!("chart: {}", png.display());
+    if let Some(path) = &args.html {
+        let folder = Folder::read(&tag, &dir)?;
+        let page = page::self_contained(&tag, &folder.inline());
+        std::fs::write(path, page).with_context(|| format!("cannot write {}", path.display()))?;
+        println!(
+            "page: {} (opens in a browser, no server needed)",
+            path.display()
+        );
+    }
     Ok(())
 }
 

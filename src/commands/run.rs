@@ -10,10 +10,12 @@ use harness::HarnessError;
 use crate::agent::propose::Settings as AgentSettings;
 use crate::cli::run_settings::{program_path, Found};
 use crate::cli::{ProfileName, RunArgs};
+use crate::dashboard::{Dashboard, Site};
 use crate::data::prepare::{prepare, PrepareRequest};
 use crate::program::Protocol;
 use crate::research::git::checkout_root;
 use crate::research::journal::{JOURNAL_FILE, RESULTS_FILE};
+use crate::research::live::{LiveFile, RunInfo};
 use crate::research::local_agent::LocalAgent;
 use crate::research::progress::Ui;
 use crate::research::runner::LocalTrainer;
@@ -44,6 +46,11 @@ pub fn run(args: &RunArgs) -> Result<()> {
         gpu: device.kind == Kind::Gpu,
     };
     let settings = Settings::try_from((args, &found))?;
+    // The address is taken now: a port in use is said before the model loads.
+    let dashboard = match args.dashboard {
+        true => Some(Dashboard::bind(args.listen, site(&settings))?),
+        false => None,
+    };
 
     let model = args.model.resolve()?;
     let before_load = device.read()?;
@@ -69,6 +76,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         confinement,
     };
     let stop = Stop::on_signals()?;
+    let device_name = device.name.clone();
     let owner = DeviceOwner::new(device, resident, args.vram_budget, before_load);
     let agent = LocalAgent::new(
         owner,
@@ -85,7 +93,26 @@ pub fn run(args: &RunArgs) -> Result<()> {
         stop: stop.clone(),
     };
     let (tag, dir, budget) = (settings.tag.clone(), settings.dir.clone(), settings.budget);
-    let ui = Ui::new(args.quiet);
+    let live = LiveFile::new(
+        &dir,
+        RunInfo {
+            tag: tag.to_string(),
+            model: model.file_name().map_or_else(
+                || model.display().to_string(),
+                |name| name.to_string_lossy().into_owned(),
+            ),
+            device: device_name,
+            profile: meta.profile.name.to_string(),
+            budget_seconds: budget.get(),
+            pid: std::process::id(),
+            started: jiff::Timestamp::now().to_string(),
+        },
+    );
+    let ui = Ui::new(args.quiet).watched(live);
+    if let Some(dashboard) = dashboard {
+        super::serve::announce(&dashboard);
+        dashboard.spawn();
+    }
     let mut research = Research::open(settings, &checkout, program, agent, trainer, ui, stop)?;
     println!(
         "run {tag}: branch autoresearch/{tag}, journal {}, budget {budget} per run",
@@ -101,6 +128,15 @@ pub fn run(args: &RunArgs) -> Result<()> {
         dir.join(RESULTS_FILE).display()
     );
     Ok(())
+}
+
+/// The dashboard's runs: this run's folder and those beside it, this one first.
+fn site(settings: &Settings) -> Site {
+    let runs = settings.dir.parent().unwrap_or(&settings.dir).to_path_buf();
+    Site {
+        runs,
+        default_tag: Some(settings.tag.clone()),
+    }
 }
 
 /// Prepared data for the run: what is there, or the embedded corpus prepared now.

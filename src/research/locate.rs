@@ -22,10 +22,7 @@ pub fn locate(
     runs_dir: Option<&Path>,
     tag: Option<&Tag>,
 ) -> Result<RunFolder> {
-    let runs = match runs_dir {
-        Some(dir) => dir.to_path_buf(),
-        None => checkout(repo)?.join("runs"),
-    };
+    let runs = runs_folder(repo, runs_dir)?;
     let tag = match tag {
         Some(tag) => tag.to_string(),
         None => latest_tag(&runs)?,
@@ -36,6 +33,15 @@ pub fn locate(
     })
 }
 
+/// The folder that holds the run folders: `runs_dir`, else `runs/` of the checkout around
+/// `repo` (or the current folder).
+pub fn runs_folder(repo: Option<&Path>, runs_dir: Option<&Path>) -> Result<PathBuf> {
+    match runs_dir {
+        Some(dir) => Ok(dir.to_path_buf()),
+        None => Ok(checkout(repo)?.join("runs")),
+    }
+}
+
 /// The git checkout around `repo` (default: around the current folder).
 pub fn checkout(repo: Option<&Path>) -> Result<PathBuf> {
     let cwd = std::env::current_dir().context("cannot read the current folder")?;
@@ -43,7 +49,7 @@ pub fn checkout(repo: Option<&Path>) -> Result<PathBuf> {
 }
 
 /// The run whose journal changed last.
-fn latest_tag(runs: &Path) -> Result<String> {
+pub fn latest_tag(runs: &Path) -> Result<String> {
     let entries = std::fs::read_dir(runs).with_context(|| {
         format!(
             "no runs in {}: run `autoresearch run` first",

@@ -16,6 +16,7 @@ pub mod early_stop;
 pub mod git;
 pub mod history;
 pub mod journal;
+pub mod live;
 pub mod local_agent;
 pub mod locate;
 pub mod lock;

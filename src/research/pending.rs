@@ -41,6 +41,13 @@ pub fn load(dir: &Path) -> Result<Option<Record>, ResearchError> {
     }
 }
 
+/// The saved record, read without changing anything: for a watcher beside the loop, which leaves
+/// an unreadable file to the loop to set aside.
+pub fn peek(dir: &Path) -> Option<Record> {
+    let text = std::fs::read(dir.join(PENDING_FILE)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
 /// Puts the experiment a crash left in flight into the journal, as interrupted at `now`, unless
 /// it got there already; returns its number when it did now.
 pub fn recover(

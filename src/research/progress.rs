@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::live::{LiveFile, Phase};
 use super::record::{Outcome, Record};
 use crate::agent::propose::Event;
 use crate::units::Seconds;
@@ -16,6 +17,8 @@ use crate::units::Seconds;
 pub struct Ui {
     quiet: bool,
     bar: Option<ProgressBar>,
+    /// The same events for watchers (the dashboard), when the loop is watched.
+    live: Option<LiveFile>,
 }
 
 /// Step, progress, loss and tokens/s from one of the harness's step lines, for display only.
@@ -40,7 +43,23 @@ pub fn parse_step_line(line: &str) -> Option<(usize, f64, f64, f64)> {
 
 impl Ui {
     pub fn new(quiet: bool) -> Self {
-        Ui { quiet, bar: None }
+        Ui {
+            quiet,
+            bar: None,
+            live: None,
+        }
+    }
+
+    /// Also keeps the run folder's live.json up to date.
+    pub fn watched(mut self, live: LiveFile) -> Self {
+        self.live = Some(live);
+        self
+    }
+
+    fn phase(&mut self, phase: Phase, n: usize, run: Option<usize>) {
+        if let Some(live) = &mut self.live {
+            live.phase(phase, Some(n), run);
+        }
     }
 
     /// A line above any bar.
@@ -66,6 +85,7 @@ impl Ui {
     }
 
     pub fn agent_begin(&mut self, n: usize) {
+        self.phase(Phase::Proposing, n, None);
         if self.quiet {
             println!("e{n:04}: the agent writes");
         }
@@ -73,6 +93,9 @@ impl Ui {
     }
 
     pub fn agent_event(&mut self, n: usize, event: &Event) {
+        if let Event::Building = event {
+            self.phase(Phase::Compiling, n, None);
+        }
         let Some(bar) = &self.bar else { return };
         match event {
             Event::Writing { tokens, seconds } => bar.set_message(format!(
@@ -84,7 +107,13 @@ impl Ui {
         }
     }
 
+    /// The loop compiles experiment `n`'s training program.
+    pub fn compiling(&mut self, n: usize) {
+        self.phase(Phase::Compiling, n, None);
+    }
+
     pub fn training_begin(&mut self, n: usize, run: usize, budget: Seconds) {
+        self.phase(Phase::Training, n, Some(run));
         if self.quiet {
             println!("e{n:04} run {run}: training");
             return;
@@ -108,8 +137,16 @@ impl Ui {
         if self.quiet && evaluating {
             println!("e{n:04} run {run}: evaluating");
         }
+        let step = parse_step_line(line);
+        match (&mut self.live, step) {
+            (Some(live), Some((step, progress, loss, tokens_per_second))) => {
+                live.step(step, progress, loss, tokens_per_second)
+            }
+            (Some(live), None) if evaluating => live.phase(Phase::Evaluating, Some(n), Some(run)),
+            _ => {}
+        }
         let Some(bar) = &self.bar else { return };
-        if let Some((step, progress, loss, tokens_per_second)) = parse_step_line(line) {
+        if let Some((step, progress, loss, tokens_per_second)) = step {
             let len = bar.length().unwrap_or(0) as f64;
             bar.set_position((progress * len).round() as u64);
             bar.set_message(format!(

@@ -314,6 +314,7 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
     /// The candidate's training program. The inner Err is the compiler's message (the agent's
     /// fault, recorded); the outer one a failure of the machine, which ends the loop.
     fn build(&mut self, text: &str, record: &mut Record) -> Result<Result<PathBuf, String>> {
+        self.ui.compiling(record.n);
         match self.trainer.build(text) {
             Ok(built) => {
                 record.timing.build_seconds += built.seconds;
