@@ -1,6 +1,7 @@
 //! The research loop end to end through the real binary: the default small model proposing edits
 //! in-process, real builds, real candle training on the CPU with a few-second budget, real git.
 
+mod browser;
 mod common;
 
 use std::io::Read;
@@ -12,6 +13,7 @@ use autoresearch::research::journal::Journal;
 use autoresearch::research::record::{CommitId, DraftOutcome, Outcome, Record, RecordKind, RunEnd};
 use autoresearch::scheduler::policy::Plan;
 use autoresearch::units::Bytes;
+use browser::Browser;
 use common::research::{
     journal, loop_cmd, prepared, processes_with, repo, run_dir, spawn_loop, tsv, wait_for_line, TAG,
 };
@@ -39,6 +41,13 @@ fn the_loop_runs_records_and_keeps_only_what_helps() {
     ));
     assert!(ok, "{stdout}\n{stderr}");
     assert!(stdout.contains("reached --max-experiments"), "{stdout}");
+    // What a watcher reads: the run as a whole, and that the loop has ended.
+    let live = autoresearch::research::live::read(&run_dir(root)).expect("live.json");
+    assert_eq!(live.phase, autoresearch::research::live::Phase::Ended);
+    assert_eq!(
+        (live.run.profile.as_str(), live.run.tag.as_str()),
+        ("cpu", TAG)
+    );
 
     let records = journal(root);
     let rows = tsv(root);
@@ -321,12 +330,37 @@ fn a_stopped_or_killed_loop_resumes_without_losing_results() {
 }
 
 #[test]
-fn a_second_loop_on_the_same_tag_is_refused() {
+fn a_second_loop_on_the_same_tag_is_refused_and_the_first_is_watched_in_a_browser() {
     let guard = repo(&baseline());
     let root = guard.path();
-    let (mut first, mut stdout) = spawn_loop(root, &["--baseline-runs", "1"]);
+    let watched = ["--dashboard", "--listen", "127.0.0.1:0"];
+    let (mut first, mut stdout) =
+        spawn_loop(root, &[&["--baseline-runs", "1"][..], &watched].concat());
+    let url = line_starting(&mut stdout, "dashboard: ");
     wait_for_line(&mut stdout, "e0000 run 1: training");
     let (ok, _, stderr) = run(&mut loop_cmd(root, &["--baseline-runs", "1"]));
+    // The first loop's page follows it live: the baseline training, then its record and the
+    // agent at work on the next experiment.
+    let mut browser = Browser::launch(1280, 1000, false);
+    browser.open(&url);
+    let minutes = Duration::from_secs(180);
+    browser.wait_for(
+        "document.getElementById('status').textContent.startsWith('live: e0000')",
+        minutes,
+        || {},
+    );
+    browser.wait_for(
+        "document.querySelectorAll('#experiments tbody tr').length === 1",
+        minutes,
+        || {},
+    );
+    browser.wait_for(
+        "document.getElementById('status').textContent.startsWith('live: e0001')",
+        minutes,
+        || {},
+    );
+    browser
+        .screenshot(&std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard/loop.png"));
     first.kill().unwrap();
     first.wait().unwrap();
     assert!(!ok);
@@ -549,4 +583,20 @@ fn confirm_runs_the_best_and_the_baseline_in_turn_and_records_the_interval() {
         report.contains("confirm e0001 against the baseline, 2 runs each: improvement "),
         "{report}"
     );
+}
+
+/// The rest of the first line of the loop's output that starts with `prefix`.
+fn line_starting(
+    stdout: &mut std::io::BufReader<std::process::ChildStdout>,
+    prefix: &str,
+) -> String {
+    use std::io::BufRead;
+    loop {
+        let mut line = String::new();
+        let read = stdout.read_line(&mut line).unwrap();
+        assert!(read > 0, "the loop ended before a line starting {prefix:?}");
+        if let Some(rest) = line.trim_end().strip_prefix(prefix) {
+            return rest.to_string();
+        }
+    }
 }

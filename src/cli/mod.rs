@@ -607,6 +607,10 @@ mod tests {
             (&["run", "--temperature", "9"], "invalid value '9' for '--temperature <TEMPERATURE>': must be a number from 0 (always the likeliest token) to 5".into()),
             (&["run", "--ctx", "10"], "invalid value '10' for '--ctx <TOKENS>': must be a whole number of tokens, at least 256".into()),
             (&["train", "--trainer-bin", "/no/such/trainer"], "invalid value '/no/such/trainer' for '--trainer-bin <PATH>': does not exist: pass a training program built by `autoresearch train`".into()),
+            (&["serve", "--listen", "here"], "invalid value 'here' for '--listen <ADDR>': invalid socket address syntax".into()),
+            (&["run", "--dashboard", "--listen", "localhost"], "invalid value 'localhost' for '--listen <ADDR>': invalid socket address syntax".into()),
+            (&["serve", "--tag", "../runs"], "invalid value '../runs' for '--tag <TAG>': \"../runs\" is not a valid run tag: use 1 to 64 letters, digits, '-' or '_'".into()),
+            (&["run", "--listen", "127.0.0.1:9000"], "the following required arguments were not provided:".into()),
             (&["bench", "draft", "--trainer-bin", "/no/such/trainer"], "invalid value '/no/such/trainer' for '--trainer-bin <PATH>': does not exist: pass a training program built by `autoresearch train`".into()),
         ];
         for (args, expected) in cases {

@@ -124,7 +124,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         Ending::Stopped => "stopped",
     };
     println!(
-        "{why}; results: {} | resume: autoresearch run --tag {tag} | report: autoresearch report --tag {tag}",
+        "{why}; results: {} | resume: autoresearch run --tag {tag} | report: autoresearch report --tag {tag} | page: autoresearch serve --tag {tag}",
         dir.join(RESULTS_FILE).display()
     );
     Ok(())

@@ -128,3 +128,24 @@ impl Dashboard {
             .expect("a thread for the dashboard")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_in_use_is_said_with_the_fix() {
+        let site = || Site {
+            runs: PathBuf::from("runs"),
+            default_tag: None,
+        };
+        let first = Dashboard::bind("127.0.0.1:0".parse().unwrap(), site()).unwrap();
+        assert!(first.url().starts_with("http://127.0.0.1:"));
+        let taken = first.address();
+        let err = Dashboard::bind(taken, site()).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!("the dashboard cannot listen on {taken}: pass another --listen (another program may hold the port)")
+        );
+    }
+}

@@ -60,7 +60,7 @@ pub fn draw(records: &[Record], title: &str, path: &Path) -> anyhow::Result<()> 
     chart
         .configure_mesh()
         .x_desc("experiment")
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_label_formatter(&experiment_label)
         .y_desc("val_bpb (lower is better)")
         .y_label_formatter(&|v| format!("{v:.4}"))
         .draw()?;
@@ -95,4 +95,28 @@ pub fn draw(records: &[Record], title: &str, path: &Path) -> anyhow::Result<()> 
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+/// An x tick's label: experiments are whole numbers, so a tick between two (plotters puts them at
+/// 0.5 steps over a few experiments) has none, rather than a rounded repeat of its neighbour.
+fn experiment_label(x: &f64) -> String {
+    if (x - x.round()).abs() < 1e-9 {
+        format!("{}", x.round() as i64)
+    } else {
+        String::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_whole_experiments_are_labelled() {
+        let labels: Vec<String> = [-0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 10.0]
+            .iter()
+            .map(experiment_label)
+            .collect();
+        assert_eq!(labels, ["", "0", "", "1", "", "2", "10"]);
+    }
 }

@@ -87,7 +87,8 @@ function progressChart(rows) {
   // Far-off failures would squash the interesting range: above it they sit on the top edge.
   const hi = Math.min(Math.max(...values), base + 2 * (base - lo) + 0.02);
   const maxN = Math.max(1, ...points.map((r) => r.n));
-  const f = frame(960, 300, [0, maxN], [lo - 0.05 * (hi - lo || 0.05), hi], true, "experiment", "val_bpb (lower is better)");
+  const pad = Math.max(0.05 * (hi - lo), 0.005);
+  const f = frame(960, 300, [0, maxN], [lo - pad, hi + pad], true, "experiment", "val_bpb (lower is better)");
   // The running best: a step from each keep to the next, on to the last experiment.
   const keeps = valued.filter((r) => r.outcome === "keep");
   if (keeps.length) {
