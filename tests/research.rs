@@ -491,9 +491,11 @@ fn confirm_runs_the_best_and_the_baseline_in_turn_and_records_the_interval() {
     // The run so far, written directly: the baseline and one kept change on the run's branch.
     let git = git2::Repository::open(root).unwrap();
     let start = git.head().unwrap().peel_to_commit().unwrap();
+    // A wider model (width 4 x 96 = 384, three heads of 128 instead of two): its runs report
+    // more parameters, so each run shows which file it was.
     let better = baseline().replace(
-        "const WARMDOWN_RATIO: f64 = 0.5;",
-        "const WARMDOWN_RATIO: f64 = 0.6;",
+        "const ASPECT_RATIO: usize = 64;",
+        "const ASPECT_RATIO: usize = 96;",
     );
     assert_ne!(better, baseline());
     // The start commit's tree with the better file in it.
@@ -509,7 +511,7 @@ fn confirm_runs_the_best_and_the_baseline_in_turn_and_records_the_interval() {
             Some(&format!("refs/heads/autoresearch/{TAG}")),
             &me,
             &me,
-            "WARMDOWN_RATIO 0.6",
+            "ASPECT_RATIO 96",
             &tree,
             &[&start],
         )
@@ -565,6 +567,24 @@ fn confirm_runs_the_best_and_the_baseline_in_turn_and_records_the_interval() {
             .count()
     };
     assert_eq!((runs_of(base), runs_of(kept)), (2, 2));
+    // Each file ran as itself (both are built before the runs: the second build must not
+    // replace the first's program).
+    let params_of = |commit| {
+        let mut sizes: Vec<u64> = confirmation
+            .runs
+            .iter()
+            .filter(|r| r.commit == Some(commit))
+            .map(|r| (r.summary.as_ref().unwrap().num_params_m * 1e6) as u64)
+            .collect();
+        sizes.dedup();
+        sizes
+    };
+    let (base_params, kept_params) = (params_of(base), params_of(kept));
+    assert_eq!((base_params.len(), kept_params.len()), (1, 1));
+    assert!(
+        kept_params[0] > base_params[0],
+        "the best file is wider: {kept_params:?} vs {base_params:?}"
+    );
     // Each pair drew its own initialisation: the two pairs of one file differ.
     let bpb = |i: usize| confirmation.runs[i].summary.as_ref().unwrap().val_bpb;
     assert_ne!(bpb(0), bpb(3));

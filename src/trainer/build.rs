@@ -67,7 +67,45 @@ pub fn build_source(
     // Pins the staged crate to the workspace's versions; cargo prunes it to what it needs.
     std::fs::write(stage.join("Cargo.lock"), lock).map_err(io("cannot stage Cargo.lock"))?;
 
-    cargo_build(&stage.join("Cargo.toml"), &target, label, confinement)
+    let built = cargo_build(&stage.join("Cargo.toml"), &target, label, confinement)?;
+    keep_program(built, &stage, source)
+}
+
+/// Programs kept per slot: a build replaces the slot's executable in place, so whoever builds two
+/// files before running them (confirm: the baseline and the best) needs each kept apart.
+const KEPT_PROGRAMS: usize = 4;
+
+/// Copies the slot's freshly built executable to a path of its own, named by the source's hash,
+/// and removes all but the newest `KEPT_PROGRAMS` such copies.
+fn keep_program(built: Built, stage: &Path, source: &str) -> Result<Built, TrainerError> {
+    let dir = stage.join("programs");
+    std::fs::create_dir_all(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
+    let kept = dir.join(&harness::meta::sha256_hex(source.as_bytes())[..16]);
+    // Through a temporary name: a program of the same source may be running from `kept`.
+    let tmp = dir.join(".incoming");
+    std::fs::copy(&built.binary, &tmp)
+        .and_then(|_| std::fs::rename(&tmp, &kept))
+        .map_err(io(format!(
+            "cannot keep the built program in {}",
+            dir.display()
+        )))?;
+    let mut programs: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&dir)
+        .map_err(io(format!("cannot read {}", dir.display())))?
+        .flatten()
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .filter(|(_, p)| {
+            p.file_name()
+                .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    programs.sort();
+    for (_, old) in programs.iter().rev().skip(KEPT_PROGRAMS) {
+        let _ = std::fs::remove_file(old);
+    }
+    Ok(Built {
+        binary: kept,
+        seconds: built.seconds,
+    })
 }
 
 /// Runs cargo on a staged crate, confined: it reads the toolchain, the registry's sources and the
