@@ -424,6 +424,12 @@ pub struct RunArgs {
     /// runs' spread allows, late in its budget.
     #[arg(long, value_enum, default_value_t = Switch::Off, value_name = "ON|OFF")]
     pub early_stop: Switch,
+    /// Judge a candidate that looks better against the best file run again beside it (with the
+    /// best's latest runs), not against the best's value measured earlier: a machine whose speed
+    /// drifts over the night then cannot make a later file look better (off: one run fewer per
+    /// promising candidate).
+    #[arg(long, value_enum, default_value_t = Switch::On, value_name = "ON|OFF")]
+    pub paired: Switch,
     /// The git checkout holding train/src/train.rs (default: the one around the current folder).
     #[arg(long, value_name = "DIR")]
     pub repo: Option<PathBuf>,

@@ -78,6 +78,7 @@ impl TryFrom<(&RunArgs, &Found)> for Settings {
             controller: args.controller.on(),
             sampler: args.sampler.on(),
             early_stop: args.early_stop.on(),
+            paired: args.paired.on(),
             gpu: found.gpu,
             tag,
         })

@@ -327,6 +327,7 @@ mod tests {
             margin: 0.03,
             noise_sigma: 0.015,
             baseline_runs: vec![],
+            reference_runs: vec![],
             rule: String::new(),
         });
         r

@@ -417,6 +417,7 @@ mod tests {
             margin: 0.01,
             noise_sigma: 0.005,
             baseline_runs: vec![],
+            reference_runs: vec![],
             rule: String::new(),
         });
         r.changes = vec![Change::Set {

@@ -51,6 +51,15 @@ impl<'a> History<'a> {
         })
     }
 
+    /// val_bpb of every finished run of `commit`'s file, oldest first: its own record's runs and
+    /// the reference runs made of it beside later candidates (and confirmations).
+    pub fn runs_of(&self, commit: CommitId) -> Vec<f64> {
+        self.records
+            .iter()
+            .flat_map(|r| r.values_of(commit))
+            .collect()
+    }
+
     /// The experiments after the baseline that ran to an end (interrupted ones were re-run or
     /// left unfinished).
     pub fn experiments(&self) -> impl Iterator<Item = &'a Record> + 'a {

@@ -15,7 +15,7 @@ use super::draft::Draft;
 use super::git::tests::scratch_repo;
 use super::history::History;
 use super::progress::Ui;
-use super::record::{DraftOutcome, Outcome, Record, RecordKind};
+use super::record::{CommitId, DraftOutcome, Outcome, Record, RecordKind};
 use super::runner::Trainer;
 use super::session::{Ending, Research};
 use super::settings::{ActionChoice, Settings};
@@ -247,8 +247,8 @@ impl Trainer for ScriptedTrainer {
 }
 
 /// The loop's settings for scripted runs: three baseline runs, up to two runs a candidate, two
-/// SET proposals an experiment, the controller and early stopping off (their own tests drive
-/// them).
+/// SET proposals an experiment, the controller, early stopping and paired judging off (their own
+/// tests drive them).
 pub(crate) fn settings() -> Settings {
     Settings {
         tag: "t".parse().unwrap(),
@@ -267,6 +267,7 @@ pub(crate) fn settings() -> Settings {
         controller: false,
         sampler: false,
         early_stop: false,
+        paired: false,
         gpu: false,
     }
 }
@@ -389,6 +390,66 @@ fn only_what_beats_the_noise_is_kept() {
     assert_eq!(best.commit, records[1].commit.unwrap());
     assert_eq!(agent.remembered.len(), 4);
     assert!(agent.asked.iter().all(|a| a.action == Action::Set));
+}
+
+#[test]
+fn a_promising_candidate_is_judged_against_the_best_file_run_beside_it() {
+    let scene = Scene::new();
+    let agent = ScriptedAgent {
+        replies: [
+            Reply::Valid("const A: f64 = 2.0;\n"),
+            Reply::Valid("const A: f64 = 3.0;\n"),
+            Reply::Valid("const A: f64 = 4.0;\n"),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    // The baseline (sigma 0.01, margin 0.02), then the machine speeds up: e0001's 1.99 and 1.99
+    // beat the baseline's recorded 2.01 enough to be kept by the stale rule, but the baseline
+    // run again beside it makes 1.97. e0002 is better than even that; e0003 is not promising.
+    let trainer = ScriptedTrainer {
+        runs: runs(&[2.00, 2.02, 2.01, 1.99, 1.97, 1.99, 1.95, 1.99, 2.05]),
+        ..Default::default()
+    };
+    let settings = Settings {
+        paired: true,
+        ..scene.with_max(3)
+    };
+    let (ending, records, _) = scene.run(settings, agent, trainer);
+    assert_eq!(ending.unwrap(), Ending::MaxExperiments);
+    assert_eq!(
+        outcomes(&records),
+        [
+            Outcome::Keep,
+            Outcome::Discard,
+            Outcome::Keep,
+            Outcome::Discard
+        ]
+    );
+    let base = records[0].commit.unwrap();
+    let files =
+        |r: &Record| -> Vec<Option<CommitId>> { r.runs.iter().map(|run| run.commit).collect() };
+    // The candidate, the best file with the same seed, the candidate again.
+    assert_eq!(files(&records[1]), [None, Some(base), None]);
+    let first = records[1].decision.as_ref().unwrap();
+    assert_eq!(first.reference_runs, [2.02, 2.01, 1.97]);
+    // Its own runs only: 1.99, not the best file's 1.97.
+    assert_eq!(records[1].val_bpb, Some(1.99));
+    assert!((first.improvement - 0.01).abs() < 1e-9, "{first:?}");
+    // The next judges against the best's latest three runs, the last made beside it: 1.95 beats
+    // their 1.99 by more than 0.02 x sqrt(1 + 1/3).
+    assert_eq!(files(&records[2]), [None, Some(base)]);
+    assert_eq!(
+        records[2].decision.as_ref().unwrap().reference_runs,
+        [2.01, 1.97, 1.99]
+    );
+    // Worse than the new best's own run: no run of the best beside it.
+    assert_eq!(records[3].runs.len(), 1);
+    assert_eq!(records[3].decision.as_ref().unwrap().reference_runs, [1.95]);
+    assert_eq!(
+        History::new(&records).runs_of(base),
+        [2.00, 2.02, 2.01, 1.97, 1.99]
+    );
 }
 
 #[test]

@@ -68,7 +68,45 @@ impl NoiseFloor {
             margin: self.margin,
             noise_sigma: self.sigma,
             baseline_runs: self.runs.clone(),
+            reference_runs: Vec::new(),
             rule: self.rule(),
+        }
+    }
+
+    /// The improvement the mean of `runs` runs must show over the mean of `reference` runs of the
+    /// best file: two standard deviations of the difference of two means, each run's spread the
+    /// baseline's.
+    pub fn needed_paired(&self, runs: usize, reference: usize) -> f64 {
+        let (runs, reference) = (runs.max(1) as f64, reference.max(1) as f64);
+        self.margin * (1.0 / runs + 1.0 / reference).sqrt()
+    }
+
+    /// Judges a candidate's runs against the best file's latest runs (`reference`, made beside
+    /// it): on a machine whose speed drifts over the night, both sides drift together.
+    pub fn judge_paired(&self, reference: &[f64], runs: &[f64], max_runs: usize) -> Judgement {
+        let improvement = mean(reference) - mean(runs);
+        if improvement > self.needed_paired(runs.len(), reference.len()) {
+            Judgement::Keep
+        } else if improvement > 0.0 && runs.len() < max_runs {
+            Judgement::Confirm
+        } else {
+            Judgement::Discard
+        }
+    }
+
+    /// What the paired rule saw, for the record.
+    pub fn decision_paired(&self, reference: &[f64], runs: &[f64]) -> Decision {
+        Decision {
+            reference_runs: reference.to_vec(),
+            rule: format!(
+                "keep when mean(best's latest {} runs, one beside this) - mean(runs) > {:.6} x sqrt(1/runs + 1/{}) = {:.6} (2 x baseline sigma {:.6} for a difference of two means); better but within that: one more run",
+                reference.len(),
+                self.margin,
+                reference.len(),
+                self.needed_paired(runs.len(), reference.len()),
+                self.sigma
+            ),
+            ..self.decision(mean(reference), runs)
         }
     }
 
@@ -121,5 +159,40 @@ mod tests {
         assert_eq!(floor.judge(best, &[1.80, 1.79], 2), Judgement::Keep);
         // A lucky first run that the confirmation does not back.
         assert_eq!(floor.judge(best, &[1.80, 1.815], 2), Judgement::Discard);
+    }
+
+    #[test]
+    fn paired_judging_counts_the_spread_of_both_sides() {
+        let floor = NoiseFloor::measure(&[1.80, 1.82, 1.81], 0.0);
+        // margin 0.02; two runs against three of the best: 0.02 x sqrt(1/2 + 1/3) = 0.018257.
+        assert!((floor.needed_paired(2, 3) - 0.018_257_418).abs() < 1e-8);
+        // The machine sped up: the best's latest runs are 0.03 better than its recorded 1.81, and
+        // a candidate 0.025 better than the recorded value is no better than the best now.
+        let reference = [1.78, 1.78, 1.78];
+        assert_eq!(
+            floor.judge_paired(&reference, &[1.785], 2),
+            Judgement::Discard
+        );
+        assert_eq!(
+            floor.judge(1.81, &[1.785], 2),
+            Judgement::Keep,
+            "the stale rule keeps it"
+        );
+        assert_eq!(
+            floor.judge_paired(&reference, &[1.77], 2),
+            Judgement::Confirm
+        );
+        assert_eq!(
+            floor.judge_paired(&reference, &[1.76, 1.755], 2),
+            Judgement::Keep
+        );
+        assert_eq!(
+            floor.judge_paired(&reference, &[1.77, 1.775], 2),
+            Judgement::Discard
+        );
+        let d = floor.decision_paired(&reference, &[1.76, 1.755]);
+        assert_eq!(d.reference_runs, reference);
+        assert!((d.best_before - 1.78).abs() < 1e-12 && (d.improvement - 0.0225).abs() < 1e-12);
+        assert!(d.rule.contains("= 0.018257"), "{}", d.rule);
     }
 }

@@ -233,6 +233,10 @@ pub struct Decision {
     /// Run-to-run standard deviation of the baseline.
     pub noise_sigma: f64,
     pub baseline_runs: Vec<f64>,
+    /// The best file's latest runs it was judged against, its reference runs beside it among
+    /// them (empty: judged against the best's recorded value).
+    #[serde(default)]
+    pub reference_runs: Vec<f64>,
     pub rule: String,
 }
 
@@ -408,12 +412,22 @@ impl Record {
         })
     }
 
-    /// val_bpb of each run that finished.
+    /// val_bpb of each run of its own file that finished (not the best file's reference runs).
     pub fn finished_values(&self) -> Vec<f64> {
         self.runs
             .iter()
+            .filter(|r| r.commit.is_none() || r.commit == self.commit)
             .filter_map(|r| r.summary.as_ref().map(|s| s.val_bpb))
             .collect()
+    }
+
+    /// val_bpb of each finished run of `commit`'s file in this record, in order: its own runs
+    /// when it is that commit's record, the reference runs when it ran that file beside another.
+    pub fn values_of(&self, commit: CommitId) -> impl Iterator<Item = f64> + '_ {
+        self.runs
+            .iter()
+            .filter(move |r| r.commit.or(self.commit) == Some(commit))
+            .filter_map(|r| r.summary.as_ref().map(|s| s.val_bpb))
     }
 
     /// One results.tsv row, in the reference's format; experiments without a commit (no

@@ -29,6 +29,10 @@ use crate::program::Protocol;
 use crate::scheduler::owner::Schedule;
 use crate::units::Bytes;
 
+/// The best file's runs a paired judgement compares with: the latest, so that they were made
+/// on the machine as it is now, and more than one, so that one lucky run does not set the bar.
+pub const REFERENCE_RUNS: usize = 3;
+
 /// Why the loop ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Ending {
@@ -161,7 +165,7 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
             }
         };
         for i in 1..=runs {
-            if let Some(failed) = self.train(&binary, &mut record, i)? {
+            if let Some(failed) = self.train(&binary, &mut record, (i - 1) as u64, None)? {
                 record.outcome = failed;
                 let reason = record.error.clone().unwrap_or_default();
                 self.finish(record, start, None)?;
@@ -235,15 +239,36 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
                 return self.finish(record, start, Some(best.val_bpb));
             }
         };
+        let mut best_binary = None;
         for i in 1..=self.settings.max_runs {
-            if let Some(failed) = self.train(&binary, &mut record, i)? {
+            // The k-th run of a candidate has seed k-1, as the best file's runs had.
+            if let Some(failed) = self.train(&binary, &mut record, (i - 1) as u64, None)? {
                 record.outcome = failed;
                 break;
             }
             let values = record.finished_values();
             record.val_bpb = Some(mean(&values));
-            record.decision = Some(floor.decision(best.val_bpb, &values));
-            record.outcome = match floor.judge(best.val_bpb, &values, self.settings.max_runs) {
+            let judgement = if self.settings.paired {
+                if i == 1 && mean(&values) < mean(&self.reference(&record, best)) {
+                    // Promising: the best file runs again now, with the first run's seed.
+                    let best_binary = match best_binary.take() {
+                        Some(binary) => binary,
+                        None => self.build_best(best, &mut record)?,
+                    };
+                    let ran = self.train(&best_binary, &mut record, 0, Some(best.commit))?;
+                    if ran == Some(Outcome::Interrupted) {
+                        record.outcome = Outcome::Interrupted;
+                        break;
+                    }
+                }
+                let reference = self.reference(&record, best);
+                record.decision = Some(floor.decision_paired(&reference, &values));
+                floor.judge_paired(&reference, &values, self.settings.max_runs)
+            } else {
+                record.decision = Some(floor.decision(best.val_bpb, &values));
+                floor.judge(best.val_bpb, &values, self.settings.max_runs)
+            };
+            record.outcome = match judgement {
                 Judgement::Keep => Outcome::Keep,
                 Judgement::Discard => Outcome::Discard,
                 Judgement::Confirm => {
@@ -258,6 +283,27 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
             break;
         }
         self.finish(record, start, Some(best.val_bpb))
+    }
+
+    /// The best file's latest finished runs, this record's reference runs of it included: what
+    /// a candidate is judged against when judging is paired.
+    fn reference(&self, record: &Record, best: Best) -> Vec<f64> {
+        let mut runs = self.history().runs_of(best.commit);
+        runs.extend(record.values_of(best.commit));
+        runs.split_off(runs.len().saturating_sub(REFERENCE_RUNS))
+    }
+
+    /// The best file's training program, for its runs beside a candidate. It built before, so
+    /// failing to build now is the machine's doing.
+    fn build_best(&mut self, best: Best, record: &mut Record) -> Result<PathBuf> {
+        let text = self.workspace.file_at(best.commit)?;
+        match self.build(&text, record)? {
+            Ok(binary) => Ok(binary),
+            Err(errors) => bail!(
+                "the best file ({}) no longer builds, though it did before: {errors}",
+                best.commit.short()
+            ),
+        }
     }
 
     /// Keeps `commit` (holding `text`) reachable under the experiment's ref and notes in the
@@ -325,20 +371,23 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
         }
     }
 
-    /// One training run; Some(outcome) when it produced no result.
+    /// One training run of `record`'s file, or with `of` of the best file beside it; Some(outcome)
+    /// when it produced no result.
     fn train(
         &mut self,
         binary: &Path,
         record: &mut Record,
-        index: usize,
+        seed: u64,
+        of: Option<CommitId>,
     ) -> Result<Option<Outcome>> {
         let n = record.n;
+        let index = record.runs.len() + 1;
         let run_dir = self
             .settings
             .dir
             .join(format!("e{n:04}"))
             .join(format!("run{index}"));
-        if index == 1 {
+        if record.runs.is_empty() {
             // The device is arranged once per experiment, before its first run.
             self.schedule = self.proposer.make_room()?;
             if let Some(s) = self
@@ -353,15 +402,19 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
             }
             self.start_draft(record)?;
         }
+        if of.is_some() {
+            self.ui.say(&format!(
+                "e{n:04} run {index}: the best file again, beside the candidate"
+            ));
+        }
         self.ui.training_begin(n, index, self.settings.budget);
-        let mut watch = (self.settings.early_stop && !record.is_baseline())
+        let mut watch = (self.settings.early_stop && !record.is_baseline() && of.is_none())
             .then(|| Watch::against_best(&self.history()))
             .flatten();
         let (mut curve, mut doomed) = (Vec::new(), None);
         let ui = &mut self.ui;
         // Each run of a file again has its own seed: a second run then measures the luck of the
         // initialisation, instead of repeating the first.
-        let seed = (index - 1) as u64;
         let report = self.trainer.run(binary, &run_dir, seed, &mut |line| {
             ui.training_line(n, index, line);
             // A file that prints a step line of its own with a NaN loss: not a point of the curve
@@ -384,7 +437,17 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
             ),
             _ => None,
         };
+        let candidates = (record.error.clone(), record.log_tail.clone());
         let failed = record_run(record, report, curve, peak, self.settings.timeout);
+        if let Some(best) = of {
+            record
+                .runs
+                .last_mut()
+                .expect("the run just recorded")
+                .commit = Some(best);
+            // The best file's run says nothing of the candidate: its error and log stay its own.
+            (record.error, record.log_tail) = candidates;
+        }
         if let Some(verdict) = doomed {
             record.error = Some(verdict.to_string());
         }

@@ -64,6 +64,9 @@ pub struct Settings {
     pub sampler: bool,
     /// Runs whose loss falls behind the best file's are stopped early.
     pub early_stop: bool,
+    /// A promising candidate is judged against the best file's latest runs, one made beside it,
+    /// not against the best's value measured earlier (off: the recorded value).
+    pub paired: bool,
     /// The trainer runs on a GPU (its `_GPU` constants matter, not the `_CPU` ones).
     pub gpu: bool,
 }

@@ -232,7 +232,13 @@ function renderDetail() {
   const r = d.record, st = status(r.outcome, r.kind);
   const series = [];
   if (d.best_curve.length) series.push({ points: d.best_curve, color: "var(--keep)", name: `the best then (${label(d.best_n)})` });
-  r.runs.forEach((run, i) => series.push({ points: run.curve, color: i ? "var(--early)" : "var(--base)", width: 2, name: `run ${i + 1}` }));
+  r.runs.forEach((run, i) => {
+    // A run of the best file made beside the candidate (paired judging) is drawn as the best's.
+    const reference = run.commit && run.commit !== r.commit && r.kind === "experiment";
+    series.push(reference
+      ? { points: run.curve, color: "var(--keep)", width: 1, name: `run ${i + 1}: the best, beside it` }
+      : { points: run.curve, color: i ? "var(--early)" : "var(--base)", width: 2, name: `run ${i + 1}` });
+  });
   const dec = r.decision;
   const decision = dec ? `${esc(dec.rule)}<br>best before ${num(dec.best_before, 6)}, this ${num(dec.candidate, 6)}, improvement ${signed(dec.improvement, 6)}, margin ${num(dec.margin, 6)}` : "–";
   const schedule = r.schedule ? `${esc(r.schedule.decision.plan.plan)}: ${esc(r.schedule.decision.reason)}` : "–";
