@@ -271,7 +271,10 @@ fn the_html_report_opens_from_a_file_with_no_network() {
     // The night's latest confirmation (e0032) confirmed its best.
     let confirmed = browser.eval("document.getElementById('confirmed').textContent");
     assert!(
-        confirmed.as_str().unwrap().starts_with("yes: confirm e0026"),
+        confirmed
+            .as_str()
+            .unwrap()
+            .starts_with("yes: confirm e0026"),
         "{confirmed}"
     );
     browser.eval("document.querySelector('#experiments tbody tr[data-n=\"26\"]').click()");

@@ -93,7 +93,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
         stop: stop.clone(),
     };
     let (tag, dir, budget) = (settings.tag.clone(), settings.dir.clone(), settings.budget);
-    let live = LiveFile::new(
+    let ui = Ui::new(args.quiet);
+    let mut research = Research::open(settings, &checkout, program, agent, trainer, ui, stop)?;
+    research.watch(LiveFile::new(
         &dir,
         RunInfo {
             tag: tag.to_string(),
@@ -107,13 +109,11 @@ pub fn run(args: &RunArgs) -> Result<()> {
             pid: std::process::id(),
             started: jiff::Timestamp::now().to_string(),
         },
-    );
-    let ui = Ui::new(args.quiet).watched(live);
+    ));
     if let Some(dashboard) = dashboard {
         super::serve::announce(&dashboard);
         dashboard.spawn();
     }
-    let mut research = Research::open(settings, &checkout, program, agent, trainer, ui, stop)?;
     println!(
         "run {tag}: branch autoresearch/{tag}, journal {}, budget {budget} per run",
         dir.join(JOURNAL_FILE).display(),

@@ -48,9 +48,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             let slot = &harness::meta::sha256_hex(canonical.to_string_lossy().as_bytes())[..12];
             let built = build::build(&train_file, slot, confinement)?;
             eprintln!(
-                "built {} in {:.1}s; training for {budget}",
+                "built {} in {:.1}s (for --trainer-bin: kept until {} newer versions of this file are built); training for {budget}",
                 built.binary.display(),
-                built.seconds
+                built.seconds,
+                build::KEPT_PROGRAMS
             );
             built.binary
         }

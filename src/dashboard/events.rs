@@ -32,6 +32,9 @@ struct Watch {
     /// The journal's and the pending record's stamps when the page last got the overview.
     records: Option<[Stamp; 2]>,
     live: Option<Stamp>,
+    /// The loop process the page was last told about, and whether it was there: a loop killed
+    /// outright changes no file, so the page learns of it from here.
+    writer: Option<(u32, bool)>,
 }
 
 impl Watch {
@@ -46,6 +49,7 @@ impl Watch {
         if self.records != Some(records) {
             self.records = Some(records);
             self.live = Some(live);
+            self.writer = live::read(&self.dir).map(|l| (l.run.pid, l.writer_alive()));
             return Some(match Folder::read(&self.tag, &self.dir) {
                 Ok(folder) => Event::default()
                     .event("overview")
@@ -53,14 +57,22 @@ impl Watch {
                 Err(e) => Event::default().event("problem").data(e.to_string()),
             });
         }
-        if self.live != Some(live) {
+        let gone = self
+            .writer
+            .is_some_and(|(pid, alive)| alive && !process_exists(pid));
+        if self.live != Some(live) || gone {
             self.live = Some(live);
-            let state = live::read(&self.dir)?;
-            let json = serde_json::to_string(&LiveView::from(state)).expect("views serialise");
+            let view = LiveView::from(live::read(&self.dir)?);
+            self.writer = Some((view.state.run.pid, view.alive));
+            let json = serde_json::to_string(&view).expect("views serialise");
             return Some(Event::default().event("live").data(json));
         }
         None
     }
+}
+
+fn process_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// The events for run `tag` in `dir`: the overview at once, then every change.
@@ -70,6 +82,7 @@ pub fn follow(tag: String, dir: PathBuf) -> impl Stream<Item = Result<Event, Inf
         dir,
         records: None,
         live: None,
+        writer: None,
     };
     futures_util::stream::unfold(watch, |mut watch| async move {
         loop {
@@ -104,6 +117,7 @@ mod tests {
             dir: dir.path().to_path_buf(),
             records: None,
             live: None,
+            writer: None,
         };
         assert_eq!(event_name(watch.next()).as_deref(), Some("overview"));
         assert_eq!(event_name(watch.next()), None);
@@ -114,6 +128,10 @@ mod tests {
         let line = serde_json::to_string(&record(0, Outcome::Keep, Some(2.0))).unwrap();
         std::fs::write(dir.path().join(JOURNAL_FILE), format!("{line}\n")).unwrap();
         assert_eq!(event_name(watch.next()).as_deref(), Some("overview"));
+        assert_eq!(event_name(watch.next()), None);
+        // The loop is killed outright: no file changes, and the page is told all the same.
+        watch.writer = Some((u32::MAX, true));
+        assert_eq!(event_name(watch.next()).as_deref(), Some("live"));
         assert_eq!(event_name(watch.next()), None);
         std::fs::write(dir.path().join(JOURNAL_FILE), "not json\n{}\n").unwrap();
         assert_eq!(event_name(watch.next()).as_deref(), Some("problem"));

@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use crate::research::journal::JOURNAL_FILE;
 use crate::research::live::LIVE_FILE;
-use crate::research::locate;
 use crate::research::tag::Tag;
 
 /// Where the dashboard listens unless told otherwise: this machine only.
@@ -37,12 +36,20 @@ impl Site {
         dir.join(JOURNAL_FILE).is_file() || dir.join(LIVE_FILE).is_file()
     }
 
-    /// The run `/` shows, if there is one.
+    /// The run `/` shows, if there is one: the one given, else the one whose journal or live
+    /// state changed last (a new run has only the latter during its baseline).
     pub fn default_tag(&self) -> Option<String> {
-        match &self.default_tag {
-            Some(tag) => Some(tag.to_string()),
-            None => locate::latest_tag(&self.runs).ok(),
+        if let Some(tag) = &self.default_tag {
+            return Some(tag.to_string());
         }
+        let changed = |tag: &String| {
+            let dir = self.runs.join(tag);
+            [JOURNAL_FILE, LIVE_FILE]
+                .iter()
+                .filter_map(|f| dir.join(f).metadata().ok()?.modified().ok())
+                .max()
+        };
+        self.tags().into_iter().max_by_key(changed)
     }
 
     /// Every run in the folder, by name.

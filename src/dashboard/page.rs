@@ -40,13 +40,14 @@ pub fn self_contained(tag: &str, data: &Inline) -> String {
 }
 
 fn fill(tag: &str, policy: &str, data: &str) -> String {
-    // The tag is letters, digits, '-' and '_' (a `Tag`), so it needs no escaping.
+    // The tag is letters, digits, '-' and '_' (a `Tag`), so it needs no escaping. The data goes
+    // in last: a diff or a log line may hold a placeholder's text, which must stay text.
     TEMPLATE
         .replace("{{POLICY}}", policy)
         .replace("{{TAG}}", tag)
         .replace("{{STYLE}}", STYLE)
-        .replace("{{DATA}}", data)
         .replace("{{SCRIPT}}", SCRIPT)
+        .replace("{{DATA}}", data)
 }
 
 /// JSON inside a `<script>` element: a `</script>` (or `<!--`) in a diff or a log line must not
@@ -59,6 +60,7 @@ fn script_safe(json: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::view::Folder;
     use super::*;
 
     #[test]
@@ -68,6 +70,21 @@ mod tests {
         assert!(!safe.contains("</script"), "{safe}");
         let back: String = serde_json::from_str(&safe).unwrap();
         assert_eq!(back, "</script><script>alert(1)</script>");
+    }
+
+    #[test]
+    fn a_placeholder_in_the_data_stays_data() {
+        let overview = Folder {
+            tag: "t".into(),
+            records: Vec::new(),
+            pending: None,
+            live: None,
+        };
+        let mut inline = overview.inline();
+        inline.written = "{{SCRIPT}} {{STYLE}}".into();
+        let page = self_contained("t", &inline);
+        assert_eq!(page.matches("\"use strict\"").count(), 1, "the script once");
+        assert!(page.contains("\"written\":\"{{SCRIPT}} {{STYLE}}\""));
     }
 
     #[test]

@@ -97,7 +97,7 @@ pub struct InFlight {
     pub idea: Option<String>,
     pub choice: Option<Choice>,
     pub diff: Option<String>,
-    /// The curves of its runs that have ended.
+    /// The curves of its own runs that have ended (not the best file's beside it).
     pub finished_runs: Vec<Vec<[f32; 2]>>,
 }
 
@@ -290,7 +290,12 @@ fn in_flight(r: &Record) -> InFlight {
         idea: r.idea.clone(),
         choice: r.choice.clone(),
         diff: r.diff.clone(),
-        finished_runs: r.runs.iter().map(|run| run.curve.clone()).collect(),
+        finished_runs: r
+            .runs
+            .iter()
+            .filter(|run| run.commit.is_none() || run.commit == r.commit)
+            .map(|run| run.curve.clone())
+            .collect(),
     }
 }
 

@@ -51,11 +51,14 @@ impl<'a> History<'a> {
         })
     }
 
-    /// val_bpb of every finished run of `commit`'s file, oldest first: its own record's runs and
-    /// the reference runs made of it beside later candidates (and confirmations).
-    pub fn runs_of(&self, commit: CommitId) -> Vec<f64> {
+    /// val_bpb of every finished run of `commit`'s file at `budget_seconds` per run, oldest
+    /// first: its own record's runs and those made of it beside later candidates. Confirmations
+    /// are left out: they run on seeds of their own, at a budget of their own.
+    pub fn runs_of(&self, commit: CommitId, budget_seconds: f64) -> Vec<f64> {
         self.records
             .iter()
+            .filter(|r| r.kind != RecordKind::Confirmation)
+            .filter(|r| r.budget_seconds == Some(budget_seconds))
             .flat_map(|r| r.values_of(commit))
             .collect()
     }

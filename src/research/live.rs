@@ -144,8 +144,11 @@ impl LiveFile {
     pub fn step(&mut self, step: usize, progress: f64, loss: f64, tokens_per_second: f64) {
         let s = &mut self.state;
         s.step = Some(step);
-        s.progress = progress;
-        s.tokens_per_second = Some(tokens_per_second);
+        // A file that prints step lines of its own may print a NaN; JSON has no NaN.
+        if progress.is_finite() {
+            s.progress = progress;
+        }
+        s.tokens_per_second = Some(tokens_per_second).filter(|t| t.is_finite());
         if progress.is_finite() && loss.is_finite() {
             s.curve.push([progress as f32, loss as f32]);
         }
@@ -215,6 +218,18 @@ pub(crate) mod tests {
         let ended = read(dir.path()).unwrap();
         assert_eq!((ended.phase, ended.n), (Phase::Ended, Some(3)));
         assert!(!ended.writer_alive());
+    }
+
+    #[test]
+    fn a_step_line_with_no_numbers_keeps_the_file_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut live = LiveFile::new(dir.path(), info("t"));
+        live.phase(Phase::Training, Some(1), Some(1));
+        live.last_write = None;
+        live.step(3, f64::NAN, f64::NAN, f64::INFINITY);
+        let on_disk = read(dir.path()).expect("still readable");
+        assert_eq!((on_disk.step, on_disk.progress), (Some(3), 0.0));
+        assert!(on_disk.curve.is_empty() && on_disk.tokens_per_second.is_none());
     }
 
     #[test]

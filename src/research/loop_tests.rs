@@ -447,9 +447,11 @@ fn a_promising_candidate_is_judged_against_the_best_file_run_beside_it() {
     assert_eq!(records[3].runs.len(), 1);
     assert_eq!(records[3].decision.as_ref().unwrap().reference_runs, [1.95]);
     assert_eq!(
-        History::new(&records).runs_of(base),
+        History::new(&records).runs_of(base, 5.0),
         [2.00, 2.02, 2.01, 1.97, 1.99]
     );
+    // Runs at another budget (a resumed tag with another --budget) are not this bar.
+    assert!(History::new(&records).runs_of(base, 60.0).is_empty());
 }
 
 #[test]

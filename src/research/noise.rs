@@ -99,7 +99,7 @@ impl NoiseFloor {
         Decision {
             reference_runs: reference.to_vec(),
             rule: format!(
-                "keep when mean(best's latest {} runs, one beside this) - mean(runs) > {:.6} x sqrt(1/runs + 1/{}) = {:.6} (2 x baseline sigma {:.6} for a difference of two means); better but within that: one more run",
+                "keep when mean(the best file's latest {} runs) - mean(runs) > {:.6} x sqrt(1/runs + 1/{}) = {:.6} (2 x baseline sigma {:.6} for a difference of two means); better but within that: one more run",
                 reference.len(),
                 self.margin,
                 reference.len(),

@@ -51,9 +51,8 @@ impl Ui {
     }
 
     /// Also keeps the run folder's live.json up to date.
-    pub fn watched(mut self, live: LiveFile) -> Self {
+    pub fn watch(&mut self, live: LiveFile) {
         self.live = Some(live);
-        self
     }
 
     fn phase(&mut self, phase: Phase, n: usize, run: Option<usize>) {

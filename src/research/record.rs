@@ -222,7 +222,8 @@ pub struct RunRecord {
 /// What the keep/discard rule saw.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Decision {
-    /// The best val_bpb before this experiment (mean of its runs).
+    /// The best's val_bpb it was judged against: its recorded value (the mean of its runs),
+    /// or with paired judging the mean of its latest runs (`reference_runs`).
     pub best_before: f64,
     /// This experiment's val_bpb (mean of its runs).
     pub candidate: f64,

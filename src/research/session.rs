@@ -3,7 +3,6 @@
 //! pending while it runs, and appended to the journal before the branch moves, so the journal is
 //! the truth and everything else (branch, results.tsv) is rebuilt from it on the next start.
 
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -11,27 +10,25 @@ use anyhow::{bail, Context as _, Result};
 
 use super::changes;
 use super::draft::Draft;
-use super::early_stop::Watch;
 use super::git::Workspace;
 use super::history::{Best, History};
 use super::journal::Journal;
+use super::live::LiveFile;
 use super::lock::RunLock;
-use super::noise::{mean, Judgement, NoiseFloor};
-use super::progress::{parse_step_line, Ui};
+use super::noise::{mean, NoiseFloor};
+use super::progress::Ui;
 use super::record::{CommitId, Outcome, Record, RecordKind};
 use super::request::Asking;
-use super::runner::{self, record_run, Trainer};
+use super::runner::{self, Trainer};
 use super::settings::Settings;
 use super::sourcing::{self, Proposer, Taken};
 use super::stop::Stop;
 use super::{pending, ResearchError};
 use crate::program::Protocol;
 use crate::scheduler::owner::Schedule;
-use crate::units::Bytes;
 
-/// The best file's runs a paired judgement compares with: the latest, so that they were made
-/// on the machine as it is now, and more than one, so that one lucky run does not set the bar.
-pub const REFERENCE_RUNS: usize = 3;
+// Each training run of a record, and the judgement of a candidate's runs.
+mod runs;
 
 /// Why the loop ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -103,6 +100,12 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
 
     pub fn history(&self) -> History<'_> {
         self.journal.history()
+    }
+
+    /// Tells watchers what the loop does (live.json); only once the run's lock is held, so that
+    /// a second loop refused on the same tag never speaks for the first.
+    pub fn watch(&mut self, live: LiveFile) {
+        self.ui.watch(live);
     }
 
     /// The agent back, to see what it was asked.
@@ -239,71 +242,8 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
                 return self.finish(record, start, Some(best.val_bpb));
             }
         };
-        let mut best_binary = None;
-        for i in 1..=self.settings.max_runs {
-            // The k-th run of a candidate has seed k-1, as the best file's runs had.
-            if let Some(failed) = self.train(&binary, &mut record, (i - 1) as u64, None)? {
-                record.outcome = failed;
-                break;
-            }
-            let values = record.finished_values();
-            record.val_bpb = Some(mean(&values));
-            let judgement = if self.settings.paired {
-                if i == 1 && mean(&values) < mean(&self.reference(&record, best)) {
-                    // Promising: the best file runs again now, with the first run's seed.
-                    let best_binary = match best_binary.take() {
-                        Some(binary) => binary,
-                        None => self.build_best(best, &mut record)?,
-                    };
-                    let ran = self.train(&best_binary, &mut record, 0, Some(best.commit))?;
-                    if ran == Some(Outcome::Interrupted) {
-                        record.outcome = Outcome::Interrupted;
-                        break;
-                    }
-                }
-                let reference = self.reference(&record, best);
-                record.decision = Some(floor.decision_paired(&reference, &values));
-                floor.judge_paired(&reference, &values, self.settings.max_runs)
-            } else {
-                record.decision = Some(floor.decision(best.val_bpb, &values));
-                floor.judge(best.val_bpb, &values, self.settings.max_runs)
-            };
-            record.outcome = match judgement {
-                Judgement::Keep => Outcome::Keep,
-                Judgement::Discard => Outcome::Discard,
-                Judgement::Confirm => {
-                    self.ui.say(&format!(
-                        "e{n:04}: {:.6} is better than {:.6} but within the noise: one more run",
-                        values[values.len() - 1],
-                        best.val_bpb
-                    ));
-                    continue;
-                }
-            };
-            break;
-        }
-        self.finish(record, start, Some(best.val_bpb))
-    }
-
-    /// The best file's latest finished runs, this record's reference runs of it included: what
-    /// a candidate is judged against when judging is paired.
-    fn reference(&self, record: &Record, best: Best) -> Vec<f64> {
-        let mut runs = self.history().runs_of(best.commit);
-        runs.extend(record.values_of(best.commit));
-        runs.split_off(runs.len().saturating_sub(REFERENCE_RUNS))
-    }
-
-    /// The best file's training program, for its runs beside a candidate. It built before, so
-    /// failing to build now is the machine's doing.
-    fn build_best(&mut self, best: Best, record: &mut Record) -> Result<PathBuf> {
-        let text = self.workspace.file_at(best.commit)?;
-        match self.build(&text, record)? {
-            Ok(binary) => Ok(binary),
-            Err(errors) => bail!(
-                "the best file ({}) no longer builds, though it did before: {errors}",
-                best.commit.short()
-            ),
-        }
+        let bar = self.train_and_judge(&binary, &mut record, best, floor)?;
+        self.finish(record, start, Some(bar))
     }
 
     /// Keeps `commit` (holding `text`) reachable under the experiment's ref and notes in the
@@ -369,90 +309,6 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
             Err(e) if e.is_agents_fault() => Ok(Err(e.to_string())),
             Err(e) => Err(ResearchError::Build(e).into()),
         }
-    }
-
-    /// One training run of `record`'s file, or with `of` of the best file beside it; Some(outcome)
-    /// when it produced no result.
-    fn train(
-        &mut self,
-        binary: &Path,
-        record: &mut Record,
-        seed: u64,
-        of: Option<CommitId>,
-    ) -> Result<Option<Outcome>> {
-        let n = record.n;
-        let index = record.runs.len() + 1;
-        let run_dir = self
-            .settings
-            .dir
-            .join(format!("e{n:04}"))
-            .join(format!("run{index}"));
-        if record.runs.is_empty() {
-            // The device is arranged once per experiment, before its first run.
-            self.schedule = self.proposer.make_room()?;
-            if let Some(s) = self
-                .schedule
-                .as_ref()
-                .filter(|s| !s.decision.plan.is_resident())
-            {
-                self.ui.say(&format!(
-                    "e{n:04}: agent {:?} for the run: {}",
-                    s.decision.plan, s.decision.reason
-                ));
-            }
-            self.start_draft(record)?;
-        }
-        if of.is_some() {
-            self.ui.say(&format!(
-                "e{n:04} run {index}: the best file again, beside the candidate"
-            ));
-        }
-        self.ui.training_begin(n, index, self.settings.budget);
-        let mut watch = (self.settings.early_stop && !record.is_baseline() && of.is_none())
-            .then(|| Watch::against_best(&self.history()))
-            .flatten();
-        let (mut curve, mut doomed) = (Vec::new(), None);
-        let ui = &mut self.ui;
-        // Each run of a file again has its own seed: a second run then measures the luck of the
-        // initialisation, instead of repeating the first.
-        let report = self.trainer.run(binary, &run_dir, seed, &mut |line| {
-            ui.training_line(n, index, line);
-            // A file that prints a step line of its own with a NaN loss: not a point of the curve
-            // (the journal would write it as null).
-            let point = parse_step_line(line).filter(|(_, p, l, _)| p.is_finite() && l.is_finite());
-            if let Some((_, progress, loss, _)) = point {
-                curve.push([progress as f32, loss as f32]);
-                doomed = watch.as_mut().and_then(|w| w.see(progress, loss));
-            }
-            if doomed.is_some() {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })?;
-        let peak = match &report.outcome {
-            crate::trainer::run::Outcome::Finished(s) => Some(
-                self.proposer
-                    .trainer_share(Bytes::from_mib_f64(s.peak_vram_mb), self.schedule.as_ref()),
-            ),
-            _ => None,
-        };
-        let candidates = (record.error.clone(), record.log_tail.clone());
-        let failed = record_run(record, report, curve, peak, self.settings.timeout);
-        if let Some(best) = of {
-            record
-                .runs
-                .last_mut()
-                .expect("the run just recorded")
-                .commit = Some(best);
-            // The best file's run says nothing of the candidate: its error and log stay its own.
-            (record.error, record.log_tail) = candidates;
-        }
-        if let Some(verdict) = doomed {
-            record.error = Some(verdict.to_string());
-        }
-        pending::save(&self.settings.dir, record)?;
-        Ok(failed)
     }
 
     /// Beside `record`'s runs: the agent writes the next experiment's proposal against the best

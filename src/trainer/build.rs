@@ -73,7 +73,7 @@ pub fn build_source(
 
 /// Programs kept per slot: a build replaces the slot's executable in place, so whoever builds two
 /// files before running them (confirm: the baseline and the best) needs each kept apart.
-const KEPT_PROGRAMS: usize = 4;
+pub const KEPT_PROGRAMS: usize = 4;
 
 /// Copies the slot's freshly built executable to a path of its own, named by the source's hash,
 /// and removes all but the newest `KEPT_PROGRAMS` such copies.
@@ -82,7 +82,7 @@ fn keep_program(built: Built, stage: &Path, source: &str) -> Result<Built, Train
     std::fs::create_dir_all(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
     let kept = dir.join(&harness::meta::sha256_hex(source.as_bytes())[..16]);
     // Through a temporary name: a program of the same source may be running from `kept`.
-    let tmp = dir.join(".incoming");
+    let tmp = dir.join(format!(".incoming-{}", std::process::id()));
     std::fs::copy(&built.binary, &tmp)
         .and_then(|_| std::fs::rename(&tmp, &kept))
         .map_err(io(format!(

@@ -245,7 +245,7 @@ function renderDetail() {
   el.innerHTML = `<h2>${label(r.n)} <span class="badge ${st}">${st}</span> ${esc(r.description)}</h2>
     <div class="detail-grid"><div>
       <dl><dt>idea</dt><dd>${esc(r.idea || "–")}</dd><dt>move</dt><dd>${r.choice ? `${esc(r.choice.move)}${r.choice.category ? " (" + esc(r.choice.category) + ")" : ""}: ${esc(r.choice.reason)}` : "–"}</dd>
-      <dt>val_bpb</dt><dd>${num(r.val_bpb, 6)} over ${r.runs.length} run(s)</dd>
+      <dt>val_bpb</dt><dd>${num(r.val_bpb, 6)} over ${r.runs.filter((run) => !run.commit || run.commit === r.commit).length} run(s) of its own</dd>
       <dt>noise floor</dt><dd class="decision">${decision}</dd><dt>scheduler</dt><dd>${schedule}</dd>
       <dt>seconds</dt><dd>agent ${num(r.timing.agent_seconds, 1)}, build ${num(r.timing.build_seconds, 1)}, training ${num(r.timing.training_seconds, 1)}, total ${num(r.timing.total_seconds, 1)}</dd>
       ${r.commit ? `<dt>commit</dt><dd><code>${esc(r.commit.slice(0, 12))}</code></dd>` : ""}</dl>

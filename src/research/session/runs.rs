@@ -1,0 +1,203 @@
+//! The runs of one record: each training run (of its own file, or of the best file beside a
+//! candidate) and the judgement of a candidate's runs against the best, paired or not.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+
+use super::Research;
+use crate::research::early_stop::Watch;
+use crate::research::history::Best;
+use crate::research::noise::{mean, Judgement, NoiseFloor};
+use crate::research::pending;
+use crate::research::progress::parse_step_line;
+use crate::research::record::{CommitId, Outcome, Record};
+use crate::research::runner::{record_run, Trainer};
+use crate::research::sourcing::Proposer;
+use crate::units::Bytes;
+
+/// The best file's runs a paired judgement compares with: the latest, so that they were made
+/// on the machine as it is now, and up to three, so that one lucky run does not set the bar once
+/// there are more (right after a keep there are only the kept file's own one or two).
+pub const REFERENCE_RUNS: usize = 3;
+
+impl<P: Proposer, T: Trainer> Research<P, T> {
+    /// Trains the candidate `binary` and judges its runs against the best, running it again
+    /// while it is better but within the noise (`--max-runs`); returns the best's value it was
+    /// judged against (its recorded value, or with paired judging the mean of its latest runs).
+    pub(super) fn train_and_judge(
+        &mut self,
+        binary: &Path,
+        record: &mut Record,
+        best: Best,
+        floor: &NoiseFloor,
+    ) -> Result<f64> {
+        // What the candidate was judged against: the best's recorded value, or its latest runs.
+        let mut bar = best.val_bpb;
+        for i in 1..=self.settings.max_runs {
+            // The k-th run of a candidate has seed k-1, as the best file's runs had.
+            if let Some(failed) = self.train(binary, record, (i - 1) as u64, None)? {
+                record.outcome = failed;
+                break;
+            }
+            let values = record.finished_values();
+            record.val_bpb = Some(mean(&values));
+            let judgement = if self.settings.paired {
+                if i == 1 && mean(&values) < mean(&self.reference(record, best)) {
+                    // Promising: the best file runs again now, on the machine as it is.
+                    if self.run_best_beside(record, best)? == Some(Outcome::Interrupted) {
+                        record.outcome = Outcome::Interrupted;
+                        break;
+                    }
+                }
+                let reference = self.reference(record, best);
+                bar = mean(&reference);
+                record.decision = Some(floor.decision_paired(&reference, &values));
+                floor.judge_paired(&reference, &values, self.settings.max_runs)
+            } else {
+                record.decision = Some(floor.decision(best.val_bpb, &values));
+                floor.judge(best.val_bpb, &values, self.settings.max_runs)
+            };
+            record.outcome = match judgement {
+                Judgement::Keep => Outcome::Keep,
+                Judgement::Discard => Outcome::Discard,
+                Judgement::Confirm => {
+                    self.ui.say(&format!(
+                        "e{:04}: {:.6} is better than {bar:.6} but within the noise: one more run",
+                        record.n,
+                        values[values.len() - 1],
+                    ));
+                    continue;
+                }
+            };
+            break;
+        }
+        Ok(bar)
+    }
+
+    /// Every finished run of the best file at this run's budget, oldest first, this record's
+    /// runs of it included (not confirmations: their seeds and budget are their own).
+    fn best_runs(&self, record: &Record, best: Best) -> Vec<f64> {
+        let mut runs = self
+            .history()
+            .runs_of(best.commit, self.settings.budget.get());
+        runs.extend(record.values_of(best.commit));
+        runs
+    }
+
+    /// What a candidate is judged against when judging is paired: the best file's latest runs,
+    /// or its recorded value where the journal has none of its runs at this budget.
+    fn reference(&self, record: &Record, best: Best) -> Vec<f64> {
+        let runs = self.best_runs(record, best);
+        if runs.is_empty() {
+            return vec![best.val_bpb];
+        }
+        runs[runs.len().saturating_sub(REFERENCE_RUNS)..].to_vec()
+    }
+
+    /// Runs the best file once more beside the candidate, with a seed none of its runs had, so
+    /// that its latest runs are independent draws.
+    fn run_best_beside(&mut self, record: &mut Record, best: Best) -> Result<Option<Outcome>> {
+        let binary = self.build_best(best, record)?;
+        let seed = self.best_runs(record, best).len() as u64;
+        self.train(&binary, record, seed, Some(best.commit))
+    }
+
+    /// The best file's training program, for its runs beside a candidate. It built before, so
+    /// failing to build now is the machine's doing.
+    fn build_best(&mut self, best: Best, record: &mut Record) -> Result<PathBuf> {
+        let text = self.workspace.file_at(best.commit)?;
+        match self.build(&text, record)? {
+            Ok(binary) => Ok(binary),
+            Err(errors) => bail!(
+                "the best file ({}) no longer builds, though it did before: {errors}",
+                best.commit.short()
+            ),
+        }
+    }
+
+    /// One training run of `record`'s file, or with `of` of the best file beside it; Some(outcome)
+    /// when it produced no result.
+    pub(super) fn train(
+        &mut self,
+        binary: &Path,
+        record: &mut Record,
+        seed: u64,
+        of: Option<CommitId>,
+    ) -> Result<Option<Outcome>> {
+        let n = record.n;
+        let index = record.runs.len() + 1;
+        let run_dir = self
+            .settings
+            .dir
+            .join(format!("e{n:04}"))
+            .join(format!("run{index}"));
+        if record.runs.is_empty() {
+            // The device is arranged once per experiment, before its first run.
+            self.schedule = self.proposer.make_room()?;
+            if let Some(s) = self
+                .schedule
+                .as_ref()
+                .filter(|s| !s.decision.plan.is_resident())
+            {
+                self.ui.say(&format!(
+                    "e{n:04}: agent {:?} for the run: {}",
+                    s.decision.plan, s.decision.reason
+                ));
+            }
+            self.start_draft(record)?;
+        }
+        if of.is_some() {
+            self.ui.say(&format!(
+                "e{n:04} run {index}: the best file again, beside the candidate"
+            ));
+        }
+        self.ui.training_begin(n, index, self.settings.budget);
+        let mut watch = (self.settings.early_stop && !record.is_baseline() && of.is_none())
+            .then(|| Watch::against_best(&self.history()))
+            .flatten();
+        let (mut curve, mut doomed) = (Vec::new(), None);
+        let ui = &mut self.ui;
+        // Each run of a file again has its own seed: a second run then measures the luck of the
+        // initialisation, instead of repeating the first.
+        let report = self.trainer.run(binary, &run_dir, seed, &mut |line| {
+            ui.training_line(n, index, line);
+            // A file that prints a step line of its own with a NaN loss: not a point of the curve
+            // (the journal would write it as null).
+            let point = parse_step_line(line).filter(|(_, p, l, _)| p.is_finite() && l.is_finite());
+            if let Some((_, progress, loss, _)) = point {
+                curve.push([progress as f32, loss as f32]);
+                doomed = watch.as_mut().and_then(|w| w.see(progress, loss));
+            }
+            if doomed.is_some() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })?;
+        let peak = match &report.outcome {
+            crate::trainer::run::Outcome::Finished(s) => Some(
+                self.proposer
+                    .trainer_share(Bytes::from_mib_f64(s.peak_vram_mb), self.schedule.as_ref()),
+            ),
+            _ => None,
+        };
+        let candidates = (record.error.clone(), record.log_tail.clone());
+        let failed = record_run(record, report, curve, peak, self.settings.timeout);
+        if let Some(best) = of {
+            record
+                .runs
+                .last_mut()
+                .expect("the run just recorded")
+                .commit = Some(best);
+            // The best file's run says nothing of the candidate: its error and log stay its own.
+            (record.error, record.log_tail) = candidates;
+        }
+        if let Some(verdict) = doomed {
+            record.error = Some(verdict.to_string());
+        }
+        pending::save(&self.settings.dir, record)?;
+        Ok(failed)
+    }
+}
