@@ -11,7 +11,7 @@ use futures_util::Stream;
 
 use super::view::{Folder, LiveView};
 use crate::research::journal::JOURNAL_FILE;
-use crate::research::live::{self, LIVE_FILE};
+use crate::research::live::{self, process_exists, LIVE_FILE};
 use crate::research::pending::PENDING_FILE;
 
 /// How often the files are looked at: a change reaches the page within this and the time to
@@ -49,11 +49,14 @@ impl Watch {
         if self.records != Some(records) {
             self.records = Some(records);
             self.live = Some(live);
-            self.writer = live::read(&self.dir).map(|l| (l.run.pid, l.writer_alive()));
             return Some(match Folder::read(&self.tag, &self.dir) {
-                Ok(folder) => Event::default()
-                    .event("overview")
-                    .data(serde_json::to_string(&folder.overview()).expect("views serialise")),
+                Ok(folder) => {
+                    // The live state the overview carries is the one the page now knows.
+                    self.writer = folder.live.as_ref().map(|l| (l.run.pid, l.writer_alive()));
+                    Event::default()
+                        .event("overview")
+                        .data(serde_json::to_string(&folder.overview()).expect("views serialise"))
+                }
                 Err(e) => Event::default().event("problem").data(e.to_string()),
             });
         }
@@ -69,10 +72,6 @@ impl Watch {
         }
         None
     }
-}
-
-fn process_exists(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// The events for run `tag` in `dir`: the overview at once, then every change.

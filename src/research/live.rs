@@ -75,8 +75,13 @@ pub struct LiveState {
 impl LiveState {
     /// Whether the process that writes it is still there (a killed loop leaves its last phase).
     pub fn writer_alive(&self) -> bool {
-        self.phase != Phase::Ended && Path::new(&format!("/proc/{}", self.run.pid)).exists()
+        self.phase != Phase::Ended && process_exists(self.run.pid)
     }
+}
+
+/// Whether process `pid` is there (Linux's /proc; the appliance confines with Landlock, Linux only).
+pub fn process_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Reads live.json; None when there is none or it cannot be read whole (it is replaced by rename,
