@@ -16,6 +16,7 @@ use crate::research::git::Workspace;
 use crate::research::journal::Journal;
 use crate::research::locate::RunFolder;
 use crate::research::lock::RunLock;
+use crate::research::now;
 use crate::research::pending;
 use crate::research::progress::Ui;
 use crate::research::record::{Outcome, Record, RecordKind, RunRecord};
@@ -133,8 +134,4 @@ pub fn run(args: &ConfirmArgs) -> Result<()> {
     journal.append(record)?;
     println!("{line}");
     Ok(())
-}
-
-fn now() -> String {
-    jiff::Timestamp::now().to_string()
 }

@@ -107,7 +107,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             profile: meta.profile.name.to_string(),
             budget_seconds: budget.get(),
             pid: std::process::id(),
-            started: jiff::Timestamp::now().to_string(),
+            started: crate::research::now(),
         },
     ));
     if let Some(dashboard) = dashboard {

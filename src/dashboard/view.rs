@@ -178,7 +178,7 @@ impl Folder {
                 .iter()
                 .filter_map(|r| Some((r.n, self.detail(r.n)?)))
                 .collect(),
-            written: jiff::Timestamp::now().to_string(),
+            written: crate::research::now(),
         }
     }
 

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::now;
+
 pub const LIVE_FILE: &str = "live.json";
 
 /// A training run's step lines reach the file at most this often (a GPU prints many a second).
@@ -180,10 +182,6 @@ impl Drop for LiveFile {
         let (n, run) = (self.state.n, self.state.run_index);
         self.phase(Phase::Ended, n, run);
     }
-}
-
-fn now() -> String {
-    jiff::Timestamp::now().to_string()
 }
 
 #[cfg(test)]

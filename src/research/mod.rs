@@ -83,6 +83,11 @@ pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Rese
     move |source| ResearchError::Io { what, source }
 }
 
+/// The time now, as records and the live state write it.
+pub fn now() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
 /// Writes through a temporary file, fsync'd, then renamed: readers see the old or the new file.
 pub(crate) fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;

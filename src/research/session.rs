@@ -23,7 +23,7 @@ use super::runner::{self, Trainer};
 use super::settings::Settings;
 use super::sourcing::{self, Proposer, Taken};
 use super::stop::Stop;
-use super::{pending, ResearchError};
+use super::{now, pending, ResearchError};
 use crate::program::Protocol;
 use crate::scheduler::owner::Schedule;
 
@@ -349,8 +349,4 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
         pending::clear(&self.settings.dir)?;
         Ok(())
     }
-}
-
-fn now() -> String {
-    jiff::Timestamp::now().to_string()
 }
