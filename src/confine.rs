@@ -72,6 +72,9 @@ pub fn run(args: &ConfineArgs) -> Result<()> {
     // SAFETY: getppid(2) cannot fail.
     let parent = unsafe { libc::getppid() };
     limit_resources()?;
+    if !args.cpu.is_empty() {
+        pin_to_cpus(&args.cpu)?;
+    }
     let own_network = isolate_network();
     let status = restrict_files_and_tcp(&program, &args.read, &args.write)?;
     if !args.allow_unconfined {
@@ -126,6 +129,41 @@ fn die_with_parent(parent: libc::pid_t) -> Result<()> {
         bail!("the appliance exited before the training program started");
     }
     Ok(())
+}
+
+/// Keeps this process (and what it execs) on `cpus`: the harness sizes its thread pool from the
+/// CPUs it may use, so runs side by side on one machine each get their own cores.
+pub fn pin_to_cpus(cpus: &[usize]) -> Result<()> {
+    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET write inside it; sched_setaffinity(2)
+    // reads it and changes only this process's mask.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        for &cpu in cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("cannot keep the training program on CPUs {cpus:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// The CPUs this process may run on, which the loop's workers split between them.
+pub fn own_cpus() -> Vec<usize> {
+    // SAFETY: sched_getaffinity(2) writes the mask into the zeroed set we own; CPU_ISSET reads
+    // it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+            return (0..n).collect();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+            .collect()
+    }
 }
 
 fn limit_resources() -> Result<()> {
@@ -212,6 +250,8 @@ pub struct Allowed<'a> {
     pub write: &'a [&'a Path],
     /// Environment variables kept besides the fixed allow-list.
     pub keep_env: &'a [&'a str],
+    /// The CPUs it may run on, where a machine is split between runs (empty: all of them).
+    pub cpus: &'a [usize],
 }
 
 /// The command line that runs `program` confined to `access`.
@@ -230,6 +270,9 @@ pub fn wrap(
     }
     for e in access.keep_env {
         cmd.arg("--keep-env").arg(e);
+    }
+    for cpu in access.cpus {
+        cmd.arg("--cpu").arg(cpu.to_string());
     }
     if confinement == Confinement::BestEffort {
         cmd.arg("--allow-unconfined");
@@ -273,6 +316,7 @@ pub fn probe(confinement: Confinement) -> Result<(), String> {
         read: &[],
         write: &[scratch.path()],
         keep_env: &[],
+        cpus: &[],
     };
     let out = wrap(Path::new("/bin/true"), &allowed, confinement)
         .and_then(|mut cmd| cmd.output())

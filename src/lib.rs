@@ -13,6 +13,7 @@ pub mod commands;
 pub mod confine;
 pub mod dashboard;
 pub mod data;
+pub mod executor;
 pub mod program;
 pub mod research;
 pub mod scheduler;

@@ -112,6 +112,8 @@ fn the_plausible_values_of_the_constants_build_and_train() {
             budget: Some(0.01),
             timeout: Duration::from_secs(600),
             confinement: Confinement::Required,
+            cpus: None,
+            gpu: None,
             stop: &|| false,
         };
         let report = run(&spec, |_| ControlFlow::Continue(())).unwrap();

@@ -2,6 +2,7 @@
 //! domain's own types: `Seconds`, `Tag`), so a command sees only valid settings; `run`'s
 //! arguments then become the loop's settings in one place (`run_settings`).
 
+pub mod executor_args;
 pub mod run_settings;
 pub mod values;
 
@@ -36,7 +37,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// The research loop: propose, train, keep or discard, record; until stopped.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// The experiments of a run as a table, and progress.png.
     Report(ReportArgs),
     /// Run the best commit and the baseline alternately: is the improvement real?
@@ -53,6 +54,18 @@ pub enum Command {
     /// Run a program confined (used by the appliance for the training program).
     #[command(hide = true)]
     Confine(ConfineArgs),
+    /// Run one training task from a shared folder and write its report (a SLURM job's command).
+    #[command(hide = true)]
+    NodeRun {
+        /// The task.json in the run's folder.
+        task: PathBuf,
+    },
+    /// Run training tasks handed to a worker folder until told to quit (a worker job's command).
+    #[command(hide = true)]
+    NodeWorker {
+        /// The worker's folder in the shared path.
+        dir: PathBuf,
+    },
     /// Check this machine: build features, GPU, model file, data, toolchain, free disk.
     Doctor(DoctorArgs),
     /// Measure the appliance's own costs.
@@ -346,6 +359,12 @@ pub struct DoctorArgs {
     pub data: DataDirArg,
     #[command(flatten)]
     pub confinement: ConfinementArg,
+    /// The research protocol, beside which autoresearch.toml is read (default: program.md in
+    /// the checkout around the current folder).
+    #[arg(long, value_name = "PATH")]
+    pub program: Option<PathBuf>,
+    #[command(flatten)]
+    pub executor: executor_args::ExecutorArgs,
 }
 
 #[derive(Args)]
@@ -362,6 +381,9 @@ pub struct ConfineArgs {
     /// Run even where the kernel cannot enforce the file-system rules.
     #[arg(long)]
     pub allow_unconfined: bool,
+    /// A CPU the program may run on (repeatable; default: all).
+    #[arg(long, value_name = "N")]
+    pub cpu: Vec<usize>,
     /// The program and its arguments.
     #[arg(last = true, required = true, value_name = "PROGRAM")]
     pub command: Vec<OsString>,
@@ -460,6 +482,8 @@ pub struct RunArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub confinement: ConfinementArg,
+    #[command(flatten)]
+    pub executor: executor_args::ExecutorArgs,
 }
 
 /// Which recorded run a command reads: report and confirm name it the same way.

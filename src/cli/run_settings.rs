@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::executor_args::{Config, ConfigError};
 use super::RunArgs;
 use crate::research::settings::Settings;
 use crate::research::tag::Tag;
@@ -19,10 +20,14 @@ pub struct Found {
     pub profile_budget: Seconds,
     /// The trainer runs on a GPU.
     pub gpu: bool,
+    /// autoresearch.toml beside the protocol.
+    pub config: Config,
 }
 
-#[derive(Debug, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("--timeout {timeout} is not longer than the training budget {budget}: every run would be killed before it ends; give a longer --timeout, or leave it out (twice the budget plus 120 s)")]
     TimeoutWithinBudget { timeout: Seconds, budget: Seconds },
 }
@@ -80,6 +85,7 @@ impl TryFrom<(&RunArgs, &Found)> for Settings {
             early_stop: args.early_stop.on(),
             paired: args.paired.on(),
             gpu: found.gpu,
+            workers: args.executor.workers(&found.config)?,
             tag,
         })
     }
@@ -101,8 +107,9 @@ mod tests {
             checkout: PathBuf::from("/work/checkout"),
             profile_budget: Seconds::new(300.0).unwrap(),
             gpu: false,
+            config: Config::default(),
         };
-        Settings::try_from((run, &found))
+        Settings::try_from((&**run, &found))
     }
 
     #[test]

@@ -158,6 +158,8 @@ fn train(
         budget: Some(budget.get()),
         timeout: runner::default_timeout(budget),
         confinement,
+        cpus: None,
+        gpu: None,
         stop: &|| false,
     };
     let report = runner::run(&spec, |_| ControlFlow::Continue(()))?;

@@ -56,6 +56,8 @@ pub fn run(args: &BenchTrainerArgs) -> Result<()> {
         budget: Some(args.budget.get()),
         timeout: runner::default_timeout(args.budget),
         confinement,
+        cpus: None,
+        gpu: None,
         stop: &|| false,
     };
     let report = runner::run(&spec, |_| ControlFlow::Continue(()))?;

@@ -20,7 +20,7 @@ use crate::research::now;
 use crate::research::pending;
 use crate::research::progress::Ui;
 use crate::research::record::{Outcome, Record, RecordKind, RunRecord};
-use crate::research::runner::{LocalTrainer, Trainer};
+use crate::research::runner::{Lane, LocalTrainer, Trainer};
 use crate::research::stop::Stop;
 use crate::trainer::run::default_timeout;
 use crate::units::Seconds;
@@ -67,6 +67,7 @@ pub fn run(args: &ConfirmArgs) -> Result<()> {
         timeout: default_timeout(budget),
         confinement: args.confinement.confinement(),
         stop: stop.clone(),
+        gpus: crate::scheduler::memory::Device::gpu_count(),
     };
     let files = [(base_commit, "the baseline"), (best_commit, "the best")];
     let mut binaries: Vec<PathBuf> = Vec::new();
@@ -97,7 +98,9 @@ pub fn run(args: &ConfirmArgs) -> Result<()> {
             // The pair's seed, one the loop never used: each pair is a new initialisation of
             // both files, not the ones the keep was chosen on.
             let seed = FIRST_SEED + i as u64;
-            let report = trainer.run(binary, &run_dir, seed, &mut |_| ControlFlow::Continue(()))?;
+            let report = trainer.run(binary, &run_dir, seed, Lane::ONLY, &mut |_| {
+                ControlFlow::Continue(())
+            })?;
             let end = report.outcome.end();
             let summary = match report.outcome {
                 crate::trainer::run::Outcome::Finished(s) => Some(*s),
@@ -115,6 +118,7 @@ pub fn run(args: &ConfirmArgs) -> Result<()> {
                 exit: None,
                 curve: Vec::new(),
                 commit: Some(*commit),
+                placed: report.placed,
             });
             if stop.requested() {
                 break 'runs;

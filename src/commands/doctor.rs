@@ -7,7 +7,9 @@ use anyhow::Result;
 use harness::meta::DataMeta;
 
 use crate::agent::gguf;
+use crate::cli::executor_args::Config;
 use crate::cli::DoctorArgs;
+use crate::executor::Executor;
 
 pub fn run(args: &DoctorArgs) -> Result<()> {
     let mut problems = 0;
@@ -131,10 +133,76 @@ pub fn run(args: &DoctorArgs) -> Result<()> {
         }
     }
 
+    for (ok, what, detail) in executor(args, &data_dir) {
+        report(ok, what, detail);
+    }
+
     if problems > 0 {
         anyhow::bail!("{problems} problem(s) found");
     }
     Ok(())
+}
+
+/// The executor as the loop would take it, and for SLURM: the clients, and a job that reads the
+/// prepared data and writes the shared folder from a node.
+fn executor(args: &DoctorArgs, data_dir: &Path) -> Vec<(bool, &'static str, String)> {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let checkout = crate::research::git::checkout_root(&cwd).unwrap_or(cwd);
+    let program = args
+        .program
+        .clone()
+        .unwrap_or_else(|| checkout.join("program.md"));
+    let executor = Config::beside(&program)
+        .map_err(anyhow::Error::from)
+        .and_then(|config| {
+            let runs = checkout.join("runs").join("doctor");
+            Ok(args.executor.executor(&config, &runs)?)
+        });
+    let (mode, options, shared) = match executor {
+        Err(e) => return vec![(false, "executor", format!("{e:#}"))],
+        Ok(Executor::Local) => {
+            return vec![(true, "executor", "local: runs train on this machine".into())]
+        }
+        Ok(Executor::Slurm {
+            mode,
+            options,
+            shared,
+        }) => (mode, options, shared),
+    };
+    let mut lines = vec![(
+        true,
+        "executor",
+        format!(
+            "slurm, {mode} mode, partition {}, gres {}, time {}, {} CPU(s) per job{}; shared folder {}",
+            options.partition.as_deref().unwrap_or("(default)"),
+            options.gres.as_deref().unwrap_or("(none)"),
+            options.time.as_deref().unwrap_or("(default)"),
+            options.cpus,
+            match options.extra.is_empty() {
+                true => String::new(),
+                false => format!(", sbatch {}", options.extra.join(" ")),
+            },
+            shared.display()
+        ),
+    )];
+    match Command::new("sbatch").arg("--version").output() {
+        Ok(out) if out.status.success() => lines.push((
+            true,
+            "sbatch",
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        )),
+        _ => {
+            lines.push((false, "sbatch", "not found: install SLURM's client commands (Debian: slurm-client) or run on a login node".into()));
+            return lines;
+        }
+    }
+    lines.push(
+        match crate::executor::probe::shared_path(&options, &shared, data_dir) {
+            Ok(detail) => (true, "shared path", detail),
+            Err(e) => (false, "shared path", format!("{e:#}")),
+        },
+    );
+    lines
 }
 
 /// Free bytes on the file system holding `path` (or its nearest existing ancestor).

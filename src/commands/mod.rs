@@ -7,6 +7,7 @@ pub mod bench_swap;
 pub mod bench_trainer;
 pub mod confirm;
 pub mod doctor;
+pub mod node;
 pub mod prepare;
 pub mod propose;
 pub mod report;
@@ -29,6 +30,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
             Command::Propose(args) => propose::run(args),
             Command::Doctor(args) => doctor::run(args),
             Command::Confine(args) => crate::confine::run(args),
+            Command::NodeRun { task } => node::run_task(task),
+            Command::NodeWorker { dir } => crate::executor::workers::serve(dir),
             Command::Bench(BenchCommand::Build(args)) => bench::build_time(args),
             Command::Bench(BenchCommand::Agent(args)) => bench_agent::run(args),
             Command::Bench(BenchCommand::Swap(args)) => bench_swap::run(args),

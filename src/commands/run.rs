@@ -8,19 +8,21 @@ use harness::meta::DataMeta;
 use harness::HarnessError;
 
 use crate::agent::propose::Settings as AgentSettings;
+use crate::cli::executor_args::Config;
 use crate::cli::run_settings::{program_path, Found};
 use crate::cli::{ProfileName, RunArgs};
 use crate::dashboard::{Dashboard, Site};
 use crate::data::prepare::{prepare, PrepareRequest};
+use crate::executor::{Executor, SlurmTrainer};
 use crate::program::Protocol;
 use crate::research::git::checkout_root;
 use crate::research::journal::{JOURNAL_FILE, RESULTS_FILE};
 use crate::research::live::{LiveFile, RunInfo};
 use crate::research::local_agent::LocalAgent;
 use crate::research::progress::Ui;
-use crate::research::runner::LocalTrainer;
+use crate::research::runner::{LocalTrainer, Trainer};
 use crate::research::session::{Ending, Research};
-use crate::research::settings::Settings;
+use crate::research::settings::{Settings, ThinkChoice};
 use crate::research::stop::Stop;
 use crate::scheduler::memory::{Device, Kind};
 use crate::scheduler::owner::DeviceOwner;
@@ -40,12 +42,14 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let meta = ensure_data(&data_dir, args.profile)?;
     let mut device = Device::detect();
     let found = Found {
+        config: Config::beside(&program_path(args, &checkout))?,
         checkout: checkout.clone(),
         profile_budget: Seconds::new(meta.profile.budget_seconds)
             .map_err(|e| anyhow::anyhow!("the prepared data's budget {e}"))?,
         gpu: device.kind == Kind::Gpu,
     };
     let settings = Settings::try_from((args, &found))?;
+    let executor = args.executor.executor(&found.config, &settings.dir)?;
     // The address is taken now: a port in use is said before the model loads.
     let dashboard = match args.dashboard {
         true => Some(Dashboard::bind(args.listen, site(&settings))?),
@@ -78,19 +82,44 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let stop = Stop::on_signals()?;
     let device_name = device.name.clone();
     let owner = DeviceOwner::new(device, resident, args.vram_budget, before_load);
-    let agent = LocalAgent::new(
-        owner,
-        agent_settings,
-        args.think_while_training,
-        stop.clone(),
-    );
-    let trainer = LocalTrainer {
-        slot,
-        data_dir,
-        budget: settings.budget,
-        timeout: settings.timeout,
-        confinement,
-        stop: stop.clone(),
+    // Runs on a cluster take nothing from this machine: the agent writes the next proposal
+    // while they train.
+    let think = match (args.think_while_training, &executor) {
+        (ThinkChoice::Auto, Executor::Slurm { .. }) => ThinkChoice::Always,
+        (think, _) => think,
+    };
+    let agent = LocalAgent::new(owner, agent_settings, think, stop.clone());
+    let trainer: Box<dyn Trainer> = match executor {
+        Executor::Local => Box::new(LocalTrainer {
+            slot,
+            data_dir,
+            budget: settings.budget,
+            timeout: settings.timeout,
+            confinement,
+            stop: stop.clone(),
+            gpus: crate::scheduler::memory::Device::gpu_count(),
+        }),
+        Executor::Slurm {
+            mode,
+            options,
+            shared,
+        } => {
+            println!(
+                "executor: slurm ({mode} mode), shared folder {}",
+                shared.display()
+            );
+            Box::new(SlurmTrainer::new(
+                slot,
+                data_dir,
+                settings.budget,
+                settings.timeout,
+                confinement,
+                stop.clone(),
+                shared,
+                options,
+                mode,
+            )?)
+        }
     };
     let (tag, dir, budget) = (settings.tag.clone(), settings.dir.clone(), settings.budget);
     let ui = Ui::new(args.quiet);

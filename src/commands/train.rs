@@ -64,6 +64,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         budget: Some(budget.get()),
         timeout,
         confinement,
+        cpus: None,
+        gpu: None,
         stop: &|| false,
     };
     let report = run::run(&spec, |line| {

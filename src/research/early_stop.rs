@@ -310,6 +310,7 @@ mod tests {
             exit: None,
             curve,
             commit: None,
+            placed: None,
         }];
         r
     }

@@ -138,6 +138,36 @@ impl<'a> History<'a> {
         retry.then_some(last)
     }
 
+    /// With several workers: the experiments made on `best` that a stop or a crash cut short, not
+    /// re-runs themselves and not re-run yet, oldest first: the next round runs them again.
+    pub fn to_retry_on(&self, best: CommitId) -> Vec<&'a Record> {
+        self.records
+            .iter()
+            .filter(|r| {
+                r.kind == RecordKind::Experiment
+                    && r.outcome == Outcome::Interrupted
+                    && r.parent == best
+                    && r.retry_of.is_none()
+                    && r.commit.is_some()
+                    && !self.records.iter().any(|later| later.retry_of == Some(r.n))
+            })
+            .collect()
+    }
+
+    /// Candidates beaten within their round whose change was queued again on top of the
+    /// winner, and has not run there yet, oldest first.
+    pub fn to_requeue(&self) -> Vec<&'a Record> {
+        self.experiments()
+            .filter(|r| {
+                r.outcome == Outcome::Requeued
+                    && !self
+                        .records
+                        .iter()
+                        .any(|later| later.requeue_of == Some(r.n))
+            })
+            .collect()
+    }
+
     /// The trainer's peak in the latest record that has one: what the next run is planned with.
     pub fn last_trainer_peak(&self) -> Option<crate::units::Bytes> {
         self.records.iter().rev().find_map(|r| r.trainer_peak)

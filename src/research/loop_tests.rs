@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use harness::summary::Summary;
@@ -13,10 +14,11 @@ use harness::summary::Summary;
 use super::controller::{Choice, Move};
 use super::draft::Draft;
 use super::git::tests::scratch_repo;
+use super::git::Workspace;
 use super::history::History;
 use super::progress::Ui;
 use super::record::{CommitId, DraftOutcome, Outcome, Record, RecordKind};
-use super::runner::Trainer;
+use super::runner::{Lane, Trainer};
 use super::session::{Ending, Research};
 use super::settings::{ActionChoice, Settings};
 use super::sourcing::{Ask, Proposer};
@@ -152,7 +154,11 @@ enum Build {
 #[derive(Default)]
 struct ScriptedTrainer {
     builds: VecDeque<Build>,
-    runs: VecDeque<Run>,
+    /// Taken in turn by runs one at a time.
+    runs: Mutex<VecDeque<Run>>,
+    /// Runs side by side take theirs by run folder (`e0001/run1`), whatever order their lanes
+    /// start in.
+    by_dir: Mutex<Vec<(&'static str, Run)>>,
     stop: Stop,
 }
 
@@ -198,14 +204,25 @@ impl Trainer for ScriptedTrainer {
     }
 
     fn run(
-        &mut self,
+        &self,
         _binary: &Path,
         run_dir: &Path,
         _seed: u64,
+        _lane: Lane,
         on_line: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<RunReport, TrainerError> {
         std::fs::create_dir_all(run_dir).unwrap();
-        let run = self.runs.pop_front().expect("a scripted run");
+        let mut by_dir = self.by_dir.lock().unwrap();
+        let run = match by_dir.iter().position(|(dir, _)| run_dir.ends_with(dir)) {
+            Some(i) => by_dir.remove(i).1,
+            None => self
+                .runs
+                .lock()
+                .unwrap()
+                .pop_front()
+                .expect("a scripted run"),
+        };
+        drop(by_dir);
         // Ten step lines, the loss falling from 5.0; the caller may stop the run at any of them.
         let behind = if matches!(run, Run::Behind(_)) {
             1.0
@@ -224,6 +241,7 @@ impl Trainer for ScriptedTrainer {
                     log: run_dir.join("train.log"),
                     seconds: 0.6 * step as f64,
                     tail: vec![line],
+                    placed: None,
                 });
             }
         }
@@ -242,6 +260,7 @@ impl Trainer for ScriptedTrainer {
             log: run_dir.join("train.log"),
             seconds: 6.0,
             tail: vec!["the last line".into()],
+            placed: None,
         })
     }
 }
@@ -269,6 +288,7 @@ pub(crate) fn settings() -> Settings {
         early_stop: false,
         paired: false,
         gpu: false,
+        workers: 1,
     }
 }
 
@@ -352,7 +372,7 @@ fn only_what_beats_the_noise_is_kept() {
     let mut scripted = runs(&[1.80, 1.82, 1.81, 1.75, 1.74, 1.745]);
     scripted.push_back(Run::Crashed);
     let trainer = ScriptedTrainer {
-        runs: scripted,
+        runs: Mutex::new(scripted),
         ..Default::default()
     };
     let (ending, records, agent) = scene.run(scene.with_max(3), agent, trainer);
@@ -408,7 +428,9 @@ fn a_promising_candidate_is_judged_against_the_best_file_run_beside_it() {
     // beat the baseline's recorded 2.01 enough to be kept by the stale rule, but the baseline
     // run again beside it makes 1.97. e0002 is better than even that; e0003 is not promising.
     let trainer = ScriptedTrainer {
-        runs: runs(&[2.00, 2.02, 2.01, 1.99, 1.97, 1.99, 1.95, 1.99, 2.05]),
+        runs: Mutex::new(runs(&[
+            2.00, 2.02, 2.01, 1.99, 1.97, 1.99, 1.95, 1.99, 2.05,
+        ])),
         ..Default::default()
     };
     let settings = Settings {
@@ -467,7 +489,7 @@ fn a_streak_of_failures_resets_the_agent_to_the_best_file() {
         ..Default::default()
     };
     let trainer = ScriptedTrainer {
-        runs: runs(&[1.8, 1.8, 1.8]),
+        runs: Mutex::new(runs(&[1.8, 1.8, 1.8])),
         ..Default::default()
     };
     let (ending, records, agent) = scene.run(settings, agent, trainer);
@@ -501,7 +523,7 @@ fn an_interrupted_experiment_is_run_again_once_as_it_was() {
     let mut scripted = runs(&[1.8, 1.8, 1.8]);
     scripted.push_back(Run::Interrupted);
     let trainer = ScriptedTrainer {
-        runs: scripted,
+        runs: Mutex::new(scripted),
         ..Default::default()
     };
     let (ending, records, _) = scene.run(scene.settings.clone(), agent, trainer);
@@ -512,7 +534,7 @@ fn an_interrupted_experiment_is_run_again_once_as_it_was() {
     // Resumed: the agent is not asked; the interrupted candidate runs again, and is
     // interrupted again.
     let trainer = ScriptedTrainer {
-        runs: [Run::Interrupted].into(),
+        runs: Mutex::new([Run::Interrupted].into()),
         ..Default::default()
     };
     let (ending, records, agent) =
@@ -531,7 +553,7 @@ fn an_interrupted_experiment_is_run_again_once_as_it_was() {
         ..Default::default()
     };
     let trainer = ScriptedTrainer {
-        runs: runs(&[1.9]),
+        runs: Mutex::new(runs(&[1.9])),
         ..Default::default()
     };
     let (ending, records, agent) = scene.run(scene.with_max(1), agent, trainer);
@@ -571,7 +593,7 @@ fn a_draft_is_used_while_it_still_applies_and_recorded_when_it_does_not() {
         ..Default::default()
     };
     let trainer = ScriptedTrainer {
-        runs: runs(&[1.8, 1.8, 1.8, 1.9, 1.9]),
+        runs: Mutex::new(runs(&[1.8, 1.8, 1.8, 1.9, 1.9])),
         ..Default::default()
     };
     let (ending, records, agent) = scene.run(scene.with_max(2), agent, trainer);
@@ -597,7 +619,7 @@ fn a_stop_while_the_agent_writes_records_an_experiment_without_a_candidate() {
         ..Default::default()
     };
     let trainer = ScriptedTrainer {
-        runs: runs(&[1.8, 1.8, 1.8]),
+        runs: Mutex::new(runs(&[1.8, 1.8, 1.8])),
         ..Default::default()
     };
     let (ending, records, _) = scene.run(scene.settings.clone(), agent, trainer);
@@ -623,7 +645,7 @@ fn a_compile_error_is_the_agents_and_a_full_disk_the_machines() {
     };
     let trainer = ScriptedTrainer {
         builds: [Build::Ok, Build::Compile, Build::DiskFull].into(),
-        runs: runs(&[1.8, 1.8, 1.8]),
+        runs: Mutex::new(runs(&[1.8, 1.8, 1.8])),
         ..Default::default()
     };
     let (ending, records, _) = scene.run(scene.settings.clone(), agent, trainer);
@@ -675,7 +697,7 @@ fn the_controller_asks_for_its_move_and_a_draft_for_another_move_is_stale() {
         ..Default::default()
     };
     let trainer = ScriptedTrainer {
-        runs: runs(&[1.8, 1.8, 1.8, 1.9, 1.9]),
+        runs: Mutex::new(runs(&[1.8, 1.8, 1.8, 1.9, 1.9])),
         ..Default::default()
     };
     let (ending, records, agent) = scene.run(settings, agent, trainer);
@@ -711,7 +733,7 @@ fn a_run_that_falls_behind_the_best_is_stopped_early_and_recorded_with_its_curve
     let mut scripted = runs(&[1.80, 1.81, 1.80]);
     scripted.push_back(Run::Behind(1.70));
     let trainer = ScriptedTrainer {
-        runs: scripted,
+        runs: Mutex::new(scripted),
         ..Default::default()
     };
     let settings = Settings {
@@ -738,4 +760,83 @@ fn a_run_that_falls_behind_the_best_is_stopped_early_and_recorded_with_its_curve
         why.starts_with("stopped early at 70% of the budget"),
         "{why}"
     );
+}
+
+/// Commits `text` as the checkout's training file: the file the run starts from.
+fn start_from(checkout: &Path, text: &str) {
+    let repo = git2::Repository::open(checkout).unwrap();
+    std::fs::write(checkout.join(super::git::TRAIN_FILE), text).unwrap();
+    let mut index = repo.index().unwrap();
+    index.add_path(Path::new(super::git::TRAIN_FILE)).unwrap();
+    index.write().unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let head = repo.head().unwrap().peel_to_commit().unwrap();
+    let me = git2::Signature::now("t", "t@t").unwrap();
+    repo.commit(Some("HEAD"), &me, &me, "two constants", &tree, &[&head])
+        .unwrap();
+}
+
+#[test]
+fn a_round_keeps_its_best_candidate_and_requeues_the_other_on_top() {
+    let scene = Scene::new();
+    let file = |a: f64, b: f64| -> &'static str {
+        let text = format!("const A: f64 = {a:?};\n\n// apart\n\nconst B: f64 = {b:?};\n");
+        Box::leak(text.into_boxed_str())
+    };
+    start_from(&scene.checkout, file(1.0, 1.0));
+    let agent = ScriptedAgent {
+        replies: [
+            Reply::Valid(file(2.0, 1.0)),
+            // Another line: it still applies on top of the first.
+            Reply::Valid(file(1.0, 2.0)),
+            Reply::Valid(file(3.0, 1.0)),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    let trainer = ScriptedTrainer {
+        runs: Mutex::new(runs(&[2.00, 2.01, 1.99])),
+        by_dir: Mutex::new(vec![
+            ("e0001/run1", Run::Finished(1.90)),
+            ("e0002/run1", Run::Finished(1.95)),
+            ("e0003/run1", Run::Finished(1.85)),
+            ("e0004/run1", Run::Finished(2.10)),
+        ]),
+        ..Default::default()
+    };
+    let settings = Settings {
+        workers: 2,
+        ..scene.with_max(4)
+    };
+    let (ending, records, agent) = scene.run(settings, agent, trainer);
+    assert_eq!(ending.unwrap(), Ending::MaxExperiments);
+    assert_eq!(
+        outcomes(&records),
+        [
+            Outcome::Keep,
+            Outcome::Keep,
+            Outcome::Requeued,
+            Outcome::Keep,
+            Outcome::Discard
+        ]
+    );
+    // Both candidates of the first round were made on the baseline and judged against it.
+    let base = records[0].commit.unwrap();
+    assert!(records[1..3].iter().all(|r| r.parent == base));
+    assert_eq!(
+        records[2].decision.as_ref().unwrap().best_before,
+        records[0].val_bpb.unwrap()
+    );
+    // The beaten one's change, on top of the winner, came first in the next round.
+    let requeued = &records[3];
+    assert_eq!(requeued.requeue_of, Some(2));
+    assert_eq!(requeued.parent, records[1].commit.unwrap());
+    let ws = Workspace::open(&scene.checkout, "t", &scene.settings.dir.join("worktree")).unwrap();
+    assert_eq!(
+        ws.file_at(requeued.commit.unwrap()).unwrap(),
+        file(2.0, 2.0)
+    );
+    // The agent was asked for three candidates: two in the first round, one beside the requeue.
+    let asked: Vec<usize> = agent.asked.iter().map(|a| a.n).collect();
+    assert_eq!(asked, [1, 2, 4]);
 }

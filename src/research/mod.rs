@@ -21,6 +21,7 @@ pub mod local_agent;
 pub mod locate;
 pub mod lock;
 pub mod noise;
+pub mod parallel;
 pub mod pending;
 pub mod plot;
 pub mod progress;

@@ -56,6 +56,12 @@ pub enum Outcome {
     /// Stopped during training: its loss was worse than the best file's at the same progress by
     /// more than the baseline runs' spread allows. A result, not a failure.
     StoppedEarly,
+    /// With several workers: beat the best beyond the noise, but another candidate of its round
+    /// beat it by more; its change was re-applied on top of that one and queued again
+    /// (`requeue_of`).
+    Requeued,
+    /// As `Requeued`, but its change no longer applies on top of the new best.
+    Superseded,
     /// A confirmation whose 95 % interval excludes zero: the improvement is real.
     Confirmed,
     /// A confirmation whose interval includes zero.
@@ -71,6 +77,8 @@ named!(Outcome {
     Rejected => "rejected",
     Interrupted => "interrupted",
     StoppedEarly => "stopped_early",
+    Requeued => "requeued",
+    Superseded => "superseded",
     Confirmed => "confirmed",
     NotConfirmed => "not_confirmed",
 });
@@ -80,7 +88,9 @@ impl Outcome {
     pub fn tsv_status(self) -> &'static str {
         match self {
             Outcome::Keep => "keep",
-            Outcome::Discard | Outcome::StoppedEarly => "discard",
+            Outcome::Discard | Outcome::StoppedEarly | Outcome::Requeued | Outcome::Superseded => {
+                "discard"
+            }
             _ => "crash",
         }
     }
@@ -95,7 +105,10 @@ impl Outcome {
 
     /// Trained to a result that the keep rule judged.
     pub fn is_judged(self) -> bool {
-        matches!(self, Outcome::Keep | Outcome::Discard)
+        matches!(
+            self,
+            Outcome::Keep | Outcome::Discard | Outcome::Requeued | Outcome::Superseded
+        )
     }
 }
 
@@ -114,6 +127,9 @@ pub enum RunEnd {
     Interrupted,
     /// Killed because its loss curve fell behind the best file's (early stopping).
     StoppedEarly,
+    /// Its job was ended by the cluster (preemption, node failure, a time limit, a cancel from
+    /// outside): nothing said about the file, so the experiment is run again.
+    Lost,
 }
 
 named!(RunEnd {
@@ -124,6 +140,7 @@ named!(RunEnd {
     OutOfMemory => "out_of_memory",
     Interrupted => "interrupted",
     StoppedEarly => "stopped_early",
+    Lost => "lost",
 });
 
 impl RunEnd {
@@ -133,7 +150,7 @@ impl RunEnd {
             RunEnd::Finished => None,
             RunEnd::Diverged | RunEnd::Crashed | RunEnd::OutOfMemory => Some(Outcome::Crash),
             RunEnd::TimedOut => Some(Outcome::Timeout),
-            RunEnd::Interrupted => Some(Outcome::Interrupted),
+            RunEnd::Interrupted | RunEnd::Lost => Some(Outcome::Interrupted),
             RunEnd::StoppedEarly => Some(Outcome::StoppedEarly),
         }
     }
@@ -217,6 +234,22 @@ pub struct RunRecord {
     /// The file that ran, where a record runs more than one (a confirmation).
     #[serde(default)]
     pub commit: Option<CommitId>,
+    /// Where it ran, when not as the appliance's only child.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placed: Option<Placed>,
+}
+
+/// Where a run ran, when an executor other than the appliance's own process tree ran it, or
+/// one of several workers did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placed {
+    pub executor: crate::executor::ExecutorKind,
+    /// The worker's number, where several run at once.
+    pub worker: Option<usize>,
+    /// The SLURM job that ran it.
+    pub job: Option<String>,
+    /// The machine it ran on.
+    pub host: Option<String>,
 }
 
 /// What the keep/discard rule saw.
@@ -326,6 +359,9 @@ pub struct Record {
     pub log_tail: Vec<String>,
     /// This experiment re-runs an interrupted one.
     pub retry_of: Option<usize>,
+    /// This experiment is a requeued one's change on top of the best that beat it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requeue_of: Option<usize>,
     /// The agent was reset to the best commit with its failures summarised before this one.
     pub agent_reset: bool,
     /// Where the agent was during the training runs, and what moving it cost.
@@ -372,6 +408,7 @@ impl Record {
             error: None,
             log_tail: Vec::new(),
             retry_of: None,
+            requeue_of: None,
             agent_reset: false,
             schedule: None,
             draft: None,

@@ -7,28 +7,75 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::early_stop::Curve;
-use super::record::{Outcome, Record, RunRecord};
+use super::record::{Outcome, Placed, Record, RunRecord};
 use super::stop::Stop;
 use crate::confine::Confinement;
 use crate::trainer::run::{self, RunReport};
 use crate::trainer::{build, TrainerError};
 use crate::units::{Bytes, Seconds};
 
-pub trait Trainer {
+/// Which of the loop's workers a run goes to: `index` of `of`, 0 of 1 when runs go one at a
+/// time. The executor gives each its own share: CPUs, a GPU, a worker job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lane {
+    pub index: usize,
+    pub of: usize,
+}
+
+impl Lane {
+    pub const ONLY: Lane = Lane { index: 0, of: 1 };
+
+    /// This lane's CPUs out of `available`: a block of its own, or None (all of them) when runs
+    /// go one at a time. With fewer CPUs than lanes, lanes share them in turn.
+    pub fn cpus(self, available: &[usize]) -> Option<Vec<usize>> {
+        if self.of <= 1 || available.is_empty() {
+            return None;
+        }
+        let n = available.len();
+        if n < self.of {
+            return Some(vec![available[self.index % n]]);
+        }
+        let (each, extra) = (n / self.of, n % self.of);
+        let start = self.index * each + self.index.min(extra);
+        let len = each + usize::from(self.index < extra);
+        Some(available[start..start + len].to_vec())
+    }
+}
+
+/// Builds the loop's candidates and trains them; runs may go on at once, from several threads.
+pub trait Trainer: Send + Sync {
     /// The training program for a candidate's text (built already when the agent checked that
     /// it compiles: then this only finds it).
     fn build(&mut self, text: &str) -> Result<build::Built, TrainerError>;
 
-    /// One run of `binary` with its output in `run_dir` and the run's `seed` (0 for a file's
-    /// first run); each line it prints goes to `on_line`, which may abandon the run (early
-    /// stopping).
+    /// One run of `binary` on `lane` with its output in `run_dir` and the run's `seed` (0 for a
+    /// file's first run); each line it prints goes to `on_line`, which may abandon the run
+    /// (early stopping).
     fn run(
-        &mut self,
+        &self,
         binary: &Path,
         run_dir: &Path,
         seed: u64,
+        lane: Lane,
         on_line: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<RunReport, TrainerError>;
+}
+
+impl<T: Trainer + ?Sized> Trainer for Box<T> {
+    fn build(&mut self, text: &str) -> Result<build::Built, TrainerError> {
+        (**self).build(text)
+    }
+
+    fn run(
+        &self,
+        binary: &Path,
+        run_dir: &Path,
+        seed: u64,
+        lane: Lane,
+        on_line: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<RunReport, TrainerError> {
+        (**self).run(binary, run_dir, seed, lane, on_line)
+    }
 }
 
 /// The real trainer: builds in the agent's staging slot, runs confined for the budget.
@@ -39,6 +86,8 @@ pub struct LocalTrainer {
     pub timeout: Duration,
     pub confinement: Confinement,
     pub stop: Stop,
+    /// GPUs on this machine: with one per worker, each worker's runs get their own.
+    pub gpus: usize,
 }
 
 impl Trainer for LocalTrainer {
@@ -48,13 +97,15 @@ impl Trainer for LocalTrainer {
     }
 
     fn run(
-        &mut self,
+        &self,
         binary: &Path,
         run_dir: &Path,
         seed: u64,
+        lane: Lane,
         on_line: &mut dyn FnMut(&str) -> ControlFlow<()>,
     ) -> Result<RunReport, TrainerError> {
         let stop = self.stop.clone();
+        let cpus = lane.cpus(&crate::confine::own_cpus());
         let spec = run::RunSpec {
             binary,
             data_dir: &self.data_dir,
@@ -63,9 +114,20 @@ impl Trainer for LocalTrainer {
             seed,
             timeout: self.timeout,
             confinement: self.confinement,
+            cpus: cpus.as_deref(),
+            gpu: (lane.of > 1 && self.gpus >= lane.of).then_some(lane.index),
             stop: &move || stop.requested(),
         };
-        run::run(&spec, on_line)
+        let mut report = run::run(&spec, on_line)?;
+        if lane.of > 1 {
+            report.placed = Some(Placed {
+                executor: crate::executor::ExecutorKind::Local,
+                worker: Some(lane.index),
+                job: None,
+                host: None,
+            });
+        }
+        Ok(report)
     }
 }
 
@@ -105,6 +167,7 @@ pub fn record_run(
         exit,
         curve,
         commit: None,
+        placed: report.placed,
     });
     end.outcome_without_result()
 }
@@ -131,7 +194,24 @@ mod tests {
             log: PathBuf::from("e0001/run1/train.log"),
             seconds: 7.5,
             tail: tail.iter().map(|l| l.to_string()).collect(),
+            placed: None,
         }
+    }
+
+    #[test]
+    fn lanes_split_the_cpus_into_blocks() {
+        let eight: Vec<usize> = (0..8).collect();
+        assert_eq!(Lane::ONLY.cpus(&eight), None);
+        let lane = |index, of| Lane { index, of };
+        assert_eq!(lane(0, 2).cpus(&[0, 1]), Some(vec![0]));
+        assert_eq!(lane(1, 2).cpus(&[0, 1]), Some(vec![1]));
+        assert_eq!(lane(0, 3).cpus(&eight), Some(vec![0, 1, 2]));
+        assert_eq!(lane(1, 3).cpus(&eight), Some(vec![3, 4, 5]));
+        assert_eq!(lane(2, 3).cpus(&eight), Some(vec![6, 7]));
+        // The appliance's own CPUs, whichever they are.
+        assert_eq!(lane(1, 2).cpus(&[4, 5, 6, 7]), Some(vec![6, 7]));
+        // More lanes than CPUs: they take turns.
+        assert_eq!(lane(2, 3).cpus(&[0, 1]), Some(vec![0]));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::journal::Journal;
 use super::live::LiveFile;
 use super::lock::RunLock;
 use super::noise::{mean, NoiseFloor};
+use super::parallel;
 use super::progress::Ui;
 use super::record::{CommitId, Outcome, Record, RecordKind};
 use super::request::Asking;
@@ -29,6 +30,24 @@ use crate::scheduler::owner::Schedule;
 
 // Each training run of a record, and the judgement of a candidate's runs.
 mod runs;
+// With several workers: rounds of candidates trained side by side.
+mod round;
+
+/// Where an experiment's candidate comes from.
+enum Origin {
+    /// The agent, asked for the move the controller chooses.
+    Agent,
+    /// An experiment a stop or a crash cut short, run again as it was.
+    Retry(Record),
+    /// A candidate beaten within its round, its change re-applied on the best file.
+    Requeue(Record),
+}
+
+/// A candidate made, committed and built; or an experiment that ended before training.
+enum Prepared {
+    Ready { record: Record, binary: PathBuf },
+    Done(Record),
+}
 
 /// Why the loop ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -77,7 +96,7 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
                 torn.display()
             ));
         }
-        if let Some(n) = pending::recover(dir, &mut journal, now())? {
+        for n in pending::recover(dir, &mut journal, now())? {
             ui.say(&format!(
                 "e{n:04} was in flight when the last run ended: recorded as interrupted"
             ));
@@ -139,7 +158,10 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
             if self.settings.deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(Ending::Deadline);
             }
-            self.experiment(best, &floor)?;
+            match self.settings.workers {
+                1 => self.experiment(best, &floor)?,
+                _ => self.round(best, &floor)?,
+            }
         }
     }
 
@@ -196,11 +218,34 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
     fn experiment(&mut self, best: Best, floor: &NoiseFloor) -> Result<()> {
         let start = Instant::now();
         let n = self.history().next_n();
+        // An experiment cut short by a stop or a crash is run once more, as it was.
+        let origin = match self.history().to_retry().cloned() {
+            Some(last) => Origin::Retry(last),
+            None => Origin::Agent,
+        };
+        match self.prepare(n, best, origin, &[])? {
+            Prepared::Done(record) => self.finish(record, start, Some(best.val_bpb)),
+            Prepared::Ready { mut record, binary } => {
+                let bar = self.train_and_judge(&binary, &mut record, best, floor)?;
+                self.finish(record, start, Some(bar))
+            }
+        }
+    }
+
+    /// Experiment `n`'s candidate made on the best file, committed and built: ready to train,
+    /// or done already (nothing proposed, does not compile, no longer applies). Once committed
+    /// it is saved as pending, beside `in_flight` (the round's candidates made before it).
+    fn prepare(
+        &mut self,
+        n: usize,
+        best: Best,
+        origin: Origin,
+        in_flight: &[Record],
+    ) -> Result<Prepared> {
         let mut record = Record::new(n, RecordKind::Experiment, best.commit, now());
         record.budget_seconds = Some(self.settings.budget.get());
-        let (text, idea) = match self.history().to_retry().cloned() {
-            // An experiment cut short by a stop or a crash is run once more, as it was.
-            Some(last) => {
+        let (text, idea) = match origin {
+            Origin::Retry(last) => {
                 record.retry_of = Some(last.n);
                 record.idea = last.idea.clone();
                 record.action = last.action;
@@ -212,7 +257,33 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
                 let idea = last.idea.unwrap_or(last.description);
                 (self.workspace.file_at(commit)?, idea)
             }
-            None => match self.propose(&mut record, best)? {
+            Origin::Requeue(beaten) => {
+                record.requeue_of = Some(beaten.n);
+                record.idea = beaten.idea.clone();
+                record.action = beaten.action;
+                record.choice = beaten.choice.clone();
+                let idea = beaten.idea.clone().unwrap_or(beaten.description.clone());
+                let commit = beaten
+                    .commit
+                    .context("a requeued experiment without a commit")?;
+                let (parent, theirs) = (
+                    self.workspace.file_at(beaten.parent)?,
+                    self.workspace.file_at(commit)?,
+                );
+                let ours = self.workspace.file_at(best.commit)?;
+                match parallel::reapply(&parent, &ours, &theirs) {
+                    Some(text) => (text, idea),
+                    None => {
+                        record.outcome = Outcome::Superseded;
+                        record.description = format!(
+                            "{idea} (e{:04}'s change no longer applies on the best file)",
+                            beaten.n
+                        );
+                        return Ok(Prepared::Done(record));
+                    }
+                }
+            }
+            Origin::Agent => match self.propose(&mut record, best)? {
                 Taken::Candidate { text, idea } => (text, idea),
                 Taken::Broken { text } => {
                     // A file that does not compile is a candidate too: committed, never trained.
@@ -221,9 +292,9 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
                         &format!("e{n:04}: {} (does not compile)", record.description),
                     )?;
                     self.commit_candidate(&mut record, commit, &text)?;
-                    return self.finish(record, start, Some(best.val_bpb));
+                    return Ok(Prepared::Done(record));
                 }
-                Taken::Nothing => return self.finish(record, start, Some(best.val_bpb)),
+                Taken::Nothing => return Ok(Prepared::Done(record)),
             },
         };
         let parent = self.workspace.file_at(record.parent)?;
@@ -232,18 +303,18 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
             .workspace
             .commit(&text, &format!("e{n:04}: {}", record.description))?;
         self.commit_candidate(&mut record, commit, &text)?;
-        pending::save(&self.settings.dir, &record)?;
-
-        let binary = match self.build(&text, &mut record)? {
-            Ok(binary) => binary,
+        match in_flight {
+            [] => pending::save(&self.settings.dir, &record)?,
+            _ => pending::save_round(&self.settings.dir, &[in_flight, &[record.clone()]].concat())?,
+        }
+        match self.build(&text, &mut record)? {
+            Ok(binary) => Ok(Prepared::Ready { record, binary }),
             Err(errors) => {
                 record.outcome = Outcome::CompileError;
                 record.error = Some(errors);
-                return self.finish(record, start, Some(best.val_bpb));
+                Ok(Prepared::Done(record))
             }
-        };
-        let bar = self.train_and_judge(&binary, &mut record, best, floor)?;
-        self.finish(record, start, Some(bar))
+        }
     }
 
     /// Keeps `commit` (holding `text`) reachable under the experiment's ref and notes in the
@@ -333,8 +404,10 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
             runner::drop_weights(&record);
         }
         // Before the agent moves: the draft holds the model.
+        // A round's records finish one after another: the first collects the round's draft.
         match self.proposer.finish_draft() {
-            Ok(draft) => self.draft = draft,
+            Ok(Some(draft)) => self.draft = Some(draft),
+            Ok(None) => {}
             Err(e) => self.ui.say(&format!(
                 "e{:04}: the draft written during training failed ({e:#}); the next proposal is written afresh",
                 record.n

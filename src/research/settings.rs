@@ -69,6 +69,9 @@ pub struct Settings {
     pub paired: bool,
     /// The trainer runs on a GPU (its `_GPU` constants matter, not the `_CPU` ones).
     pub gpu: bool,
+    /// Candidates trained at once (1: one experiment at a time, each judged as it ends; more:
+    /// rounds of this many, each candidate run once and the best that passes kept).
+    pub workers: usize,
 }
 
 /// A part of the search that can be switched off, to measure what it brings.

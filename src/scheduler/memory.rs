@@ -48,6 +48,17 @@ impl Device {
         Device::new("host RAM".into(), Kind::HostRam, Box::new(HostGauge::new()))
     }
 
+    /// NVIDIA GPUs the driver sees in CUDA builds (0 elsewhere): with as many as the loop has
+    /// workers, each worker's runs get one of their own.
+    pub fn gpu_count() -> usize {
+        if !cfg!(feature = "cuda") {
+            return 0;
+        }
+        Nvml::init()
+            .and_then(|nvml| nvml.device_count())
+            .map_or(0, |n| n as usize)
+    }
+
     pub fn new(name: String, kind: Kind, gauge: Box<dyn Gauge>) -> Self {
         Device { name, kind, gauge }
     }

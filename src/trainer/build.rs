@@ -140,6 +140,7 @@ fn cargo_build(
             "RUSTUP_TOOLCHAIN",
             "CARGO_TARGET_DIR",
         ],
+        cpus: &[],
     };
     let mut cmd = crate::confine::wrap(&toolchain.cargo, &allowed, confinement).map_err(io(
         "cannot find the autoresearch binary to confine the build",

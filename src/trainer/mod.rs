@@ -36,6 +36,8 @@ pub enum TrainerError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the cluster could not take the run: {0}")]
+    Cluster(#[from] crate::executor::slurm::SlurmError),
 }
 
 impl TrainerError {

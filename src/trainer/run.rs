@@ -29,12 +29,18 @@ pub struct RunSpec<'a> {
     pub seed: u64,
     pub timeout: Duration,
     pub confinement: Confinement,
+    /// The CPUs the program may use, where runs share a machine (None: all).
+    pub cpus: Option<&'a [usize]>,
+    /// The one GPU the program sees (`CUDA_VISIBLE_DEVICES`), where runs share a machine with
+    /// several (None: as the appliance sees them).
+    pub gpu: Option<usize>,
     /// Polled while the program runs: true kills it (Ctrl-C).
     pub stop: &'a dyn Fn() -> bool,
 }
 
 /// How a training run ended.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Finished(Box<Summary>),
     /// The harness's fast-fail rule fired (NaN or exploding loss).
@@ -52,6 +58,15 @@ pub enum Outcome {
     Interrupted,
     /// Killed because the caller judged its progress doomed (early stopping).
     Abandoned,
+    /// Its job ended without a result for the cluster's reasons (preempted, node failure, its
+    /// time limit, cancelled from outside): SLURM's state and reason. Not the file's doing.
+    /// `retry`: whether running it again can help (not when the job's own time limit is
+    /// shorter than a run).
+    Lost {
+        state: String,
+        reason: String,
+        retry: bool,
+    },
 }
 
 impl Outcome {
@@ -65,6 +80,7 @@ impl Outcome {
             Outcome::OutOfMemory { .. } => RunEnd::OutOfMemory,
             Outcome::Interrupted => RunEnd::Interrupted,
             Outcome::Abandoned => RunEnd::StoppedEarly,
+            Outcome::Lost { .. } => RunEnd::Lost,
         }
     }
 
@@ -87,6 +103,21 @@ impl Outcome {
             Outcome::Abandoned => {
                 "stopped early: its loss fell behind the best file's by more than the noise".into()
             }
+            Outcome::Lost {
+                state,
+                reason,
+                retry: true,
+            } => format!(
+                "the cluster ended the run's job without a result: SLURM state {state}, reason {reason} (not the training file's doing; the run goes to a new job)"
+            ),
+            Outcome::Lost {
+                state,
+                reason,
+                retry: false,
+            } => format!(
+                "the cluster ended the run's job without a result: SLURM state {state}, reason {reason}: the job's time limit is shorter than a run; give a --slurm-time longer than the run's --timeout ({:.0} s)",
+                timeout.as_secs_f64()
+            ),
         })
     }
 }
@@ -97,6 +128,8 @@ pub struct RunReport {
     pub seconds: f64,
     /// The last lines the program printed.
     pub tail: Vec<String>,
+    /// Where it ran, when an executor placed it (a cluster job, one of several workers).
+    pub placed: Option<crate::research::record::Placed>,
 }
 
 pub const LOG_FILE: &str = "train.log";
@@ -111,7 +144,7 @@ const OOM_MESSAGES: [&str; 3] = [
 pub fn default_timeout(budget: Seconds) -> Duration {
     Duration::from_secs_f64(2.0 * budget.get() + 120.0)
 }
-const TAIL_LINES: usize = 40;
+pub const TAIL_LINES: usize = 40;
 
 /// Runs the program; each line it prints goes to `on_line`, which may abandon the run.
 pub fn run(
@@ -131,6 +164,7 @@ pub fn run(
         read: &[spec.data_dir],
         write: &[spec.run_dir],
         keep_env: &[],
+        cpus: spec.cpus.unwrap_or_default(),
     };
     let mut cmd = crate::confine::wrap(spec.binary, &access, spec.confinement).map_err(io(
         "cannot find the autoresearch binary to confine the training program",
@@ -146,6 +180,9 @@ pub fn run(
         cmd.env(ENV_BUDGET, budget.to_string());
     }
     cmd.env(ENV_SEED, spec.seed.to_string());
+    if let Some(gpu) = spec.gpu {
+        cmd.env("CUDA_VISIBLE_DEVICES", gpu.to_string());
+    }
     let start = Instant::now();
     let mut child = cmd
         .spawn()
@@ -249,6 +286,7 @@ pub fn run(
         log: log_path,
         seconds,
         tail,
+        placed: None,
     })
 }
 

@@ -13,7 +13,7 @@ use crate::research::noise::{mean, Judgement, NoiseFloor};
 use crate::research::pending;
 use crate::research::progress::parse_step_line;
 use crate::research::record::{CommitId, Outcome, Record};
-use crate::research::runner::{record_run, Trainer};
+use crate::research::runner::{record_run, Lane, Trainer};
 use crate::research::sourcing::Proposer;
 use crate::units::Bytes;
 
@@ -21,6 +21,18 @@ use crate::units::Bytes;
 /// on the machine as it is now, and up to three, so that one lucky run does not set the bar once
 /// there are more (right after a keep there are only the kept file's own one or two).
 pub const REFERENCE_RUNS: usize = 3;
+
+/// Runs of one record the cluster may end before the loop stops and says so: a cluster that
+/// keeps ending jobs needs its admin, not more tries.
+const LOST_RUNS: usize = 3;
+
+/// How one training run went, for `train`.
+enum Ran {
+    /// Its job was ended by the cluster; `retry`: a new job may finish it.
+    Lost { retry: bool },
+    /// Some(outcome) when it produced no result.
+    Ended(Option<Outcome>),
+}
 
 impl<P: Proposer, T: Trainer> Research<P, T> {
     /// Trains the candidate `binary` and judges its runs against the best, running it again
@@ -88,7 +100,7 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
 
     /// What a candidate is judged against when judging is paired: the best file's latest runs,
     /// or its recorded value where the journal has none of its runs at this budget.
-    fn reference(&self, record: &Record, best: Best) -> Vec<f64> {
+    pub(super) fn reference(&self, record: &Record, best: Best) -> Vec<f64> {
         let runs = self.best_runs(record, best);
         if runs.is_empty() {
             return vec![best.val_bpb];
@@ -118,7 +130,8 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
     }
 
     /// One training run of `record`'s file, or with `of` of the best file beside it; Some(outcome)
-    /// when it produced no result.
+    /// when it produced no result. A run whose job the cluster ended (preempted, its worker
+    /// gone) stays in the record and runs again in a new job, up to `LOST_RUNS` times.
     pub(super) fn train(
         &mut self,
         binary: &Path,
@@ -126,6 +139,31 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
         seed: u64,
         of: Option<CommitId>,
     ) -> Result<Option<Outcome>> {
+        let mut lost = 0;
+        loop {
+            let (error, tail) = (record.error.clone(), record.log_tail.clone());
+            match self.train_once(binary, record, seed, of)? {
+                Ran::Lost { retry } => {
+                    lost += 1;
+                    let why = record.error.clone().unwrap_or_default();
+                    (record.error, record.log_tail) = (error, tail);
+                    if !retry || lost >= LOST_RUNS {
+                        bail!("e{:04}: {why}; the experiment runs again when the run is resumed with the same --tag", record.n);
+                    }
+                    self.ui.say(&format!("e{:04}: {why}", record.n));
+                }
+                Ran::Ended(outcome) => return Ok(outcome),
+            }
+        }
+    }
+
+    fn train_once(
+        &mut self,
+        binary: &Path,
+        record: &mut Record,
+        seed: u64,
+        of: Option<CommitId>,
+    ) -> Result<Ran> {
         let n = record.n;
         let index = record.runs.len() + 1;
         let run_dir = self
@@ -161,21 +199,24 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
         let ui = &mut self.ui;
         // Each run of a file again has its own seed: a second run then measures the luck of the
         // initialisation, instead of repeating the first.
-        let report = self.trainer.run(binary, &run_dir, seed, &mut |line| {
-            ui.training_line(n, index, line);
-            // A file that prints a step line of its own with a NaN loss: not a point of the curve
-            // (the journal would write it as null).
-            let point = parse_step_line(line).filter(|(_, p, l, _)| p.is_finite() && l.is_finite());
-            if let Some((_, progress, loss, _)) = point {
-                curve.push([progress as f32, loss as f32]);
-                doomed = watch.as_mut().and_then(|w| w.see(progress, loss));
-            }
-            if doomed.is_some() {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })?;
+        let report = self
+            .trainer
+            .run(binary, &run_dir, seed, Lane::ONLY, &mut |line| {
+                ui.training_line(n, index, line);
+                // A file that prints a step line of its own with a NaN loss: not a point of the curve
+                // (the journal would write it as null).
+                let point =
+                    parse_step_line(line).filter(|(_, p, l, _)| p.is_finite() && l.is_finite());
+                if let Some((_, progress, loss, _)) = point {
+                    curve.push([progress as f32, loss as f32]);
+                    doomed = watch.as_mut().and_then(|w| w.see(progress, loss));
+                }
+                if doomed.is_some() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })?;
         let peak = match &report.outcome {
             crate::trainer::run::Outcome::Finished(s) => Some(
                 self.proposer
@@ -184,6 +225,10 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
             _ => None,
         };
         let candidates = (record.error.clone(), record.log_tail.clone());
+        let lost = match &report.outcome {
+            crate::trainer::run::Outcome::Lost { retry, .. } => Some(*retry),
+            _ => None,
+        };
         let failed = record_run(record, report, curve, peak, self.settings.timeout);
         if let Some(best) = of {
             record
@@ -198,6 +243,9 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
             record.error = Some(verdict.to_string());
         }
         pending::save(&self.settings.dir, record)?;
-        Ok(failed)
+        Ok(match lost {
+            Some(retry) => Ran::Lost { retry },
+            None => Ran::Ended(failed),
+        })
     }
 }

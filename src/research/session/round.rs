@@ -1,0 +1,240 @@
+//! With several workers (`--workers N`): a round of up to N distinct candidates made on the best
+//! file (runs cut short first, then changes queued again, then the agent's), trained side by side
+//! (each on its own lane: CPUs, GPU or SLURM job), each judged by the noise rule against the best
+//! file they were all made on, and settled together by the parallel keep rule (`parallel`).
+//! Each candidate runs once; the agent writes the next round's first proposal meanwhile.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use anyhow::Result;
+
+use super::{Origin, Prepared, Research};
+use crate::research::early_stop::{Curve, Verdict, Watch};
+use crate::research::history::Best;
+use crate::research::noise::{mean, Judgement, NoiseFloor};
+use crate::research::parallel::{self, Fate, Judged};
+use crate::research::pending;
+use crate::research::progress::parse_step_line;
+use crate::research::record::{Outcome, Record};
+use crate::research::runner::{record_run, Lane, Trainer};
+use crate::research::sourcing::Proposer;
+use crate::trainer::run::RunReport;
+use crate::trainer::TrainerError;
+use crate::units::Bytes;
+
+/// A candidate of the round, ready to train.
+struct Entry {
+    record: Record,
+    binary: PathBuf,
+    started: Instant,
+}
+
+/// What one lane's run brought back.
+type Ran = (Result<RunReport, TrainerError>, Curve, Option<Verdict>);
+
+impl<P: Proposer, T: Trainer> Research<P, T> {
+    pub(super) fn round(&mut self, best: Best, floor: &NoiseFloor) -> Result<()> {
+        let workers = self.settings.workers;
+        let room = match self.settings.max_experiments {
+            Some(max) => max
+                .saturating_sub(self.history().experiments_done())
+                .min(workers),
+            None => workers,
+        };
+        let history = self.history();
+        let mut origins: Vec<Origin> = history
+            .to_retry_on(best.commit)
+            .into_iter()
+            .cloned()
+            .map(Origin::Retry)
+            .chain(
+                history
+                    .to_requeue()
+                    .into_iter()
+                    .cloned()
+                    .map(Origin::Requeue),
+            )
+            .collect();
+        origins.reverse();
+        let mut ready: Vec<Entry> = Vec::new();
+        let mut done: Vec<(Record, Instant)> = Vec::new();
+        while ready.len() + done.len() < room {
+            let deadline = self.settings.deadline.is_some_and(|d| Instant::now() >= d);
+            if self.stop.requested() || deadline {
+                break;
+            }
+            let n = self.history().next_n() + ready.len() + done.len();
+            let in_flight: Vec<Record> = ready
+                .iter()
+                .map(|e| e.record.clone())
+                .chain(done.iter().map(|(r, _)| r.clone()))
+                .collect();
+            let origin = origins.pop().unwrap_or(Origin::Agent);
+            let started = Instant::now();
+            match self.prepare(n, best, origin, &in_flight)? {
+                Prepared::Ready { record, binary } => ready.push(Entry {
+                    record,
+                    binary,
+                    started,
+                }),
+                Prepared::Done(record) => done.push((record, started)),
+            }
+        }
+        let bar = match ready.is_empty() {
+            true => best.val_bpb,
+            false => self.train_round(&mut ready, best, floor)?,
+        };
+        let mut records: Vec<(Record, Instant)> = ready
+            .into_iter()
+            .map(|e| (e.record, e.started))
+            .chain(done)
+            .collect();
+        records.sort_by_key(|(r, _)| r.n);
+        for (record, started) in records {
+            self.finish(record, started, Some(bar))?;
+        }
+        Ok(())
+    }
+
+    /// Trains the round's candidates side by side and judges and settles them; returns the
+    /// best's value they were judged against.
+    fn train_round(&mut self, ready: &mut [Entry], best: Best, floor: &NoiseFloor) -> Result<f64> {
+        // The device is arranged once per round, and the agent drafts beside the runs.
+        self.schedule = self.proposer.make_room()?;
+        self.start_draft(&ready[0].record)?;
+        let lanes = self.settings.workers;
+        let watches: Vec<Option<Watch>> = ready
+            .iter()
+            .map(|_| {
+                self.settings
+                    .early_stop
+                    .then(|| Watch::against_best(&self.history()))
+                    .flatten()
+            })
+            .collect();
+        let run_dirs: Vec<PathBuf> = ready
+            .iter()
+            .map(|e| {
+                self.settings
+                    .dir
+                    .join(format!("e{:04}", e.record.n))
+                    .join("run1")
+            })
+            .collect();
+        for e in ready.iter() {
+            self.ui.training_begin(e.record.n, 1, self.settings.budget);
+        }
+        let ns: Vec<usize> = ready.iter().map(|e| e.record.n).collect();
+        let (trainer, ui) = (&self.trainer, &mut self.ui);
+        let entries: &[Entry] = ready;
+        let ran: Vec<Ran> = std::thread::scope(|scope| {
+            let (tx, rx) = mpsc::channel::<(usize, String)>();
+            let handles: Vec<_> = entries
+                .iter()
+                .zip(watches)
+                .zip(&run_dirs)
+                .enumerate()
+                .map(|(k, ((entry, mut watch), run_dir))| {
+                    let tx = tx.clone();
+                    scope.spawn(move || {
+                        let (mut curve, mut doomed) = (Curve::new(), None);
+                        let lane = Lane {
+                            index: k,
+                            of: lanes,
+                        };
+                        let report = trainer.run(&entry.binary, run_dir, 0, lane, &mut |line| {
+                            let _ = tx.send((k, line.to_string()));
+                            let point = parse_step_line(line)
+                                .filter(|(_, p, l, _)| p.is_finite() && l.is_finite());
+                            if let Some((_, progress, loss, _)) = point {
+                                curve.push([progress as f32, loss as f32]);
+                                doomed = watch.as_mut().and_then(|w| w.see(progress, loss));
+                            }
+                            match doomed {
+                                Some(_) => ControlFlow::Break(()),
+                                None => ControlFlow::Continue(()),
+                            }
+                        });
+                        (report, curve, doomed)
+                    })
+                })
+                .collect();
+            drop(tx);
+            // The terminal and the live view see every lane's lines as they come.
+            for (k, line) in rx {
+                ui.training_line(ns[k], 1, &line);
+            }
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a training lane panicked"))
+                .collect()
+        });
+
+        let mut judged: Vec<Judged> = Vec::new();
+        let mut bar = best.val_bpb;
+        for (entry, (report, curve, doomed)) in ready.iter_mut().zip(ran) {
+            let report = report?;
+            let peak = match &report.outcome {
+                crate::trainer::run::Outcome::Finished(s) => Some(
+                    self.proposer
+                        .trainer_share(Bytes::from_mib_f64(s.peak_vram_mb), self.schedule.as_ref()),
+                ),
+                _ => None,
+            };
+            let record = &mut entry.record;
+            let failed = record_run(record, report, curve, peak, self.settings.timeout);
+            if let Some(verdict) = doomed {
+                record.error = Some(verdict.to_string());
+            }
+            if let Some(failed) = failed {
+                record.outcome = failed;
+                continue;
+            }
+            let values = record.finished_values();
+            record.val_bpb = Some(mean(&values));
+            let judgement = if self.settings.paired {
+                let reference = self.reference(record, best);
+                bar = mean(&reference);
+                record.decision = Some(floor.decision_paired(&reference, &values));
+                floor.judge_paired(&reference, &values, 1)
+            } else {
+                record.decision = Some(floor.decision(best.val_bpb, &values));
+                floor.judge(best.val_bpb, &values, 1)
+            };
+            judged.push(Judged {
+                n: record.n,
+                value: mean(&values),
+                passed: judgement == Judgement::Keep,
+            });
+        }
+
+        let parent = self.workspace.file_at(best.commit)?;
+        let mut texts = std::collections::HashMap::new();
+        for e in ready.iter() {
+            if let Some(commit) = e.record.commit {
+                texts.insert(e.record.n, self.workspace.file_at(commit)?);
+            }
+        }
+        let fates = parallel::settle(&judged, |n, winner| {
+            parallel::reapply(&parent, &texts[&winner], &texts[&n]).is_some()
+        });
+        for (j, fate) in judged.iter().zip(fates) {
+            let entry = ready
+                .iter_mut()
+                .find(|e| e.record.n == j.n)
+                .expect("a judged candidate");
+            entry.record.outcome = match fate {
+                Fate::Keep => Outcome::Keep,
+                Fate::Discard => Outcome::Discard,
+                Fate::Requeue => Outcome::Requeued,
+                Fate::Superseded => Outcome::Superseded,
+            };
+        }
+        let in_flight: Vec<Record> = ready.iter().map(|e| e.record.clone()).collect();
+        pending::save_round(&self.settings.dir, &in_flight)?;
+        Ok(bar)
+    }
+}
