@@ -189,6 +189,13 @@ fn a_killed_loop_adopts_its_run_on_resume_and_ctrl_c_leaves_no_job() {
     );
     let first = running_task(root).unwrap();
     let worker = worker_job(root);
+    // The pending record names the job its run went to, from the moment it was placed.
+    let pending: Record =
+        serde_json::from_slice(&std::fs::read(run_dir(root).join("pending.json")).unwrap())
+            .unwrap();
+    let in_flight = pending.in_flight.expect("the run in flight is named");
+    assert_eq!(in_flight.job.as_deref(), Some(worker.as_str()));
+    assert_eq!(in_flight.worker, Some(0));
     // kill -9: the appliance goes, the worker job and its run go on.
     child.kill().unwrap();
     child.wait().unwrap();
@@ -343,5 +350,57 @@ fn a_job_killed_by_its_time_limit_is_recorded_with_slurms_reason() {
         job_state(&job).starts_with("TIMEOUT|TimeLimit"),
         "{}",
         job_state(&job)
+    );
+}
+
+#[test]
+fn doctor_checks_the_cluster_from_a_node_and_names_a_bad_config() {
+    let _cluster = cluster();
+    let guard = repo(&baseline());
+    let root = guard.path();
+    let shared = root.join("shared");
+    let out = autoresearch(&["doctor", "--executor", "slurm", "--slurm-mode", "job"])
+        .arg("--slurm-shared")
+        .arg(&shared)
+        .arg("--data-dir")
+        .arg(prepared())
+        .arg("--program")
+        .arg(root.join("program.md"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("ok  executor     slurm, job mode, partition (default)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ok  sbatch       slurm 22"), "{stdout}");
+    let shared_line = stdout
+        .lines()
+        .find(|l| l.contains("shared path"))
+        .unwrap_or_default();
+    assert!(
+        shared_line.starts_with("ok ")
+            && shared_line.contains(" read ")
+            && shared_line.contains("and wrote"),
+        "{stdout}"
+    );
+
+    // A key the file does not have is named, with the file.
+    std::fs::write(
+        root.join("autoresearch.toml"),
+        "executor = \"slurm\"\n[slurm]\npartiton = \"gpu\"\n",
+    )
+    .unwrap();
+    let out = autoresearch(&["doctor", "--program"])
+        .arg(root.join("program.md"))
+        .arg("--data-dir")
+        .arg(prepared())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("--  executor") && stdout.contains("unknown field `partiton`"),
+        "{stdout}"
     );
 }

@@ -98,7 +98,7 @@ pub fn run(args: &ConfirmArgs) -> Result<()> {
             // The pair's seed, one the loop never used: each pair is a new initialisation of
             // both files, not the ones the keep was chosen on.
             let seed = FIRST_SEED + i as u64;
-            let report = trainer.run(binary, &run_dir, seed, Lane::ONLY, &mut |_| {
+            let report = trainer.run(binary, &run_dir, seed, Lane::ONLY, &mut |_: &str| {
                 ControlFlow::Continue(())
             })?;
             let end = report.outcome.end();

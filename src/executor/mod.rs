@@ -12,7 +12,6 @@ pub mod slurm;
 pub mod task;
 pub mod workers;
 
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -22,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::confine::Confinement;
 use crate::research::record::Placed;
-use crate::research::runner::{Lane, Trainer};
+use crate::research::runner::{Lane, RunEvents, Trainer};
 use crate::research::stop::Stop;
 use crate::trainer::run::{Outcome, RunReport};
 use crate::trainer::{build, TrainerError};
@@ -167,7 +166,7 @@ impl SlurmTrainer {
         &self,
         task: Task,
         lane: Lane,
-        on_line: &mut dyn FnMut(&str) -> ControlFlow<()>,
+        events: &mut dyn RunEvents,
     ) -> Result<RunReport, TrainerError> {
         let guard = self.jobs_file.lock().unwrap_or_else(|e| e.into_inner());
         let mut in_flight = jobs::in_flight(&self.shared);
@@ -191,7 +190,18 @@ impl SlurmTrainer {
         drop(guard);
         let stop = self.stop.clone();
         let mut placement = jobs::RunJob::new(job.clone());
-        let mut report = follow::follow(&task, &mut placement, on_line, &move || stop.requested())?;
+        events.placed(&Placed {
+            executor: ExecutorKind::Slurm,
+            worker: (lane.of > 1).then_some(lane.index),
+            job: Some(job.0.clone()),
+            host: None,
+        });
+        let mut report = follow::follow(
+            &task,
+            &mut placement,
+            &mut |line| events.line(line),
+            &move || stop.requested(),
+        )?;
         let _guard = self.jobs_file.lock().unwrap_or_else(|e| e.into_inner());
         let mut in_flight = jobs::in_flight(&self.shared);
         in_flight.retain(|j| j.job != job);
@@ -215,7 +225,7 @@ impl SlurmTrainer {
         &self,
         task: Task,
         lane: Lane,
-        on_line: &mut dyn FnMut(&str) -> ControlFlow<()>,
+        events: &mut dyn RunEvents,
     ) -> Result<RunReport, TrainerError> {
         let pool = self.pool.as_ref().expect("worker mode has a pool");
         let placed = pool
@@ -224,7 +234,18 @@ impl SlurmTrainer {
             .place(lane.index, &task);
         let (mut placement, task) = placed?;
         let stop = self.stop.clone();
-        let mut report = follow::follow(&task, &mut placement, on_line, &move || stop.requested())?;
+        events.placed(&Placed {
+            executor: ExecutorKind::Slurm,
+            worker: Some(placement.worker.index),
+            job: Some(placement.worker.job.0.clone()),
+            host: None,
+        });
+        let mut report = follow::follow(
+            &task,
+            &mut placement,
+            &mut |line| events.line(line),
+            &move || stop.requested(),
+        )?;
         report.placed = Some(Placed {
             executor: ExecutorKind::Slurm,
             worker: Some(placement.worker.index),
@@ -262,12 +283,12 @@ impl Trainer for SlurmTrainer {
         run_dir: &Path,
         seed: u64,
         lane: Lane,
-        on_line: &mut dyn FnMut(&str) -> ControlFlow<()>,
+        events: &mut dyn RunEvents,
     ) -> Result<RunReport, TrainerError> {
         let task = self.task(binary, run_dir, seed);
         match self.mode {
-            SlurmMode::Job => self.run_as_job(task, lane, on_line),
-            SlurmMode::Worker => self.run_on_worker(task, lane, on_line),
+            SlurmMode::Job => self.run_as_job(task, lane, events),
+            SlurmMode::Worker => self.run_on_worker(task, lane, events),
         }
     }
 }

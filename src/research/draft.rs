@@ -17,11 +17,19 @@ use crate::agent::engine::Engine;
 use crate::agent::ledger::Ledger;
 use crate::agent::propose::{Agent, DraftReply, Settings};
 
-/// A draft in the making.
+/// Drafts in the making: one thread writes them one after another (a round of several workers
+/// asks for one per worker; one at a time, for one).
 pub struct Drafting {
+    handle: JoinHandle<Result<Vec<Written>>>,
+}
+
+/// One draft as its thread wrote it.
+struct Written {
     during: usize,
     choice: Option<Choice>,
-    handle: JoinHandle<Result<(usize, Option<DraftReply>, f64)>>,
+    replies: usize,
+    reply: Option<DraftReply>,
+    seconds: f64,
 }
 
 /// A finished draft, waiting for the next proposal.
@@ -41,53 +49,66 @@ pub struct Draft {
 impl Drafting {
     /// Starts the thread; it owns copies of everything, so the loop goes on changing its own.
     pub fn start(
-        ask: DraftAsk,
+        asks: Vec<DraftAsk>,
         engine: Arc<Engine>,
         settings: Settings,
         ledger: Ledger,
         stop: Stop,
     ) -> Result<Self> {
-        let (during, choice) = (ask.during, ask.choice.clone());
-        let Some((action, count)) = ask.first() else {
+        if asks.iter().any(|ask| ask.first().is_none()) {
             anyhow::bail!("the next experiment asks for no proposal");
-        };
+        }
         let handle = std::thread::Builder::new()
             .name("draft".into())
             .spawn(move || {
-                let start = Instant::now();
-                let agent = Agent {
-                    engine: &engine,
-                    program: ask.program.clone(),
-                    settings,
-                    ledger,
-                    tuner: None,
-                };
-                let input = ask.prompt(action);
-                let (replies, reply) =
-                    agent.draft(&ask.source, &input, count, ask.seed, &|| stop.requested())?;
-                Ok((replies, reply, start.elapsed().as_secs_f64()))
+                let mut written = Vec::new();
+                for ask in asks {
+                    if stop.requested() {
+                        break;
+                    }
+                    let start = Instant::now();
+                    let (action, count) = ask.first().expect("checked before the thread");
+                    let agent = Agent {
+                        engine: &engine,
+                        program: ask.program.clone(),
+                        settings: settings.clone(),
+                        ledger: ledger.clone(),
+                        tuner: None,
+                    };
+                    let input = ask.prompt(action);
+                    let (replies, reply) =
+                        agent.draft(&ask.source, &input, count, ask.seed, &|| stop.requested())?;
+                    written.push(Written {
+                        during: ask.during,
+                        choice: ask.choice.clone(),
+                        replies,
+                        reply,
+                        seconds: start.elapsed().as_secs_f64(),
+                    });
+                }
+                Ok(written)
             })?;
-        Ok(Drafting {
-            during,
-            choice,
-            handle,
-        })
+        Ok(Drafting { handle })
     }
 
-    /// Waits for the draft: the training is over. The wait is what thinking ahead did not save.
-    pub fn finish(self) -> Result<Draft> {
+    /// Waits for the drafts: the training is over. The wait is what thinking ahead did not save.
+    pub fn finish(self) -> Result<Vec<Draft>> {
         let start = Instant::now();
-        let (replies, reply, seconds) = self
+        let written = self
             .handle
             .join()
             .map_err(|_| anyhow!("the drafting thread panicked"))??;
-        Ok(Draft {
-            during: self.during,
-            choice: self.choice,
-            replies,
-            reply,
-            seconds,
-            waited_seconds: start.elapsed().as_secs_f64(),
-        })
+        let waited_seconds = start.elapsed().as_secs_f64();
+        Ok(written
+            .into_iter()
+            .map(|w| Draft {
+                during: w.during,
+                choice: w.choice,
+                replies: w.replies,
+                reply: w.reply,
+                seconds: w.seconds,
+                waited_seconds,
+            })
+            .collect())
     }
 }

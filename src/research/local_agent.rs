@@ -103,7 +103,7 @@ impl Proposer for LocalAgent {
         }
     }
 
-    fn start_draft(&mut self, ask: DraftAsk) -> anyhow::Result<()> {
+    fn start_drafts(&mut self, asks: Vec<DraftAsk>) -> anyhow::Result<()> {
         if !self.thinks || self.drafting.is_some() {
             return Ok(());
         }
@@ -112,7 +112,7 @@ impl Proposer for LocalAgent {
             return Ok(());
         };
         self.drafting = Some(Drafting::start(
-            ask,
+            asks,
             engine,
             self.settings.clone(),
             self.ledger.clone(),
@@ -121,8 +121,13 @@ impl Proposer for LocalAgent {
         Ok(())
     }
 
-    fn finish_draft(&mut self) -> anyhow::Result<Option<Draft>> {
-        self.drafting.take().map(Drafting::finish).transpose()
+    fn finish_drafts(&mut self) -> anyhow::Result<Vec<Draft>> {
+        Ok(self
+            .drafting
+            .take()
+            .map(Drafting::finish)
+            .transpose()?
+            .unwrap_or_default())
     }
 
     fn make_room(&mut self) -> anyhow::Result<Option<Schedule>> {

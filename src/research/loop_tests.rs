@@ -4,7 +4,6 @@
 //! writes, and failures of the machine that end the loop without blaming the agent.
 
 use std::collections::VecDeque;
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -18,7 +17,7 @@ use super::git::Workspace;
 use super::history::History;
 use super::progress::Ui;
 use super::record::{CommitId, DraftOutcome, Outcome, Record, RecordKind};
-use super::runner::{Lane, Trainer};
+use super::runner::{Lane, RunEvents, Trainer};
 use super::session::{Ending, Research};
 use super::settings::{ActionChoice, Settings};
 use super::sourcing::{Ask, Proposer};
@@ -55,8 +54,8 @@ struct Asked {
 #[derive(Default)]
 struct ScriptedAgent {
     replies: VecDeque<Reply>,
-    /// Drafts handed over after an experiment's runs.
-    drafts: VecDeque<Draft>,
+    /// Drafts handed over after an experiment's runs (a round's: several).
+    drafts: VecDeque<Vec<Draft>>,
     /// Verdicts for drafted replies, by whether they still apply.
     adopt_valid: VecDeque<Option<&'static str>>,
     asked: Vec<Asked>,
@@ -128,8 +127,8 @@ impl Proposer for ScriptedAgent {
         self.remembered.push(tried);
     }
 
-    fn finish_draft(&mut self) -> anyhow::Result<Option<Draft>> {
-        Ok(self.drafts.pop_front())
+    fn finish_drafts(&mut self) -> anyhow::Result<Vec<Draft>> {
+        Ok(self.drafts.pop_front().unwrap_or_default())
     }
 }
 
@@ -209,7 +208,7 @@ impl Trainer for ScriptedTrainer {
         run_dir: &Path,
         _seed: u64,
         _lane: Lane,
-        on_line: &mut dyn FnMut(&str) -> ControlFlow<()>,
+        events: &mut dyn RunEvents,
     ) -> Result<RunReport, TrainerError> {
         std::fs::create_dir_all(run_dir).unwrap();
         let mut by_dir = self.by_dir.lock().unwrap();
@@ -235,7 +234,7 @@ impl Trainer for ScriptedTrainer {
                 "step {step:05} ({:.1}%) | loss {loss:.4} | dt 1ms | tok/s 1000 | epoch 1",
                 10.0 * step as f64
             );
-            if on_line(&line).is_break() {
+            if events.line(&line).is_break() {
                 return Ok(RunReport {
                     outcome: RunOutcome::Abandoned,
                     log: run_dir.join("train.log"),
@@ -586,7 +585,7 @@ fn a_draft_is_used_while_it_still_applies_and_recorded_when_it_does_not() {
     let draft = draft_of;
     let agent = ScriptedAgent {
         // The baseline's runs and e1's runs each leave a draft.
-        drafts: [draft(0), draft(1)].into(),
+        drafts: [vec![draft(0)], vec![draft(1)]].into(),
         // e1 uses its draft; e2's no longer applies, so the agent writes afresh.
         adopt_valid: [Some("const A: f64 = 9.0;\n"), None].into(),
         replies: [Reply::Valid("const A: f64 = 7.0;\n")].into(),
@@ -684,10 +683,10 @@ fn the_controller_asks_for_its_move_and_a_draft_for_another_move_is_stale() {
     };
     let agent = ScriptedAgent {
         // The baseline's runs leave a draft written for a move the controller will not choose.
-        drafts: [Draft {
+        drafts: [vec![Draft {
             choice: Some(other),
             ..draft_of(0)
-        }]
+        }]]
         .into(),
         replies: [
             Reply::Valid("const A: f64 = 2.0;\n"),
@@ -787,11 +786,14 @@ fn a_round_keeps_its_best_candidate_and_requeues_the_other_on_top() {
     let agent = ScriptedAgent {
         replies: [
             Reply::Valid(file(2.0, 1.0)),
-            // Another line: it still applies on top of the first.
+            // The other constant: it still applies on top of the first.
             Reply::Valid(file(1.0, 2.0)),
-            Reply::Valid(file(3.0, 1.0)),
         ]
         .into(),
+        // Beside the first round's runs the agent drafts one proposal per worker; the next
+        // round's agent candidate is the first of them.
+        drafts: [vec![], vec![draft_of(2), draft_of(2)]].into(),
+        adopt_valid: [Some(file(3.0, 1.0))].into(),
         ..Default::default()
     };
     let trainer = ScriptedTrainer {
@@ -836,7 +838,10 @@ fn a_round_keeps_its_best_candidate_and_requeues_the_other_on_top() {
         ws.file_at(requeued.commit.unwrap()).unwrap(),
         file(2.0, 2.0)
     );
-    // The agent was asked for three candidates: two in the first round, one beside the requeue.
+    // The agent was asked for the first round's two; the second round's came from its draft.
     let asked: Vec<usize> = agent.asked.iter().map(|a| a.n).collect();
-    assert_eq!(asked, [1, 2, 4]);
+    assert_eq!(asked, [1, 2]);
+    let used = records[4].draft.as_ref().unwrap();
+    assert_eq!((used.during, used.outcome), (2, DraftOutcome::Used));
+    assert_eq!(agent.adopted, 1);
 }

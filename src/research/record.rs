@@ -359,6 +359,10 @@ pub struct Record {
     pub log_tail: Vec<String>,
     /// This experiment re-runs an interrupted one.
     pub retry_of: Option<usize>,
+    /// Where its run in flight was placed (its SLURM job, its worker): in pending.json while the
+    /// run goes on, gone once the run is recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<Placed>,
     /// This experiment is a requeued one's change on top of the best that beat it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requeue_of: Option<usize>,
@@ -409,6 +413,7 @@ impl Record {
             log_tail: Vec::new(),
             retry_of: None,
             requeue_of: None,
+            in_flight: None,
             agent_reset: false,
             schedule: None,
             draft: None,

@@ -6,7 +6,8 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::early_stop::Curve;
+use super::early_stop::{Curve, Verdict, Watch};
+use super::progress::parse_step_line;
 use super::record::{Outcome, Placed, Record, RunRecord};
 use super::stop::Stop;
 use crate::confine::Confinement;
@@ -42,6 +43,55 @@ impl Lane {
     }
 }
 
+/// What the loop hears of a run while it goes on. A closure over the lines is one.
+pub trait RunEvents {
+    /// A line the program printed; Break abandons the run (early stopping).
+    fn line(&mut self, line: &str) -> ControlFlow<()>;
+
+    /// Where the executor placed the run (its SLURM job, its worker), as soon as it knows: before
+    /// the run starts, while it may still wait in a queue.
+    fn placed(&mut self, _placed: &Placed) {}
+}
+
+impl<F: FnMut(&str) -> ControlFlow<()>> RunEvents for F {
+    fn line(&mut self, line: &str) -> ControlFlow<()> {
+        self(line)
+    }
+}
+
+/// A run's loss curve as its step lines come, and early stopping's verdict on it.
+pub struct Progress {
+    pub curve: Curve,
+    watch: Option<Watch>,
+    /// Some once the run fell behind the best file's for good.
+    pub doomed: Option<Verdict>,
+}
+
+impl Progress {
+    pub fn new(watch: Option<Watch>) -> Self {
+        Progress {
+            curve: Curve::new(),
+            watch,
+            doomed: None,
+        }
+    }
+
+    /// One line of the run; Break once it is doomed.
+    pub fn see(&mut self, line: &str) -> ControlFlow<()> {
+        // A file that prints a step line of its own with a NaN loss: not a point of the curve
+        // (the journal would write it as null).
+        let point = parse_step_line(line).filter(|(_, p, l, _)| p.is_finite() && l.is_finite());
+        if let Some((_, progress, loss, _)) = point {
+            self.curve.push([progress as f32, loss as f32]);
+            self.doomed = self.watch.as_mut().and_then(|w| w.see(progress, loss));
+        }
+        match self.doomed {
+            Some(_) => ControlFlow::Break(()),
+            None => ControlFlow::Continue(()),
+        }
+    }
+}
+
 /// Builds the loop's candidates and trains them; runs may go on at once, from several threads.
 pub trait Trainer: Send + Sync {
     /// The training program for a candidate's text (built already when the agent checked that
@@ -49,15 +99,15 @@ pub trait Trainer: Send + Sync {
     fn build(&mut self, text: &str) -> Result<build::Built, TrainerError>;
 
     /// One run of `binary` on `lane` with its output in `run_dir` and the run's `seed` (0 for a
-    /// file's first run); each line it prints goes to `on_line`, which may abandon the run
-    /// (early stopping).
+    /// file's first run); where it is placed and each line it prints go to `events`, which may
+    /// abandon it (early stopping).
     fn run(
         &self,
         binary: &Path,
         run_dir: &Path,
         seed: u64,
         lane: Lane,
-        on_line: &mut dyn FnMut(&str) -> ControlFlow<()>,
+        events: &mut dyn RunEvents,
     ) -> Result<RunReport, TrainerError>;
 }
 
@@ -72,9 +122,9 @@ impl<T: Trainer + ?Sized> Trainer for Box<T> {
         run_dir: &Path,
         seed: u64,
         lane: Lane,
-        on_line: &mut dyn FnMut(&str) -> ControlFlow<()>,
+        events: &mut dyn RunEvents,
     ) -> Result<RunReport, TrainerError> {
-        (**self).run(binary, run_dir, seed, lane, on_line)
+        (**self).run(binary, run_dir, seed, lane, events)
     }
 }
 
@@ -102,7 +152,7 @@ impl Trainer for LocalTrainer {
         run_dir: &Path,
         seed: u64,
         lane: Lane,
-        on_line: &mut dyn FnMut(&str) -> ControlFlow<()>,
+        events: &mut dyn RunEvents,
     ) -> Result<RunReport, TrainerError> {
         let stop = self.stop.clone();
         let cpus = lane.cpus(&crate::confine::own_cpus());
@@ -118,15 +168,17 @@ impl Trainer for LocalTrainer {
             gpu: (lane.of > 1 && self.gpus >= lane.of).then_some(lane.index),
             stop: &move || stop.requested(),
         };
-        let mut report = run::run(&spec, on_line)?;
-        if lane.of > 1 {
-            report.placed = Some(Placed {
-                executor: crate::executor::ExecutorKind::Local,
-                worker: Some(lane.index),
-                job: None,
-                host: None,
-            });
+        let placed = (lane.of > 1).then_some(Placed {
+            executor: crate::executor::ExecutorKind::Local,
+            worker: Some(lane.index),
+            job: None,
+            host: None,
+        });
+        if let Some(placed) = &placed {
+            events.placed(placed);
         }
+        let mut report = run::run(&spec, |line| events.line(line))?;
+        report.placed = placed;
         Ok(report)
     }
 }
@@ -141,6 +193,7 @@ pub fn record_run(
     trainer_peak: Option<Bytes>,
     timeout: Duration,
 ) -> Option<Outcome> {
+    record.in_flight = None;
     record.timing.training_seconds += report.seconds;
     record.log_tail = report.tail.clone();
     let end = report.outcome.end();

@@ -3,6 +3,7 @@
 //! pending while it runs, and appended to the journal before the branch moves, so the journal is
 //! the truth and everything else (branch, results.tsv) is rebuilt from it on the next start.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -67,8 +68,9 @@ pub struct Research<P: Proposer, T: Trainer> {
     trainer: T,
     /// The current experiment's scheduling, completed when it is recorded.
     schedule: Option<Schedule>,
-    /// The proposal written during the last experiment's runs, waiting for the next one.
-    draft: Option<Draft>,
+    /// The proposals written during the last experiment's runs (or round's), waiting for the
+    /// next ones.
+    drafts: VecDeque<Draft>,
     ui: Ui,
     stop: Stop,
     _lock: RunLock,
@@ -110,7 +112,7 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
             proposer,
             trainer,
             schedule: None,
-            draft: None,
+            drafts: VecDeque::new(),
             ui,
             stop,
             _lock: lock,
@@ -349,7 +351,7 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
         let taken = sourcing::source(
             &mut self.proposer,
             &asking.ask(record.n, &program, &source),
-            self.draft.take(),
+            self.drafts.pop_front(),
             asking.choice.as_ref(),
             &self.stop,
             &mut self.ui,
@@ -382,14 +384,18 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
         }
     }
 
-    /// Beside `record`'s runs: the agent writes the next experiment's proposal against the best
-    /// file, where it does that.
-    fn start_draft(&mut self, record: &Record) -> Result<()> {
+    /// Beside `record`'s runs (the last of a round's): the agent writes the next `count`
+    /// experiments' proposals against the best file, one after another, where it does that.
+    fn start_drafts(&mut self, record: &Record, count: usize) -> Result<()> {
         let (program, source) = (self.protocol(), self.workspace.file_at(record.parent)?);
-        let asking = Asking::beside(record, &self.history(), &self.settings, &source);
-        let seed = sourcing::seed(record.n + 1, 0);
-        self.proposer
-            .start_draft(asking.draft(record.n, program, source, seed))
+        let asks = (0..count)
+            .map(|k| {
+                let asking = Asking::beside(record, &self.history(), &self.settings, &source);
+                let seed = sourcing::seed(record.n + 1 + k, 0);
+                asking.draft(record.n, program.clone(), source.clone(), seed)
+            })
+            .collect();
+        self.proposer.start_drafts(asks)
     }
 
     /// Completes the record (timings, the scheduler's part, the agent back on the device) and
@@ -404,10 +410,11 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
             runner::drop_weights(&record);
         }
         // Before the agent moves: the draft holds the model.
-        // A round's records finish one after another: the first collects the round's draft.
-        match self.proposer.finish_draft() {
-            Ok(Some(draft)) => self.draft = Some(draft),
-            Ok(None) => {}
+        // A round's records finish one after another: the first collects the round's drafts, and
+        // they replace any left unused.
+        match self.proposer.finish_drafts() {
+            Ok(drafts) if drafts.is_empty() => {}
+            Ok(drafts) => self.drafts = drafts.into(),
             Err(e) => self.ui.say(&format!(
                 "e{:04}: the draft written during training failed ({e:#}); the next proposal is written afresh",
                 record.n

@@ -111,14 +111,15 @@ pub trait Proposer {
         }
     }
 
-    /// Starts writing the next proposal beside a training run, where this agent does that.
-    fn start_draft(&mut self, _ask: DraftAsk) -> anyhow::Result<()> {
+    /// Starts writing the next proposals beside training runs, one after another (one for the
+    /// next experiment; one per worker for the next round), where this agent does that.
+    fn start_drafts(&mut self, _asks: Vec<DraftAsk>) -> anyhow::Result<()> {
         Ok(())
     }
 
-    /// The draft written beside the run that just ended, if one was started.
-    fn finish_draft(&mut self) -> anyhow::Result<Option<Draft>> {
-        Ok(None)
+    /// The drafts written beside the runs that just ended, if they were started.
+    fn finish_drafts(&mut self) -> anyhow::Result<Vec<Draft>> {
+        Ok(Vec::new())
     }
 
     /// Before an experiment's first run: where the agent goes while the trainer runs.

@@ -12,14 +12,13 @@ use std::time::Instant;
 use anyhow::Result;
 
 use super::{Origin, Prepared, Research};
-use crate::research::early_stop::{Curve, Verdict, Watch};
+use crate::research::early_stop::Watch;
 use crate::research::history::Best;
 use crate::research::noise::{mean, Judgement, NoiseFloor};
 use crate::research::parallel::{self, Fate, Judged};
 use crate::research::pending;
-use crate::research::progress::parse_step_line;
-use crate::research::record::{Outcome, Record};
-use crate::research::runner::{record_run, Lane, Trainer};
+use crate::research::record::{Outcome, Placed, Record};
+use crate::research::runner::{record_run, Lane, Progress, RunEvents, Trainer};
 use crate::research::sourcing::Proposer;
 use crate::trainer::run::RunReport;
 use crate::trainer::TrainerError;
@@ -33,7 +32,32 @@ struct Entry {
 }
 
 /// What one lane's run brought back.
-type Ran = (Result<RunReport, TrainerError>, Curve, Option<Verdict>);
+type Ran = (Result<RunReport, TrainerError>, Progress);
+
+/// What a lane tells the loop while its run goes on.
+enum Heard {
+    Line(usize, String),
+    Placed(usize, Placed),
+}
+
+/// A lane's run as the loop hears it: its own progress (and early stopping), and every line and
+/// its placement passed on to the loop's thread.
+struct LaneEvents {
+    k: usize,
+    progress: Progress,
+    tx: mpsc::Sender<Heard>,
+}
+
+impl RunEvents for LaneEvents {
+    fn line(&mut self, line: &str) -> ControlFlow<()> {
+        let _ = self.tx.send(Heard::Line(self.k, line.to_string()));
+        self.progress.see(line)
+    }
+
+    fn placed(&mut self, placed: &Placed) {
+        let _ = self.tx.send(Heard::Placed(self.k, placed.clone()));
+    }
+}
 
 impl<P: Proposer, T: Trainer> Research<P, T> {
     pub(super) fn round(&mut self, best: Best, floor: &NoiseFloor) -> Result<()> {
@@ -102,10 +126,16 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
     /// Trains the round's candidates side by side and judges and settles them; returns the
     /// best's value they were judged against.
     fn train_round(&mut self, ready: &mut [Entry], best: Best, floor: &NoiseFloor) -> Result<f64> {
-        // The device is arranged once per round, and the agent drafts beside the runs.
+        // The device is arranged once per round, and the agent drafts the next round's
+        // proposals beside the runs.
         self.schedule = self.proposer.make_room()?;
-        self.start_draft(&ready[0].record)?;
         let lanes = self.settings.workers;
+        let last = ready
+            .last()
+            .expect("a round with candidates")
+            .record
+            .clone();
+        self.start_drafts(&last, lanes)?;
         let watches: Vec<Option<Watch>> = ready
             .iter()
             .map(|_| {
@@ -128,44 +158,45 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
             self.ui.training_begin(e.record.n, 1, self.settings.budget);
         }
         let ns: Vec<usize> = ready.iter().map(|e| e.record.n).collect();
-        let (trainer, ui) = (&self.trainer, &mut self.ui);
+        let (trainer, ui, dir) = (&self.trainer, &mut self.ui, &self.settings.dir);
         let entries: &[Entry] = ready;
         let ran: Vec<Ran> = std::thread::scope(|scope| {
-            let (tx, rx) = mpsc::channel::<(usize, String)>();
+            let (tx, rx) = mpsc::channel::<Heard>();
             let handles: Vec<_> = entries
                 .iter()
                 .zip(watches)
                 .zip(&run_dirs)
                 .enumerate()
-                .map(|(k, ((entry, mut watch), run_dir))| {
-                    let tx = tx.clone();
+                .map(|(k, ((entry, watch), run_dir))| {
+                    let mut events = LaneEvents {
+                        k,
+                        progress: Progress::new(watch),
+                        tx: tx.clone(),
+                    };
                     scope.spawn(move || {
-                        let (mut curve, mut doomed) = (Curve::new(), None);
                         let lane = Lane {
                             index: k,
                             of: lanes,
                         };
-                        let report = trainer.run(&entry.binary, run_dir, 0, lane, &mut |line| {
-                            let _ = tx.send((k, line.to_string()));
-                            let point = parse_step_line(line)
-                                .filter(|(_, p, l, _)| p.is_finite() && l.is_finite());
-                            if let Some((_, progress, loss, _)) = point {
-                                curve.push([progress as f32, loss as f32]);
-                                doomed = watch.as_mut().and_then(|w| w.see(progress, loss));
-                            }
-                            match doomed {
-                                Some(_) => ControlFlow::Break(()),
-                                None => ControlFlow::Continue(()),
-                            }
-                        });
-                        (report, curve, doomed)
+                        let report = trainer.run(&entry.binary, run_dir, 0, lane, &mut events);
+                        (report, events.progress)
                     })
                 })
                 .collect();
             drop(tx);
-            // The terminal and the live view see every lane's lines as they come.
-            for (k, line) in rx {
-                ui.training_line(ns[k], 1, &line);
+            // The terminal and the live view see every lane's lines as they come; the pending
+            // records name each run's job or worker as soon as it is placed.
+            let mut in_flight: Vec<Record> = entries.iter().map(|e| e.record.clone()).collect();
+            for heard in rx {
+                match heard {
+                    Heard::Line(k, line) => ui.training_line(ns[k], 1, &line),
+                    Heard::Placed(k, placed) => {
+                        in_flight[k].in_flight = Some(placed);
+                        if let Err(e) = pending::save_round(dir, &in_flight) {
+                            ui.say(&format!("e{:04}: {e}", ns[k]));
+                        }
+                    }
+                }
             }
             handles
                 .into_iter()
@@ -175,7 +206,8 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
 
         let mut judged: Vec<Judged> = Vec::new();
         let mut bar = best.val_bpb;
-        for (entry, (report, curve, doomed)) in ready.iter_mut().zip(ran) {
+        for (entry, (report, progress)) in ready.iter_mut().zip(ran) {
+            let Progress { curve, doomed, .. } = progress;
             let report = report?;
             let peak = match &report.outcome {
                 crate::trainer::run::Outcome::Finished(s) => Some(

@@ -11,9 +11,9 @@ use crate::research::early_stop::Watch;
 use crate::research::history::Best;
 use crate::research::noise::{mean, Judgement, NoiseFloor};
 use crate::research::pending;
-use crate::research::progress::parse_step_line;
-use crate::research::record::{CommitId, Outcome, Record};
-use crate::research::runner::{record_run, Lane, Trainer};
+use crate::research::progress::Ui;
+use crate::research::record::{CommitId, Outcome, Placed, Record};
+use crate::research::runner::{record_run, Lane, Progress, RunEvents, Trainer};
 use crate::research::sourcing::Proposer;
 use crate::units::Bytes;
 
@@ -25,6 +25,32 @@ pub const REFERENCE_RUNS: usize = 3;
 /// Runs of one record the cluster may end before the loop stops and says so: a cluster that
 /// keeps ending jobs needs its admin, not more tries.
 const LOST_RUNS: usize = 3;
+
+/// What the loop hears of one of its runs: the lines for the terminal, the live view and early
+/// stopping; the placement for the pending record, so that a job waiting in a queue is named
+/// there.
+struct Hearing<'a> {
+    ui: &'a mut Ui,
+    n: usize,
+    index: usize,
+    progress: Progress,
+    record: &'a mut Record,
+    dir: &'a Path,
+}
+
+impl RunEvents for Hearing<'_> {
+    fn line(&mut self, line: &str) -> ControlFlow<()> {
+        self.ui.training_line(self.n, self.index, line);
+        self.progress.see(line)
+    }
+
+    fn placed(&mut self, placed: &Placed) {
+        self.record.in_flight = Some(placed.clone());
+        if let Err(e) = pending::save(self.dir, self.record) {
+            self.ui.say(&format!("e{:04}: {e}", self.n));
+        }
+    }
+}
 
 /// How one training run went, for `train`.
 enum Ran {
@@ -184,7 +210,7 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
                     s.decision.plan, s.decision.reason
                 ));
             }
-            self.start_draft(record)?;
+            self.start_drafts(record, 1)?;
         }
         if of.is_some() {
             self.ui.say(&format!(
@@ -192,31 +218,23 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
             ));
         }
         self.ui.training_begin(n, index, self.settings.budget);
-        let mut watch = (self.settings.early_stop && !record.is_baseline() && of.is_none())
+        let watch = (self.settings.early_stop && !record.is_baseline() && of.is_none())
             .then(|| Watch::against_best(&self.history()))
             .flatten();
-        let (mut curve, mut doomed) = (Vec::new(), None);
-        let ui = &mut self.ui;
+        let mut hearing = Hearing {
+            ui: &mut self.ui,
+            n,
+            index,
+            progress: Progress::new(watch),
+            record,
+            dir: &self.settings.dir,
+        };
         // Each run of a file again has its own seed: a second run then measures the luck of the
         // initialisation, instead of repeating the first.
         let report = self
             .trainer
-            .run(binary, &run_dir, seed, Lane::ONLY, &mut |line| {
-                ui.training_line(n, index, line);
-                // A file that prints a step line of its own with a NaN loss: not a point of the curve
-                // (the journal would write it as null).
-                let point =
-                    parse_step_line(line).filter(|(_, p, l, _)| p.is_finite() && l.is_finite());
-                if let Some((_, progress, loss, _)) = point {
-                    curve.push([progress as f32, loss as f32]);
-                    doomed = watch.as_mut().and_then(|w| w.see(progress, loss));
-                }
-                if doomed.is_some() {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            })?;
+            .run(binary, &run_dir, seed, Lane::ONLY, &mut hearing)?;
+        let Progress { curve, doomed, .. } = hearing.progress;
         let peak = match &report.outcome {
             crate::trainer::run::Outcome::Finished(s) => Some(
                 self.proposer
