@@ -14,22 +14,11 @@ use std::time::{Duration, Instant};
 use autoresearch::executor::task::Task;
 use autoresearch::executor::ExecutorKind;
 use autoresearch::research::record::{Outcome, Record, RunEnd};
-use common::research::{journal, prepared, repo, run_dir, TAG};
+use common::research::{journal, loop_with_budget, prepared, repo, run_dir};
 use common::{autoresearch, baseline, run, wait_exit};
 
-/// `run` on `repo` with the quick data, `budget` seconds per run and `extra` options.
-fn loop_cmd(repo: &Path, budget: &str, extra: &[&str]) -> Command {
-    let mut cmd = autoresearch(&["run", "--quiet", "--tag", TAG, "--budget", budget]);
-    cmd.arg("--repo")
-        .arg(repo)
-        .arg("--data-dir")
-        .arg(prepared())
-        .args(extra);
-    cmd
-}
-
 fn spawn_loop(repo: &Path, budget: &str, extra: &[&str]) -> Child {
-    loop_cmd(repo, budget, extra)
+    loop_with_budget(repo, budget, extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -102,7 +91,7 @@ fn a_loop_runs_each_run_as_its_own_job() {
     let _cluster = cluster();
     let guard = repo(&baseline());
     let root = guard.path();
-    let (ok, stdout, stderr) = run(&mut loop_cmd(
+    let (ok, stdout, stderr) = run(&mut loop_with_budget(
         root,
         "5",
         &[
@@ -203,7 +192,7 @@ fn a_killed_loop_adopts_its_run_on_resume_and_ctrl_c_leaves_no_job() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(running_task(root).as_ref(), Some(&first));
 
-    let (ok, stdout, stderr) = run(&mut loop_cmd(root, "20", &options));
+    let (ok, stdout, stderr) = run(&mut loop_with_budget(root, "20", &options));
     assert!(ok, "{stdout}\n{stderr}");
     let records = journal(root);
     // The resumed loop's baseline followed the run that was still going, in its folder and job,
@@ -318,7 +307,7 @@ fn a_job_killed_by_its_time_limit_is_recorded_with_slurms_reason() {
     let guard = repo(&baseline());
     let root = guard.path();
     // A one-minute job for a run that needs more: SLURM kills it.
-    let (ok, stdout, stderr) = run(&mut loop_cmd(
+    let (ok, stdout, stderr) = run(&mut loop_with_budget(
         root,
         "200",
         &[

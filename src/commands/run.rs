@@ -89,16 +89,17 @@ pub fn run(args: &RunArgs) -> Result<()> {
         (think, _) => think,
     };
     let agent = LocalAgent::new(owner, agent_settings, think, stop.clone());
+    let local = LocalTrainer {
+        slot,
+        data_dir,
+        budget: settings.budget,
+        timeout: settings.timeout,
+        confinement,
+        stop: stop.clone(),
+        gpus: crate::scheduler::memory::Device::gpu_count(),
+    };
     let trainer: Box<dyn Trainer> = match executor {
-        Executor::Local => Box::new(LocalTrainer {
-            slot,
-            data_dir,
-            budget: settings.budget,
-            timeout: settings.timeout,
-            confinement,
-            stop: stop.clone(),
-            gpus: crate::scheduler::memory::Device::gpu_count(),
-        }),
+        Executor::Local => Box::new(local),
         Executor::Slurm {
             mode,
             options,
@@ -108,17 +109,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
                 "executor: slurm ({mode} mode), shared folder {}",
                 shared.display()
             );
-            Box::new(SlurmTrainer::new(
-                slot,
-                data_dir,
-                settings.budget,
-                settings.timeout,
-                confinement,
-                stop.clone(),
-                shared,
-                options,
-                mode,
-            )?)
+            Box::new(SlurmTrainer::new(local, shared, options, mode)?)
         }
     };
     let (tag, dir, budget) = (settings.tag.clone(), settings.dir.clone(), settings.budget);

@@ -14,18 +14,15 @@ pub mod workers;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 use crate::confine::Confinement;
 use crate::research::record::Placed;
-use crate::research::runner::{Lane, RunEvents, Trainer};
-use crate::research::stop::Stop;
+use crate::research::runner::{Lane, LocalTrainer, RunEvents, Trainer};
 use crate::trainer::run::{Outcome, RunReport};
 use crate::trainer::{build, TrainerError};
-use crate::units::Seconds;
 use slurm::SlurmOptions;
 use task::Task;
 
@@ -84,16 +81,13 @@ impl Executor {
 
 /// Trains on a SLURM cluster; builds here, where the toolchain is.
 pub struct SlurmTrainer {
-    pub slot: String,
-    pub data_dir: PathBuf,
-    pub budget: Seconds,
-    pub timeout: Duration,
-    pub confinement: Confinement,
-    pub stop: Stop,
+    /// Builds the candidates, and holds the runs' settings: data, budget, timeout, confinement,
+    /// Ctrl-C.
+    local: LocalTrainer,
     /// On a file system every node mounts at the same path: programs, tasks, worker folders.
-    pub shared: PathBuf,
-    pub options: SlurmOptions,
-    pub mode: SlurmMode,
+    shared: PathBuf,
+    options: SlurmOptions,
+    mode: SlurmMode,
     /// The appliance's binary in `shared`, which the jobs run.
     appliance: PathBuf,
     /// The worker jobs (worker mode), one per lane.
@@ -103,14 +97,8 @@ pub struct SlurmTrainer {
 }
 
 impl SlurmTrainer {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        slot: String,
-        data_dir: PathBuf,
-        budget: Seconds,
-        timeout: Duration,
-        confinement: Confinement,
-        stop: Stop,
+        local: LocalTrainer,
         shared: PathBuf,
         options: SlurmOptions,
         mode: SlurmMode,
@@ -126,19 +114,14 @@ impl SlurmTrainer {
         })?;
         let pool = (mode == SlurmMode::Worker).then(|| {
             Mutex::new(workers::Pool::open(
-                &slot,
+                &local.slot,
                 &shared,
                 options.clone(),
                 appliance.clone(),
             ))
         });
         Ok(SlurmTrainer {
-            slot,
-            data_dir,
-            budget,
-            timeout,
-            confinement,
-            stop,
+            local,
             shared,
             options,
             mode,
@@ -151,12 +134,12 @@ impl SlurmTrainer {
     fn task(&self, binary: &Path, run_dir: &Path, seed: u64) -> Task {
         Task {
             binary: binary.to_path_buf(),
-            data_dir: self.data_dir.clone(),
+            data_dir: self.local.data_dir.clone(),
             run_dir: run_dir.to_path_buf(),
-            budget: Some(self.budget.get()),
+            budget: Some(self.local.budget.get()),
             seed,
-            timeout_seconds: self.timeout.as_secs_f64(),
-            allow_unconfined: self.confinement == Confinement::BestEffort,
+            timeout_seconds: self.local.timeout.as_secs_f64(),
+            allow_unconfined: self.local.confinement == Confinement::BestEffort,
             cpus: None,
         }
     }
@@ -171,13 +154,10 @@ impl SlurmTrainer {
         let guard = self.jobs_file.lock().unwrap_or_else(|e| e.into_inner());
         let mut in_flight = jobs::in_flight(&self.shared);
         let (job, task) = match jobs::adoptable(&in_flight, &task) {
-            Some((job, run_dir)) => {
-                let task = Task { run_dir, ..task };
-                (job, task)
-            }
+            Some((job, run_dir)) => (job, Task { run_dir, ..task }),
             None => {
                 prepare_run_dir(&task)?;
-                let name = format!("autoresearch-{}", self.slot);
+                let name = format!("autoresearch-{}", self.local.slot);
                 let job = jobs::submit(&self.options, &self.appliance, &task, &name)?;
                 in_flight.push(jobs::InFlight {
                     job: job.clone(),
@@ -188,20 +168,9 @@ impl SlurmTrainer {
             }
         };
         drop(guard);
-        let stop = self.stop.clone();
+        let worker = (lane.of > 1).then_some(lane.index);
         let mut placement = jobs::RunJob::new(job.clone());
-        events.placed(&Placed {
-            executor: ExecutorKind::Slurm,
-            worker: (lane.of > 1).then_some(lane.index),
-            job: Some(job.0.clone()),
-            host: None,
-        });
-        let mut report = follow::follow(
-            &task,
-            &mut placement,
-            &mut |line| events.line(line),
-            &move || stop.requested(),
-        )?;
+        let mut report = self.follow(&task, &mut placement, worker, &job, events)?;
         let _guard = self.jobs_file.lock().unwrap_or_else(|e| e.into_inner());
         let mut in_flight = jobs::in_flight(&self.shared);
         in_flight.retain(|j| j.job != job);
@@ -212,12 +181,6 @@ impl SlurmTrainer {
                 *retry = false;
             }
         }
-        report.placed = Some(Placed {
-            executor: ExecutorKind::Slurm,
-            worker: (lane.of > 1).then_some(lane.index),
-            job: Some(job.0),
-            host: host_of(&task),
-        });
         Ok(report)
     }
 
@@ -233,33 +196,41 @@ impl SlurmTrainer {
             .unwrap_or_else(|e| e.into_inner())
             .place(lane.index, &task);
         let (mut placement, task) = placed?;
-        let stop = self.stop.clone();
-        events.placed(&Placed {
+        let (worker, job) = (placement.worker.index, placement.worker.job.clone());
+        self.follow(&task, &mut placement, Some(worker), &job, events)
+    }
+
+    /// Says where the run went, follows it to its end, and notes where it ran.
+    fn follow(
+        &self,
+        task: &Task,
+        placement: &mut dyn follow::Placement,
+        worker: Option<usize>,
+        job: &slurm::JobId,
+        events: &mut dyn RunEvents,
+    ) -> Result<RunReport, TrainerError> {
+        let mut placed = Placed {
             executor: ExecutorKind::Slurm,
-            worker: Some(placement.worker.index),
-            job: Some(placement.worker.job.0.clone()),
+            worker,
+            job: Some(job.0.clone()),
             host: None,
-        });
-        let mut report = follow::follow(
-            &task,
-            &mut placement,
-            &mut |line| events.line(line),
-            &move || stop.requested(),
-        )?;
-        report.placed = Some(Placed {
-            executor: ExecutorKind::Slurm,
-            worker: Some(placement.worker.index),
-            job: Some(placement.worker.job.0.clone()),
-            host: host_of(&task),
-        });
+        };
+        events.placed(&placed);
+        let stop = self.local.stop.clone();
+        let mut report =
+            follow::follow(task, placement, &mut |line| events.line(line), &move || {
+                stop.requested()
+            })?;
+        placed.host =
+            task::read_json::<task::Report>(&task.run_dir.join(task::REPORT_FILE)).map(|r| r.host);
+        report.placed = Some(placed);
         Ok(report)
     }
 }
 
 impl Trainer for SlurmTrainer {
     fn build(&mut self, text: &str) -> Result<build::Built, TrainerError> {
-        let label = Path::new(crate::research::git::TRAIN_FILE);
-        let built = build::build_source(text, label, &self.slot, self.confinement)?;
+        let built = self.local.build(text)?;
         // The build folder is this machine's; the nodes read the program from the shared one.
         let dir = self.shared.join("programs");
         let name = built.binary.file_name().expect("a kept program has a name");
@@ -310,10 +281,6 @@ fn prepare_run_dir(task: &Task) -> Result<(), TrainerError> {
         let _ = std::fs::remove_file(task.run_dir.join(stale));
     }
     task::write_json(&task.run_dir.join(task::TASK_FILE), task).map_err(shared_io)
-}
-
-fn host_of(task: &Task) -> Option<String> {
-    task::read_json::<task::Report>(&task.run_dir.join(task::REPORT_FILE)).map(|r| r.host)
 }
 
 fn shared_io(e: std::io::Error) -> TrainerError {

@@ -42,7 +42,12 @@ pub fn repo(train_file: &str) -> TempDir {
 
 /// `run` on `repo` with the quick data and `extra` options.
 pub fn loop_cmd(repo: &Path, extra: &[&str]) -> Command {
-    let mut cmd = autoresearch(&["run", "--quiet", "--tag", TAG, "--budget", "5"]);
+    loop_with_budget(repo, "5", extra)
+}
+
+/// `run` on `repo` with the quick data, `budget` seconds per run and `extra` options.
+pub fn loop_with_budget(repo: &Path, budget: &str, extra: &[&str]) -> Command {
+    let mut cmd = autoresearch(&["run", "--quiet", "--tag", TAG, "--budget", budget]);
     cmd.arg("--repo")
         .arg(repo)
         .arg("--data-dir")
