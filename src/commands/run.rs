@@ -81,7 +81,16 @@ pub fn run(args: &RunArgs) -> Result<()> {
     };
     let stop = Stop::on_signals()?;
     let device_name = device.name.clone();
-    let owner = DeviceOwner::new(device, resident, args.vram_budget, before_load);
+    let gpus = Device::gpu_count();
+    // Runs that share the agent's device at once: a round's workers, unless each has a GPU of
+    // its own (then only the first is beside the agent); none when they go to a cluster.
+    let runs_beside = match (&executor, device.kind) {
+        (Executor::Slurm { .. }, _) => 0,
+        (Executor::Local, Kind::Gpu) if gpus >= settings.workers => 1,
+        (Executor::Local, _) => settings.workers,
+    };
+    let mut owner = DeviceOwner::new(device, resident, args.vram_budget, before_load);
+    owner.set_runs_beside(runs_beside);
     // Runs on a cluster take nothing from this machine: the agent writes the next proposal
     // while they train.
     let think = match (args.think_while_training, &executor) {
@@ -96,7 +105,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         timeout: settings.timeout,
         confinement,
         stop: stop.clone(),
-        gpus: crate::scheduler::memory::Device::gpu_count(),
+        gpus,
     };
     let trainer: Box<dyn Trainer> = match executor {
         Executor::Local => Box::new(local),

@@ -38,12 +38,24 @@ pub struct Schedule {
     pub kept_after_unload: Option<Bytes>,
 }
 
+/// What a plan makes room for: the trainer's peak once for each run on the device at once;
+/// nothing, even before the first run, when no run is on it.
+fn planned_peak(peak: Option<Bytes>, runs_beside: usize) -> Option<Bytes> {
+    match runs_beside {
+        0 => Some(Bytes::ZERO),
+        n => peak.map(|p| p.scaled(n as f64)),
+    }
+}
+
 pub struct DeviceOwner {
     pub device: Device,
     pub agent: ResidentAgent,
     budget: Option<Bytes>,
     before_load: Reading,
     trainer_peak: Option<Bytes>,
+    /// Training runs on this device at once: a round's workers that share it each need the
+    /// trainer's peak; none when the runs go to a cluster.
+    runs_beside: usize,
     proposal_seconds: f64,
 }
 
@@ -61,8 +73,14 @@ impl DeviceOwner {
             budget,
             before_load,
             trainer_peak: None,
+            runs_beside: 1,
             proposal_seconds: 30.0,
         }
+    }
+
+    /// How many training runs share this device at once (see `runs_beside`).
+    pub fn set_runs_beside(&mut self, runs: usize) {
+        self.runs_beside = runs;
     }
 
     /// The trainer's peak in its latest run: the next decision plans for it.
@@ -100,7 +118,7 @@ impl DeviceOwner {
             agent_weights: self.agent.weights_bytes(),
             agent_context: self.agent.context_bytes(),
             agent_layers: self.agent.n_layers(),
-            trainer_peak: self.trainer_peak,
+            trainer_peak: planned_peak(self.trainer_peak, self.runs_beside),
             can_offload: self.device.kind == Kind::Gpu,
             reload_seconds: self.agent.last_load_seconds,
             proposal_seconds: self.proposal_seconds,
@@ -156,6 +174,15 @@ impl DeviceOwner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plan_is_for_every_run_on_the_device() {
+        assert_eq!(planned_peak(Some(gib(10)), 1), Some(gib(10)));
+        assert_eq!(planned_peak(Some(gib(10)), 2), Some(gib(20)));
+        assert_eq!(planned_peak(None, 2), None);
+        // Runs on a cluster: the agent never makes room, not even for a first run.
+        assert_eq!(planned_peak(None, 0), Some(Bytes::ZERO));
+    }
     use crate::scheduler::memory::tests::{gib, FakeNvml};
 
     /// The GPU path on a scripted 24 GiB card (a fake NVML), with the real default model as the
