@@ -64,15 +64,21 @@ fn two_local_workers_train_a_round_side_by_side_on_their_own_cpus() {
                 "{device}"
             );
         }
-        assert!(matches!(
+        assert!(
+            matches!(
+                record.outcome,
+                Outcome::Keep
+                    | Outcome::Discard
+                    | Outcome::Requeued
+                    | Outcome::Superseded
+                    | Outcome::Crash
+                    | Outcome::StoppedEarly
+            ),
+            "e{:04} {}: {:?}",
+            record.n,
             record.outcome,
-            Outcome::Keep
-                | Outcome::Discard
-                | Outcome::Requeued
-                | Outcome::Superseded
-                | Outcome::Crash
-                | Outcome::StoppedEarly
-        ));
+            record.error
+        );
     }
     lanes.sort();
     assert_eq!(lanes, [0, 1]);

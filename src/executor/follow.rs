@@ -224,7 +224,6 @@ mod tests {
             seed: 0,
             timeout_seconds: 100.0,
             allow_unconfined: false,
-            cpus: None,
         }
     }
 

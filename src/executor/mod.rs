@@ -140,7 +140,6 @@ impl SlurmTrainer {
             seed,
             timeout_seconds: self.local.timeout.as_secs_f64(),
             allow_unconfined: self.local.confinement == Confinement::BestEffort,
-            cpus: None,
         }
     }
 

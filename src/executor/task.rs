@@ -29,9 +29,6 @@ pub struct Task {
     pub seed: u64,
     pub timeout_seconds: f64,
     pub allow_unconfined: bool,
-    /// CPUs the program may use (`sched_setaffinity`), where the executor splits a machine.
-    #[serde(default)]
-    pub cpus: Option<Vec<usize>>,
 }
 
 impl Task {
@@ -103,7 +100,8 @@ pub fn execute(task: &Task) -> anyhow::Result<Report> {
         seed: task.seed,
         timeout: Duration::from_secs_f64(task.timeout_seconds),
         confinement: task.confinement(),
-        cpus: task.cpus.as_deref(),
+        // A node's CPUs are SLURM's to bind (its task/affinity plugin), not the task's.
+        cpus: None,
         gpu: None,
         stop: &stop,
     };
@@ -167,7 +165,6 @@ mod tests {
             seed,
             timeout_seconds: 240.0,
             allow_unconfined: false,
-            cpus: None,
         }
     }
 
