@@ -64,6 +64,7 @@ fn two_local_workers_train_a_round_side_by_side_on_their_own_cpus() {
                 "{device}"
             );
         }
+        // A result or a failure of the file: never interrupted.
         assert!(
             matches!(
                 record.outcome,
@@ -72,6 +73,7 @@ fn two_local_workers_train_a_round_side_by_side_on_their_own_cpus() {
                     | Outcome::Requeued
                     | Outcome::Superseded
                     | Outcome::Crash
+                    | Outcome::Timeout
                     | Outcome::StoppedEarly
             ),
             "e{:04} {}: {:?}",
