@@ -116,11 +116,19 @@ stop() {
   for daemon in slurmd slurmctld munged; do
     pkill -x "$daemon" 2>/dev/null || true
   done
+  # pgrep takes process names of at most 15 characters: one name at a time.
+  local daemons=(slurmd slurmctld munged slurmstepd)
   for _ in $(seq 1 20); do
-    pgrep -x 'slurmd|slurmctld|munged|slurmstepd' >/dev/null || break
+    local left=0
+    for daemon in "${daemons[@]}"; do
+      pgrep -x "$daemon" >/dev/null && left=1
+    done
+    [ "$left" -eq 0 ] && break
     sleep 0.5
   done
-  pkill -9 -x 'slurmd|slurmctld|slurmstepd' 2>/dev/null || true
+  for daemon in "${daemons[@]}"; do
+    pkill -9 -x "$daemon" 2>/dev/null || true
+  done
   echo "slurm-cluster: stopped"
 }
 
