@@ -65,7 +65,12 @@ pub fn follow(
             for line in log.new_lines(&task.log()) {
                 push_tail(&mut tail, line);
             }
-            return Ok(finished(task, report));
+            return Ok(run_report(
+                task,
+                report.outcome,
+                report.seconds,
+                report.tail,
+            ));
         }
         if asked.is_none() && stop() {
             asked = Some((Cancel::Stop, Instant::now()));
@@ -80,14 +85,14 @@ pub fn follow(
             Standing::Queued if asked.is_some() => {
                 // Never started: nothing to wait for.
                 placement.kill();
-                return Ok(without_report(task, Outcome::Interrupted, 0.0, tail));
+                return Ok(run_report(task, Outcome::Interrupted, 0.0, tail));
             }
             Standing::Queued => {}
             Standing::Running => {
                 let since = *started.get_or_insert(now);
                 if now - since > timeout {
                     placement.kill();
-                    return Ok(without_report(task, Outcome::TimedOut, secs(since), tail));
+                    return Ok(run_report(task, Outcome::TimedOut, secs(since), tail));
                 }
             }
             Standing::Gone { state, reason } => {
@@ -103,7 +108,7 @@ pub fn follow(
                         },
                     };
                     let seconds = started.map_or(0.0, secs);
-                    return Ok(without_report(task, outcome, seconds, tail));
+                    return Ok(run_report(task, outcome, seconds, tail));
                 }
             }
         }
@@ -120,17 +125,9 @@ fn secs(since: Instant) -> f64 {
     since.elapsed().as_secs_f64()
 }
 
-fn finished(task: &Task, report: Report) -> RunReport {
-    RunReport {
-        outcome: report.outcome,
-        log: task.log(),
-        seconds: report.seconds,
-        tail: report.tail,
-        placed: None,
-    }
-}
-
-fn without_report(task: &Task, outcome: Outcome, seconds: f64, tail: Vec<String>) -> RunReport {
+/// The run's report as the loop takes it: the log in the run folder; where it ran is the
+/// executor's to add.
+fn run_report(task: &Task, outcome: Outcome, seconds: f64, tail: Vec<String>) -> RunReport {
     RunReport {
         outcome,
         log: task.log(),

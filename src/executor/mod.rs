@@ -273,12 +273,9 @@ impl Drop for SlurmTrainer {
     }
 }
 
-/// A fresh run folder with the task in it: no report, log or cancel of an earlier try.
+/// A fresh run folder with the task in it, which its job's `node-run` reads.
 fn prepare_run_dir(task: &Task) -> Result<(), TrainerError> {
-    std::fs::create_dir_all(&task.run_dir).map_err(shared_io)?;
-    for stale in [task::REPORT_FILE, task::CANCEL_FILE] {
-        let _ = std::fs::remove_file(task.run_dir.join(stale));
-    }
+    task::fresh_run_dir(task).map_err(shared_io)?;
     task::write_json(&task.run_dir.join(task::TASK_FILE), task).map_err(shared_io)
 }
 

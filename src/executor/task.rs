@@ -71,6 +71,19 @@ pub struct Report {
     pub host: String,
 }
 
+/// `task`'s run folder, made ready for a fresh try: no report or cancel of an earlier one, which
+/// the appliance would otherwise take for this one's.
+pub fn fresh_run_dir(task: &Task) -> std::io::Result<()> {
+    std::fs::create_dir_all(&task.run_dir)?;
+    for stale in [REPORT_FILE, CANCEL_FILE] {
+        match std::fs::remove_file(task.run_dir.join(stale)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 pub fn write_json(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
     let json = serde_json::to_vec_pretty(value).expect("tasks and reports serialise");
     crate::research::write_atomic(path, &json)

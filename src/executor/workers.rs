@@ -121,10 +121,7 @@ impl Pool {
                 }
             }
         }
-        std::fs::create_dir_all(&task.run_dir).map_err(|e| refused(&task.run_dir, e))?;
-        for stale in [task::REPORT_FILE, task::CANCEL_FILE] {
-            let _ = std::fs::remove_file(task.run_dir.join(stale));
-        }
+        task::fresh_run_dir(task).map_err(|e| refused(&task.run_dir, e))?;
         task::write_json(&worker.dir.join(TASK), task).map_err(|e| refused(&worker.dir, e))?;
         Ok((run, task.clone()))
     }

@@ -14,15 +14,14 @@ use anyhow::Result;
 use super::{Origin, Prepared, Research};
 use crate::research::early_stop::Watch;
 use crate::research::history::Best;
-use crate::research::noise::{mean, Judgement, NoiseFloor};
+use crate::research::noise::{Judgement, NoiseFloor};
 use crate::research::parallel::{self, Fate, Judged};
 use crate::research::pending;
 use crate::research::record::{Outcome, Placed, Record};
-use crate::research::runner::{record_run, Lane, Progress, RunEvents, Trainer};
+use crate::research::runner::{Lane, Progress, RunEvents, Trainer};
 use crate::research::sourcing::Proposer;
 use crate::trainer::run::RunReport;
 use crate::trainer::TrainerError;
-use crate::units::Bytes;
 
 /// A candidate of the round, ready to train.
 struct Entry {
@@ -69,7 +68,7 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
             None => workers,
         };
         let history = self.history();
-        let mut origins: Vec<Origin> = history
+        let mut origins = history
             .to_retry_on(best.commit)
             .into_iter()
             .cloned()
@@ -81,8 +80,9 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
                     .cloned()
                     .map(Origin::Requeue),
             )
-            .collect();
-        origins.reverse();
+            .collect::<Vec<Origin>>()
+            .into_iter();
+
         let mut ready: Vec<Entry> = Vec::new();
         let mut done: Vec<(Record, Instant)> = Vec::new();
         while ready.len() + done.len() < room {
@@ -96,7 +96,7 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
                 .map(|e| e.record.clone())
                 .chain(done.iter().map(|(r, _)| r.clone()))
                 .collect();
-            let origin = origins.pop().unwrap_or(Origin::Agent);
+            let origin = origins.next().unwrap_or(Origin::Agent);
             let started = Instant::now();
             match self.prepare(n, best, origin, &in_flight)? {
                 Prepared::Ready { record, binary } => ready.push(Entry {
@@ -207,38 +207,17 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
         let mut judged: Vec<Judged> = Vec::new();
         let mut bar = best.val_bpb;
         for (entry, (report, progress)) in ready.iter_mut().zip(ran) {
-            let Progress { curve, doomed, .. } = progress;
-            let report = report?;
-            let peak = match &report.outcome {
-                crate::trainer::run::Outcome::Finished(s) => Some(
-                    self.proposer
-                        .trainer_share(Bytes::from_mib_f64(s.peak_vram_mb), self.schedule.as_ref()),
-                ),
-                _ => None,
-            };
             let record = &mut entry.record;
-            let failed = record_run(record, report, curve, peak, self.settings.timeout);
-            if let Some(verdict) = doomed {
-                record.error = Some(verdict.to_string());
-            }
-            if let Some(failed) = failed {
+            if let Some(failed) = self.record_ran(record, report?, progress) {
                 record.outcome = failed;
                 continue;
             }
-            let values = record.finished_values();
-            record.val_bpb = Some(mean(&values));
-            let judgement = if self.settings.paired {
-                let reference = self.reference(record, best);
-                bar = mean(&reference);
-                record.decision = Some(floor.decision_paired(&reference, &values));
-                floor.judge_paired(&reference, &values, 1)
-            } else {
-                record.decision = Some(floor.decision(best.val_bpb, &values));
-                floor.judge(best.val_bpb, &values, 1)
-            };
+            // Each candidate of a round runs once: no confirmation runs.
+            let judgement;
+            (judgement, bar) = self.judge(record, best, floor, 1);
             judged.push(Judged {
                 n: record.n,
-                value: mean(&values),
+                value: record.val_bpb.expect("judged"),
                 passed: judgement == Judgement::Keep,
             });
         }

@@ -15,6 +15,7 @@ use crate::research::progress::Ui;
 use crate::research::record::{CommitId, Outcome, Placed, Record};
 use crate::research::runner::{record_run, Lane, Progress, RunEvents, Trainer};
 use crate::research::sourcing::Proposer;
+use crate::trainer::run::RunReport;
 use crate::units::Bytes;
 
 /// The best file's runs a paired judgement compares with: the latest, so that they were made
@@ -80,23 +81,17 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
                 break;
             }
             let values = record.finished_values();
-            record.val_bpb = Some(mean(&values));
-            let judgement = if self.settings.paired {
-                if i == 1 && mean(&values) < mean(&self.reference(record, best)) {
-                    // Promising: the best file runs again now, on the machine as it is.
-                    if self.run_best_beside(record, best)? == Some(Outcome::Interrupted) {
-                        record.outcome = Outcome::Interrupted;
-                        break;
-                    }
+            let promising = mean(&values) < mean(&self.reference(record, best));
+            if self.settings.paired && i == 1 && promising {
+                // Promising: the best file runs again now, on the machine as it is.
+                if self.run_best_beside(record, best)? == Some(Outcome::Interrupted) {
+                    record.val_bpb = Some(mean(&values));
+                    record.outcome = Outcome::Interrupted;
+                    break;
                 }
-                let reference = self.reference(record, best);
-                bar = mean(&reference);
-                record.decision = Some(floor.decision_paired(&reference, &values));
-                floor.judge_paired(&reference, &values, self.settings.max_runs)
-            } else {
-                record.decision = Some(floor.decision(best.val_bpb, &values));
-                floor.judge(best.val_bpb, &values, self.settings.max_runs)
-            };
+            }
+            let judgement;
+            (judgement, bar) = self.judge(record, best, floor, self.settings.max_runs);
             record.outcome = match judgement {
                 Judgement::Keep => Outcome::Keep,
                 Judgement::Discard => Outcome::Discard,
@@ -112,6 +107,51 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
             break;
         }
         Ok(bar)
+    }
+
+    /// Judges `record`'s finished runs against the best, paired or not, with `max_runs` allowed
+    /// (1: no confirmation runs); notes its value and the decision in it, and returns the
+    /// judgement and the best's value it was judged against.
+    pub(super) fn judge(
+        &self,
+        record: &mut Record,
+        best: Best,
+        floor: &NoiseFloor,
+        max_runs: usize,
+    ) -> (Judgement, f64) {
+        let values = record.finished_values();
+        record.val_bpb = Some(mean(&values));
+        if self.settings.paired {
+            let reference = self.reference(record, best);
+            record.decision = Some(floor.decision_paired(&reference, &values));
+            let judgement = floor.judge_paired(&reference, &values, max_runs);
+            (judgement, mean(&reference))
+        } else {
+            record.decision = Some(floor.decision(best.val_bpb, &values));
+            (floor.judge(best.val_bpb, &values, max_runs), best.val_bpb)
+        }
+    }
+
+    /// Adds a finished run to `record` (see `runner::record_run`), with the trainer's share of
+    /// its peak and early stopping's verdict; Some(outcome) when it produced no result.
+    pub(super) fn record_ran(
+        &mut self,
+        record: &mut Record,
+        report: RunReport,
+        progress: Progress,
+    ) -> Option<Outcome> {
+        let peak = match &report.outcome {
+            crate::trainer::run::Outcome::Finished(s) => Some(
+                self.proposer
+                    .trainer_share(Bytes::from_mib_f64(s.peak_vram_mb), self.schedule.as_ref()),
+            ),
+            _ => None,
+        };
+        let failed = record_run(record, report, progress.curve, peak, self.settings.timeout);
+        if let Some(verdict) = progress.doomed {
+            record.error = Some(verdict.to_string());
+        }
+        failed
     }
 
     /// Every finished run of the best file at this run's budget, oldest first, this record's
@@ -234,20 +274,14 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
         let report = self
             .trainer
             .run(binary, &run_dir, seed, Lane::ONLY, &mut hearing)?;
-        let Progress { curve, doomed, .. } = hearing.progress;
-        let peak = match &report.outcome {
-            crate::trainer::run::Outcome::Finished(s) => Some(
-                self.proposer
-                    .trainer_share(Bytes::from_mib_f64(s.peak_vram_mb), self.schedule.as_ref()),
-            ),
-            _ => None,
-        };
+        let progress = hearing.progress;
         let candidates = (record.error.clone(), record.log_tail.clone());
         let lost = match &report.outcome {
             crate::trainer::run::Outcome::Lost { retry, .. } => Some(*retry),
             _ => None,
         };
-        let failed = record_run(record, report, curve, peak, self.settings.timeout);
+        // A run of the best beside a candidate is never watched: no verdict to lose below.
+        let failed = self.record_ran(record, report, progress);
         if let Some(best) = of {
             record
                 .runs
@@ -256,9 +290,6 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
                 .commit = Some(best);
             // The best file's run says nothing of the candidate: its error and log stay its own.
             (record.error, record.log_tail) = candidates;
-        }
-        if let Some(verdict) = doomed {
-            record.error = Some(verdict.to_string());
         }
         pending::save(&self.settings.dir, record)?;
         Ok(match lost {
