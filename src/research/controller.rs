@@ -28,6 +28,13 @@ pub enum Move {
     Tune,
 }
 
+impl Move {
+    /// Moves the agent writes in code first (it falls back to numbers when the code fails).
+    pub fn is_code(self) -> bool {
+        matches!(self, Move::Explore | Move::Ablate)
+    }
+}
+
 named!(Move {
     Explore => "explore",
     Refine => "refine",
@@ -186,8 +193,10 @@ pub struct Controller {
     /// Failures (crash, timeout, compile error, no usable proposal) among the recent
     /// experiments from which only safe numeric moves are asked for.
     pub failure_rate: f64,
-    /// New ideas in a row that brought no code edit that applied, after which new ideas pause
-    /// for a window (a small model may not write code that applies; it can name constants).
+    /// Code moves (new ideas, ablations) in a row that brought no code edit that applied, after
+    /// which code moves pause for a window, and a window more for every `code_tries` further
+    /// failures (a small model may never write code that applies; it can name constants, and
+    /// each failed code move costs it a minute).
     pub code_tries: usize,
 }
 
@@ -198,7 +207,7 @@ impl Default for Controller {
             plateau: 6,
             quota: 0.4,
             failure_rate: 0.5,
-            code_tries: 3,
+            code_tries: 2,
         }
     }
 }
@@ -305,10 +314,10 @@ impl Controller {
             ),
             _ => (Move::Tune, "a long plateau: new ideas, ablations, numbers"),
         };
-        let (kind, why) = if kind == Move::Explore && self.code_is_failing(&newest_first) {
+        let (kind, why) = if kind.is_code() && self.code_is_paused(&newest_first) {
             (
                 Move::Tune,
-                "the last new ideas brought no code that applied: numbers until the window passes",
+                "the last code moves brought no code that applied: numbers until the pause passes",
             )
         } else {
             (kind, why)
@@ -325,22 +334,20 @@ impl Controller {
         )
     }
 
-    /// Whether the last `code_tries` new ideas all ended without a code edit (the agent fell back
-    /// to numbers or wrote nothing usable), the latest of them within the window: after the window
-    /// one more is tried.
-    fn code_is_failing(&self, newest_first: &[&Record]) -> bool {
-        let explored: Vec<(usize, &Record)> = newest_first
+    /// Whether code moves are paused: the latest `code_tries` or more code moves in a row ended
+    /// without a code edit that applied (the agent fell back to numbers or wrote nothing usable),
+    /// and the newest of them is fewer experiments ago than a window per `code_tries` of them.
+    /// After the pause one more is tried; each failure makes the next pause longer.
+    fn code_is_paused(&self, newest_first: &[&Record]) -> bool {
+        let code: Vec<(usize, &Record)> = newest_first
             .iter()
             .copied()
             .enumerate()
-            .filter(|(_, r)| r.choice.as_ref().is_some_and(|c| c.kind == Move::Explore))
-            .take(self.code_tries)
+            .filter(|(_, r)| r.choice.as_ref().is_some_and(|c| c.kind.is_code()))
             .collect();
-        explored.len() == self.code_tries
-            && explored[0].0 < self.window
-            && explored
-                .iter()
-                .all(|(_, r)| r.action != Some(Action::Replace) || r.outcome.is_failure())
+        let failed = code.iter().take_while(|(_, r)| !brought_code(r)).count();
+        let tries = self.code_tries.max(1);
+        failed >= tries && code[0].0 < self.window * failed / tries
     }
 
     /// The category least tried among `allowed` in `recent`. With three or more allowed, the
@@ -398,6 +405,11 @@ impl Controller {
         })?;
         Some([older, newer])
     }
+}
+
+/// Whether an experiment's agent wrote a code edit that applied (and did not then fail).
+pub fn brought_code(record: &Record) -> bool {
+    record.action == Some(Action::Replace) && !record.outcome.is_failure()
 }
 
 #[cfg(test)]
@@ -529,6 +541,52 @@ mod tests {
         // One of them was code: new ideas go on.
         records[2] = explored(2, Action::Replace);
         assert_eq!(choose(&records).kind, Move::Explore);
+    }
+
+    #[test]
+    fn code_moves_pause_longer_the_more_they_fail() {
+        let controller = Controller::default();
+        let coded = |n: usize, kind: Move| {
+            let mut r = experiment(n, Outcome::Discard, -0.5, "SOFTCAP");
+            r.choice = Some(Choice {
+                kind,
+                category: Some(Category::Architecture),
+                builds_on: vec![],
+                reason: String::new(),
+            });
+            r.action = Some(Action::Set);
+            r
+        };
+        let paused = |records: &[Record]| {
+            let newest_first: Vec<&Record> = records.iter().rev().collect();
+            controller.code_is_paused(&newest_first)
+        };
+        let numbers = |records: &mut Vec<Record>, to: usize| {
+            for n in records.len() + 1..=to {
+                records.push(experiment(n, Outcome::Discard, -0.5, "SOFTCAP"));
+            }
+        };
+        // An idea and an ablation, neither with code that applied: a window's pause.
+        let mut records = vec![coded(1, Move::Explore), coded(2, Move::Ablate)];
+        assert!(paused(&records));
+        numbers(&mut records, 11);
+        assert!(
+            paused(&records),
+            "nine experiments after the second failure"
+        );
+        numbers(&mut records, 12);
+        assert!(!paused(&records), "ten after it");
+        // A third failure in a row: a window and a half.
+        records.push(coded(13, Move::Explore));
+        numbers(&mut records, 27);
+        assert!(paused(&records), "fourteen after the third failure");
+        numbers(&mut records, 28);
+        assert!(!paused(&records), "fifteen after it");
+        // A code edit that applied ends the streak.
+        let mut applied = coded(29, Move::Explore);
+        applied.action = Some(Action::Replace);
+        records.push(applied);
+        assert!(!paused(&records));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::history::History;
 use super::record::tests::record;
 use super::record::{Outcome, Record};
 use super::request::tests::choice;
-use super::request::{combined, Request};
+use super::request::Request;
 use super::settings::Settings;
 use super::sourcing::Ask;
 use super::tuning::Values;
@@ -72,7 +72,7 @@ fn the_real_model_answers_every_move_in_the_form_asked_and_a_repeat_is_refused()
     // near-misses that set constants, the values they had.
     let tuners: Vec<Values> = moves
         .iter()
-        .map(|c| Values::new(&history, n, combined(Some(c), &history).as_deref()))
+        .map(|c| Values::new(&history, n, Some(c), TRAIN))
         .collect();
     let mut agent = Agent {
         engine: &engine,

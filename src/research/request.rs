@@ -4,13 +4,13 @@
 
 use super::changes::Change;
 use super::context::Context;
-use super::controller::{Category, Choice, Controller, Move};
+use super::controller::{brought_code, Category, Choice, Controller, Move};
 use super::history::History;
 use super::record::{Outcome, Record};
 use super::sampler::tunable;
 use super::settings::{ActionChoice, Settings};
 use super::sourcing::{Ask, DraftAsk};
-use super::tuning::{set_values, Values};
+use super::tuning::{set_values, steps_beyond, Values};
 use crate::agent::edit::{constants, Constant};
 use crate::agent::prompt::Action;
 use crate::agent::propose::Tuner;
@@ -35,7 +35,7 @@ impl Asking {
             request: Request::new(choice.as_ref(), settings, n, history, best_file),
             tuner: settings
                 .sampler
-                .then(|| Values::new(history, n, combined(choice.as_ref(), history).as_deref())),
+                .then(|| Values::new(history, n, choice.as_ref(), best_file)),
             choice,
         }
     }
@@ -91,13 +91,9 @@ impl Asking {
     }
 }
 
-/// The records a combination builds on; None for any other move.
-pub fn combined<'h>(choice: Option<&Choice>, history: &'h History) -> Option<Vec<&'h Record>> {
-    let choice = choice.filter(|c| c.kind == Move::Combine)?;
-    Some(builds_on(choice, history))
-}
-
-fn builds_on<'h>(choice: &Choice, history: &'h History) -> Vec<&'h Record> {
+/// The records `choice` builds on: the kept one a refinement takes further, the near-misses a
+/// combination joins.
+pub fn builds_on<'h>(choice: &Choice, history: &'h History) -> Vec<&'h Record> {
     choice
         .builds_on
         .iter()
@@ -154,29 +150,51 @@ impl Request {
         let half = |first: Action, second: Action| {
             vec![(first, proposals - proposals / 2), (second, proposals / 2)]
         };
+        // A new idea or an ablation is code first, then numbers. A model that has not yet written
+        // code that applied gets one try at it: each failed try costs it most of a minute.
+        let code_first = |fallback: Action| {
+            let code = if history.experiments().any(brought_code) {
+                proposals - proposals / 2
+            } else {
+                1
+            };
+            vec![
+                (Action::Replace, code),
+                (fallback, proposals.saturating_sub(code)),
+            ]
+        };
         let category = choice.category.unwrap_or(Category::Optimizer);
+        let in_category = || {
+            constants_in(best_file, category, settings.gpu, |c| {
+                numeric != Action::Tune || tunable(c)
+            })
+        };
         match choice.kind {
             Move::Tune => Request {
                 plan: vec![(numeric, proposals)],
                 task: Some(format!("Tune {}: {values}.", category.words())),
-                names: Some(constants_in(best_file, category, settings.gpu, |c| {
-                    numeric != Action::Tune || tunable(c)
-                })),
+                names: Some(in_category()),
             },
+            // The numbers a failed idea falls back to are a move of its category, with the
+            // sampler's values where it is on.
             Move::Explore => Request {
-                plan: half(Action::Replace, Action::Set),
-                task: Some(format!("A new idea about {}, in code.", category.words())),
-                names: None,
+                plan: code_first(numeric),
+                task: Some(format!(
+                    "A new idea about {}, in code (or, failing that, {values}).",
+                    category.words()
+                )),
+                names: Some(in_category()),
             },
+            // An ablation's numbers are the agent's own: a feature's off value.
             Move::Ablate => Request {
-                plan: half(Action::Replace, Action::Set),
+                plan: code_first(Action::Set),
                 task: Some(
                     "An ablation: remove or switch off one part of the best file (a line of code, \
                      or a feature constant set to its off value, such as a soft-cap or warm-down \
                      of 0) to see whether it earns its place."
                         .into(),
                 ),
-                names: None,
+                names: Some(numeric_constants(best_file, settings.gpu)),
             },
             Move::Refine | Move::Combine => {
                 let builds_on = builds_on(choice, history);
@@ -203,11 +221,22 @@ impl Request {
                         .all(|n| file.iter().any(|c| &c.name == n && tunable(c)))
                 });
                 let refine_with = if all_tunable { numeric } else { Action::Set };
+                // With the sampler, a kept setting goes on as far again (`tuning::steps_beyond`).
+                let further = if refine_with == Action::Tune
+                    && builds_on
+                        .first()
+                        .is_some_and(|kept| steps_beyond(history, kept, best_file).is_some())
+                {
+                    "name the same constants; each moves on as far again in the same direction"
+                        .to_string()
+                } else {
+                    format!("the same constants; {values}")
+                };
                 let (plan, task) = match (choice.kind, &set_names) {
                     (Move::Refine, Some(_)) => (
                         vec![(refine_with, proposals)],
                         format!(
-                            "{} was kept. Take it further: the same constants; {values}.",
+                            "{} was kept. Take it further: {further}.",
                             described.join(" and ")
                         ),
                     ),
@@ -253,18 +282,16 @@ impl Request {
     }
 }
 
-/// The numeric constants of `file` that `keep` keeps in `category` (all of them when it has none), without
-/// those of the other device (`_GPU` on the CPU, `_CPU` on a GPU), which change nothing here.
+/// The numeric constants of `file` that `keep` keeps in `category` (all of them when it has
+/// none), without those of the other device.
 fn constants_in(
     file: &str,
     category: Category,
     gpu: bool,
     keep: impl Fn(&Constant) -> bool,
 ) -> Vec<String> {
-    let other_device = if gpu { "_CPU" } else { "_GPU" };
-    let numeric: Vec<String> = constants(file)
+    let numeric: Vec<String> = numeric(file, gpu)
         .into_iter()
-        .filter(|c| !c.ty.contains("str") && c.ty != "bool" && !c.name.ends_with(other_device))
         .filter(|c| keep(c))
         .map(|c| c.name)
         .collect();
@@ -281,6 +308,25 @@ fn constants_in(
     } else {
         in_category
     }
+}
+
+/// The numeric constants of `file` without those of the other device (`_GPU` on the CPU, `_CPU`
+/// on a GPU), which change nothing here.
+fn numeric(file: &str, gpu: bool) -> Vec<Constant> {
+    let other_device = if gpu { "_CPU" } else { "_GPU" };
+    constants(file)
+        .into_iter()
+        .filter(|c| !c.ty.contains("str") && c.ty != "bool" && !c.name.ends_with(other_device))
+        .collect()
+}
+
+/// The names of `numeric`'s constants that are a direction of research (not the seed).
+fn numeric_constants(file: &str, gpu: bool) -> Vec<String> {
+    numeric(file, gpu)
+        .into_iter()
+        .map(|c| c.name)
+        .filter(|name| Category::of_constant(name).is_some())
+        .collect()
 }
 
 fn dedup(mut names: Vec<String>) -> Vec<String> {
@@ -385,8 +431,8 @@ pub(crate) mod tests {
         assert_eq!(r.names.unwrap(), ["MATRIX_LR"]);
         assert_eq!(
             r.task.unwrap(),
-            "e0001 (idea 1\twith a tab: MATRIX_LR 0.04 -> 0.06) was kept. Take it further: the same \
-             constants; name one to three of its constants; their values are chosen from every result so far."
+            "e0001 (idea 1\twith a tab: MATRIX_LR 0.04 -> 0.06) was kept. Take it further: name the \
+             same constants; each moves on as far again in the same direction."
         );
         let combine = choice(Move::Combine, None, vec![1, 2]);
         let r = Request::new(Some(&combine), &settings(true), 3, &h, TRAIN);
@@ -405,6 +451,53 @@ pub(crate) mod tests {
             .ends_with("each takes the value it had there."));
         let r = Request::new(Some(&combine), &settings(false), 3, &h, TRAIN);
         assert_eq!(r.plan, [(Action::Set, 4)]);
+    }
+
+    #[test]
+    fn code_moves_fall_back_to_numbers_of_their_category_after_one_try_until_code_applies() {
+        let mut records = vec![record(0, Outcome::Keep, Some(1.8))];
+        let explore = choice(Move::Explore, Some(Category::Schedule), vec![]);
+        let ablate = choice(Move::Ablate, Some(Category::Architecture), vec![]);
+        let request = |records: &[Record], c: &Choice, sampler: bool| {
+            Request::new(
+                Some(c),
+                &settings(sampler),
+                1,
+                &History::new(records),
+                TRAIN,
+            )
+        };
+        let r = request(&records, &explore, true);
+        assert_eq!(r.plan, [(Action::Replace, 1), (Action::Tune, 3)]);
+        assert_eq!(
+            r.names.unwrap(),
+            [
+                "MUON_MOMENTUM_RAMP",
+                "WARMUP_RATIO",
+                "WARMDOWN_RATIO",
+                "FINAL_LR_FRAC"
+            ]
+        );
+        assert_eq!(
+            request(&records, &explore, false).plan,
+            [(Action::Replace, 1), (Action::Set, 3)]
+        );
+        // An ablation's numbers are set by the agent, any constant of this device but the seed.
+        let r = request(&records, &ablate, true);
+        assert_eq!(r.plan, [(Action::Replace, 1), (Action::Set, 3)]);
+        let names = r.names.unwrap();
+        assert!(names.contains(&"SOFTCAP".to_string()), "{names:?}");
+        assert!(names.contains(&"DEVICE_ROWS_CPU".to_string()), "{names:?}");
+        assert!(!names.contains(&"DEVICE_ROWS_GPU".to_string()), "{names:?}");
+        assert!(!names.contains(&"SEED".to_string()), "{names:?}");
+        // Once the agent's code has applied, code moves get half the tries.
+        let mut coded = record(1, Outcome::Discard, Some(1.81));
+        coded.action = Some(Action::Replace);
+        records.push(coded);
+        assert_eq!(
+            request(&records, &explore, true).plan,
+            [(Action::Replace, 2), (Action::Tune, 2)]
+        );
     }
 
     #[test]

@@ -221,6 +221,14 @@ fn from_model(space: &Space, u: f64) -> f64 {
     snap(space, x)
 }
 
+/// `now` moved by the step from `from` to `to`, in model coordinates (by their ratio in log
+/// space, their difference otherwise), snapped into the space; None when that is no number (a
+/// value at or below zero on a log scale).
+pub fn step_beyond(space: &Space, from: f64, to: f64, now: f64) -> Option<f64> {
+    let u = to_model(space, now) + to_model(space, to) - to_model(space, from);
+    u.is_finite().then(|| from_model(space, u))
+}
+
 /// The model's range; whole numbers own ±0.5 around them, so the ends are drawn as often.
 fn bounds(space: &Space) -> (f64, f64) {
     match *space {

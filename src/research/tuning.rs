@@ -7,10 +7,12 @@
 //! stays put while the best file moves; a constant the baseline lacks takes the current value),
 //! widened to hold the current value.
 
-use super::changes::set_names;
+use super::changes::{set_names, Change};
+use super::controller::{Choice, Move};
 use super::history::History;
 use super::record::{Outcome, Record};
-use super::sampler::{parse, render, space_for, Space, Tpe, Trial};
+use super::request::builds_on;
+use super::sampler::{parse, render, space_for, step_beyond, Space, Tpe, Trial};
 use crate::agent::edit::{constants, Constant, Rejection};
 use crate::agent::ledger::{skeleton_sha256, Constants};
 use crate::agent::propose::Tuner;
@@ -143,20 +145,64 @@ impl Tuner for SamplerTuner {
 pub enum Values {
     /// From the sampler.
     Sampler(SamplerTuner),
-    /// The values recorded experiments gave their constants: a combination of near-misses that
-    /// only set constants is those settings together, so the agent names the constants and
-    /// writes no number (a small model's own numbers for it were seldom either near-miss's).
-    Recorded(Vec<(String, String)>),
+    /// Values the move itself fixes, so the agent names the constants and writes no number (a
+    /// small model's own numbers were seldom the ones meant): a combination of near-misses that
+    /// only set constants takes the values they had; a refinement of a kept setting takes the
+    /// next step in its direction.
+    Given(Vec<(String, String)>),
 }
 
 impl Values {
-    /// For experiment `n`, which builds on `builds_on` (the controller's choice).
-    pub fn new(history: &History, n: usize, builds_on: Option<&[&Record]>) -> Values {
-        match builds_on.and_then(set_values) {
-            Some(values) => Values::Recorded(values),
+    /// For experiment `n`, the controller's `choice`, made on `best_file`.
+    pub fn new(history: &History, n: usize, choice: Option<&Choice>, best_file: &str) -> Values {
+        let builds_on = choice.map(|c| builds_on(c, history)).unwrap_or_default();
+        let given = match choice.map(|c| c.kind) {
+            Some(Move::Combine) => set_values(&builds_on),
+            Some(Move::Refine) => builds_on
+                .first()
+                .and_then(|kept| steps_beyond(history, kept, best_file)),
+            _ => None,
+        };
+        match given {
+            Some(values) => Values::Given(values),
             None => Values::Sampler(SamplerTuner::new(history, n)),
         }
     }
+}
+
+/// A kept change of settings taken on as far again: each constant it set moves from its value in
+/// `best_file` by the same step (a ratio on a log scale, a difference on a linear one), inside its
+/// range. A kept direction is the likeliest to pay again (a smaller model that trained more steps
+/// in the budget, say), where the sampler's draw for a refinement landed anywhere in the range.
+/// None when the change set code or a constant the sampler cannot scale, or no value would move
+/// (the end of a range).
+pub fn steps_beyond(
+    history: &History,
+    kept: &Record,
+    best_file: &str,
+) -> Option<Vec<(String, String)>> {
+    let sampler = SamplerTuner::new(history, kept.n);
+    let file = constants(best_file);
+    let mut moved = false;
+    let mut steps: Vec<(String, String)> = Vec::new();
+    for change in &kept.changes {
+        let Change::Set { name, from, to } = change else {
+            return None;
+        };
+        if steps.iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        let c = file.iter().find(|c| &c.name == name)?;
+        let space = sampler.space(c)?;
+        let now = parse(&space, &c.ty, &c.value)?;
+        let space = space.holding(now);
+        let (from, to) = (parse(&space, &c.ty, from)?, parse(&space, &c.ty, to)?);
+        let next = step_beyond(&space, from, to, now)?;
+        let text = render(&space, &c.ty, next);
+        moved |= parse(&space, &c.ty, &text) != Some(now);
+        steps.push((name.clone(), text));
+    }
+    (moved && !steps.is_empty()).then_some(steps)
 }
 
 /// `(name, value)` of every constant `records` set, when setting constants is all they did.
@@ -173,7 +219,7 @@ impl Tuner for Values {
     fn can_tune(&self, constant: &Constant) -> bool {
         match self {
             Values::Sampler(sampler) => sampler.can_tune(constant),
-            Values::Recorded(values) => values.iter().any(|(name, _)| *name == constant.name),
+            Values::Given(values) => values.iter().any(|(name, _)| *name == constant.name),
         }
     }
 
@@ -185,7 +231,7 @@ impl Tuner for Values {
     ) -> Result<Vec<(String, String)>, Rejection> {
         match self {
             Values::Sampler(sampler) => sampler.values(source, names, seed),
-            Values::Recorded(values) => {
+            Values::Given(values) => {
                 let mut seen = std::collections::HashSet::new();
                 names
                     .iter()
@@ -205,8 +251,9 @@ impl Tuner for Values {
 
 #[cfg(test)]
 mod tests {
-    use super::super::changes::Change;
+    use super::super::controller::Category;
     use super::super::record::tests::record;
+    use super::super::request::tests::choice;
     use super::*;
     use crate::agent::ledger::constants_of;
 
@@ -341,7 +388,8 @@ mod tests {
         );
         let records = vec![record(0, Outcome::Keep, Some(1.8)), a.clone(), b.clone()];
         let history = History::new(&records);
-        let values = Values::new(&history, 3, Some(&[&a, &b][..]));
+        let combine = choice(Move::Combine, None, vec![1, 2]);
+        let values = Values::new(&history, 3, Some(&combine), TRAIN);
         assert!(values.can_tune(&constant("EMBEDDING_LR")));
         assert!(!values.can_tune(&constant("MATRIX_LR")));
         let names = ["EMBEDDING_LR", "WARMDOWN_RATIO", "EMBEDDING_LR"].map(String::from);
@@ -361,10 +409,79 @@ mod tests {
         code.changes.push(Change::Code {
             line: "let x = 1;".into(),
         });
+        let with_code = vec![records[0].clone(), a, code];
         assert!(matches!(
-            Values::new(&history, 3, Some(&[&a, &code][..])),
+            Values::new(&History::new(&with_code), 3, Some(&combine), TRAIN),
             Values::Sampler(_)
         ));
-        assert!(matches!(Values::new(&history, 3, None), Values::Sampler(_)));
+        assert!(matches!(
+            Values::new(&history, 3, None, TRAIN),
+            Values::Sampler(_)
+        ));
+    }
+
+    /// The baseline (this file) and a keep that made `changes`, giving `best`.
+    fn kept(changes: &[(&str, &str)]) -> (Vec<Record>, String) {
+        let mut baseline = record(0, Outcome::Keep, Some(1.8));
+        baseline.constants = Some(constants_of(TRAIN));
+        let mut best = TRAIN.to_string();
+        let mut keep = record(1, Outcome::Keep, Some(1.7));
+        for (name, to) in changes {
+            let from = constant(name).value;
+            let line = |v: &str| format!("{name}: {} = {v};", constant(name).ty);
+            best = best.replace(&line(&from), &line(to));
+            keep.changes.push(Change::Set {
+                name: name.to_string(),
+                from,
+                to: to.to_string(),
+            });
+        }
+        assert_ne!(best, TRAIN);
+        (vec![baseline, keep], best)
+    }
+
+    #[test]
+    fn a_refinement_takes_a_kept_setting_as_far_again() {
+        let refine = choice(Move::Refine, Some(Category::WidthDepth), vec![1]);
+        let steps = |changes: &[(&str, &str)]| {
+            let (records, best) = kept(changes);
+            let history = History::new(&records);
+            let values = Values::new(&history, 2, Some(&refine), &best);
+            match values {
+                Values::Given(values) => Some(values),
+                Values::Sampler(_) => None,
+            }
+        };
+        let pairs = |pairs: &[(&str, &str)]| -> Option<Vec<(String, String)>> {
+            Some(
+                pairs
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        // By ratios on a log scale: 64 -> 48 goes on to 36, 128 -> 101 to 80.
+        assert_eq!(
+            steps(&[("ASPECT_RATIO", "48"), ("HEAD_DIM", "101")]),
+            pairs(&[("ASPECT_RATIO", "36"), ("HEAD_DIM", "80")])
+        );
+        assert_eq!(
+            steps(&[("MATRIX_LR", "0.05")]),
+            pairs(&[("MATRIX_LR", "0.0625")])
+        );
+        // By differences on a linear one.
+        assert_eq!(
+            steps(&[("WARMDOWN_RATIO", "0.6")]),
+            pairs(&[("WARMDOWN_RATIO", "0.7")])
+        );
+        // At the end of its range nothing moves: the sampler gives the values.
+        assert_eq!(steps(&[("TOKENS_PER_STEP_CPU", "1")]), None);
+        // Nor is a change of code taken further by numbers.
+        let (mut records, best) = kept(&[("MATRIX_LR", "0.05")]);
+        records[1].changes.push(Change::Code {
+            line: "let x = 1;".into(),
+        });
+        let history = History::new(&records);
+        assert_eq!(steps_beyond(&history, &records[1], &best), None);
     }
 }
