@@ -213,7 +213,9 @@ fn render(input: &PromptInput, level: usize) -> Prompt {
     }
     if let Some(task) = input.task {
         user.push_str(&format!("## This experiment\n{task}\n"));
-        if let Some(names) = input.names {
+        // The names bound SET and TUNE replies; shown beside a code format they read as an
+        // invitation to edit those constants' lines.
+        if let (Some(names), Action::Set | Action::Tune) = (input.names, input.action) {
             user.push_str(&format!("Constants you may name: {}\n", names.join(", ")));
         }
         user.push('\n');

@@ -134,6 +134,13 @@ pub trait Tuner: Sync {
         names: &[String],
         seed: u32,
     ) -> Result<Vec<(String, String)>, Rejection>;
+
+    /// The tuner to draw from instead when the file this one's values made was tried already
+    /// (a fixed step that lands on a tried file would be refused on every reply); None: the
+    /// refusal stands.
+    fn instead(&self) -> Option<&dyn Tuner> {
+        None
+    }
 }
 
 pub struct Agent<'e> {
@@ -383,10 +390,17 @@ impl Agent<'_> {
             let tuner = self.tuner.ok_or_else(|| {
                 Rejection::Format("TUNE needs the research loop's sampler: use SET".into())
             })?;
-            edit::apply(
-                source,
-                &proposal.tuned(&tuner.values(source, &names, seed)?),
-            )?
+            let tuned = |tuner: &dyn Tuner| {
+                edit::apply(
+                    source,
+                    &proposal.tuned(&tuner.values(source, &names, seed)?),
+                )
+            };
+            let text = tuned(tuner)?;
+            match (self.ledger.check(&text), tuner.instead()) {
+                (Err(_), Some(instead)) => tuned(instead)?,
+                _ => text,
+            }
         };
         self.ledger.claim(&text, "an earlier proposal")?;
         Ok(text)
@@ -602,6 +616,28 @@ mod tests {
         }
     }
 
+    /// Fixed values that give way to another tuner's when their file was tried.
+    struct Stepping(Fixed, Fixed);
+
+    impl Tuner for Stepping {
+        fn can_tune(&self, constant: &edit::Constant) -> bool {
+            self.0.can_tune(constant)
+        }
+
+        fn values(
+            &self,
+            source: &str,
+            names: &[String],
+            seed: u32,
+        ) -> Result<Vec<(String, String)>, Rejection> {
+            self.0.values(source, names, seed)
+        }
+
+        fn instead(&self) -> Option<&dyn Tuner> {
+            Some(&self.1)
+        }
+    }
+
     /// TUNE replies written by the real model under the grammar take their values from the
     /// tuner; a value within 5% of one tried is refused, with the reason, before any build.
     #[test]
@@ -627,6 +663,13 @@ mod tests {
             attempt.verdict
         );
         assert_eq!(attempt.build_seconds, 0.0, "refused before any build");
+        // A tuner with another to draw from takes that one's values when its own were tried.
+        let stepping = Stepping(Fixed("0.0412"), Fixed("0.2"));
+        agent.tuner = Some(&stepping);
+        let text = agent
+            .apply(source, &edit::parse(reply).unwrap(), 1)
+            .unwrap();
+        assert!(text.contains("const MATRIX_LR: f64 = 0.2;"));
 
         // The model names constants under the TUNE grammar; every value is the tuner's.
         let far = Fixed("0.9");

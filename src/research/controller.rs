@@ -337,13 +337,15 @@ impl Controller {
     /// Whether code moves are paused: the latest `code_tries` or more code moves in a row ended
     /// without a code edit that applied (the agent fell back to numbers or wrote nothing usable),
     /// and the newest of them is fewer experiments ago than a window per `code_tries` of them.
-    /// After the pause one more is tried; each failure makes the next pause longer.
+    /// After the pause one more is tried; each failure makes the next pause longer. Code that
+    /// applied in any move ends the streak; a retried or requeued experiment is no new try.
     fn code_is_paused(&self, newest_first: &[&Record]) -> bool {
         let code: Vec<(usize, &Record)> = newest_first
             .iter()
             .copied()
             .enumerate()
-            .filter(|(_, r)| r.choice.as_ref().is_some_and(|c| c.kind.is_code()))
+            .filter(|(_, r)| r.retry_of.is_none() && r.requeue_of.is_none())
+            .filter(|(_, r)| brought_code(r) || r.choice.as_ref().is_some_and(|c| c.kind.is_code()))
             .collect();
         let failed = code.iter().take_while(|(_, r)| !brought_code(r)).count();
         let tries = self.code_tries.max(1);

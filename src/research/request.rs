@@ -179,13 +179,11 @@ impl Request {
             // sampler's values where it is on.
             Move::Explore => Request {
                 plan: code_first(numeric),
-                task: Some(format!(
-                    "A new idea about {}, in code (or, failing that, {values}).",
-                    category.words()
-                )),
+                task: Some(format!("A new idea about {}.", category.words())),
                 names: Some(in_category()),
             },
-            // An ablation's numbers are the agent's own: a feature's off value.
+            // An ablation's settings are the agent's own: a feature's off value, a window
+            // pattern of full windows.
             Move::Ablate => Request {
                 plan: code_first(Action::Set),
                 task: Some(
@@ -194,7 +192,7 @@ impl Request {
                      of 0) to see whether it earns its place."
                         .into(),
                 ),
-                names: Some(numeric_constants(best_file, settings.gpu)),
+                names: Some(settings_of(best_file, settings.gpu)),
             },
             Move::Refine | Move::Combine => {
                 let builds_on = builds_on(choice, history);
@@ -290,9 +288,9 @@ fn constants_in(
     gpu: bool,
     keep: impl Fn(&Constant) -> bool,
 ) -> Vec<String> {
-    let numeric: Vec<String> = numeric(file, gpu)
+    let numeric: Vec<String> = here(file, gpu)
         .into_iter()
-        .filter(|c| keep(c))
+        .filter(|c| !c.ty.contains("str") && c.ty != "bool" && keep(c))
         .map(|c| c.name)
         .collect();
     let in_category: Vec<String> = numeric
@@ -310,22 +308,23 @@ fn constants_in(
     }
 }
 
-/// The numeric constants of `file` without those of the other device (`_GPU` on the CPU, `_CPU`
-/// on a GPU), which change nothing here.
-fn numeric(file: &str, gpu: bool) -> Vec<Constant> {
-    let other_device = if gpu { "_CPU" } else { "_GPU" };
-    constants(file)
-        .into_iter()
-        .filter(|c| !c.ty.contains("str") && c.ty != "bool" && !c.name.ends_with(other_device))
-        .collect()
-}
-
-/// The names of `numeric`'s constants that are a direction of research (not the seed).
-fn numeric_constants(file: &str, gpu: bool) -> Vec<String> {
-    numeric(file, gpu)
+/// The names of `file`'s constants that are a direction of research here: not the seed (no
+/// category), not the other device's.
+fn settings_of(file: &str, gpu: bool) -> Vec<String> {
+    here(file, gpu)
         .into_iter()
         .map(|c| c.name)
         .filter(|name| Category::of_constant(name).is_some())
+        .collect()
+}
+
+/// The constants of `file` without those of the other device (`_GPU` on the CPU, `_CPU` on a
+/// GPU), which change nothing here.
+fn here(file: &str, gpu: bool) -> Vec<Constant> {
+    let other_device = if gpu { "_CPU" } else { "_GPU" };
+    constants(file)
+        .into_iter()
+        .filter(|c| !c.name.ends_with(other_device))
         .collect()
 }
 
@@ -482,11 +481,12 @@ pub(crate) mod tests {
             request(&records, &explore, false).plan,
             [(Action::Replace, 1), (Action::Set, 3)]
         );
-        // An ablation's numbers are set by the agent, any constant of this device but the seed.
+        // An ablation's settings are the agent's, any constant of this device but the seed.
         let r = request(&records, &ablate, true);
         assert_eq!(r.plan, [(Action::Replace, 1), (Action::Set, 3)]);
         let names = r.names.unwrap();
         assert!(names.contains(&"SOFTCAP".to_string()), "{names:?}");
+        assert!(names.contains(&"WINDOW_PATTERN".to_string()), "{names:?}");
         assert!(names.contains(&"DEVICE_ROWS_CPU".to_string()), "{names:?}");
         assert!(!names.contains(&"DEVICE_ROWS_GPU".to_string()), "{names:?}");
         assert!(!names.contains(&"SEED".to_string()), "{names:?}");

@@ -146,26 +146,36 @@ pub enum Values {
     /// From the sampler.
     Sampler(SamplerTuner),
     /// Values the move itself fixes, so the agent names the constants and writes no number (a
-    /// small model's own numbers were seldom the ones meant): a combination of near-misses that
-    /// only set constants takes the values they had; a refinement of a kept setting takes the
-    /// next step in its direction.
+    /// small model's own numbers for it were seldom either near-miss's): a combination of
+    /// near-misses that only set constants takes the values they had.
     Given(Vec<(String, String)>),
+    /// A refinement of a kept setting: the next step in its direction, or the sampler's draw
+    /// when that file was tried already (a step that ends at its range's end, a value tried
+    /// before, another worker's candidate in the same round).
+    Stepped {
+        steps: Vec<(String, String)>,
+        sampler: SamplerTuner,
+    },
 }
 
 impl Values {
     /// For experiment `n`, the controller's `choice`, made on `best_file`.
     pub fn new(history: &History, n: usize, choice: Option<&Choice>, best_file: &str) -> Values {
         let builds_on = choice.map(|c| builds_on(c, history)).unwrap_or_default();
-        let given = match choice.map(|c| c.kind) {
-            Some(Move::Combine) => set_values(&builds_on),
-            Some(Move::Refine) => builds_on
+        let sampler = SamplerTuner::new(history, n);
+        match choice.map(|c| c.kind) {
+            Some(Move::Combine) => match set_values(&builds_on) {
+                Some(values) => Values::Given(values),
+                None => Values::Sampler(sampler),
+            },
+            Some(Move::Refine) => match builds_on
                 .first()
-                .and_then(|kept| steps_beyond(history, kept, best_file)),
-            _ => None,
-        };
-        match given {
-            Some(values) => Values::Given(values),
-            None => Values::Sampler(SamplerTuner::new(history, n)),
+                .and_then(|kept| steps_beyond(history, kept, best_file))
+            {
+                Some(steps) => Values::Stepped { steps, sampler },
+                None => Values::Sampler(sampler),
+            },
+            _ => Values::Sampler(sampler),
         }
     }
 }
@@ -219,7 +229,16 @@ impl Tuner for Values {
     fn can_tune(&self, constant: &Constant) -> bool {
         match self {
             Values::Sampler(sampler) => sampler.can_tune(constant),
-            Values::Given(values) => values.iter().any(|(name, _)| *name == constant.name),
+            Values::Given(values) | Values::Stepped { steps: values, .. } => {
+                values.iter().any(|(name, _)| *name == constant.name)
+            }
+        }
+    }
+
+    fn instead(&self) -> Option<&dyn Tuner> {
+        match self {
+            Values::Stepped { sampler, .. } => Some(sampler),
+            _ => None,
         }
     }
 
@@ -231,7 +250,7 @@ impl Tuner for Values {
     ) -> Result<Vec<(String, String)>, Rejection> {
         match self {
             Values::Sampler(sampler) => sampler.values(source, names, seed),
-            Values::Given(values) => {
+            Values::Given(values) | Values::Stepped { steps: values, .. } => {
                 let mut seen = std::collections::HashSet::new();
                 names
                     .iter()
@@ -448,8 +467,8 @@ mod tests {
             let history = History::new(&records);
             let values = Values::new(&history, 2, Some(&refine), &best);
             match values {
-                Values::Given(values) => Some(values),
-                Values::Sampler(_) => None,
+                Values::Stepped { steps, .. } => Some(steps),
+                _ => None,
             }
         };
         let pairs = |pairs: &[(&str, &str)]| -> Option<Vec<(String, String)>> {
