@@ -381,28 +381,34 @@ impl Agent<'_> {
     }
 
     /// The proposal's file: TUNE lines given the sampler's values, then checked against every
-    /// file tried.
+    /// file tried and claimed.
     fn apply(&mut self, source: &str, proposal: &Proposal, seed: u32) -> Result<String, Rejection> {
+        const LABEL: &str = "an earlier proposal";
         let names = proposal.tunes();
-        let text = if names.is_empty() {
-            edit::apply(source, proposal)?
-        } else {
-            let tuner = self.tuner.ok_or_else(|| {
-                Rejection::Format("TUNE needs the research loop's sampler: use SET".into())
-            })?;
-            let tuned = |tuner: &dyn Tuner| {
-                edit::apply(
-                    source,
-                    &proposal.tuned(&tuner.values(source, &names, seed)?),
-                )
-            };
-            let text = tuned(tuner)?;
-            match (self.ledger.check(&text), tuner.instead()) {
-                (Err(_), Some(instead)) => tuned(instead)?,
-                _ => text,
-            }
+        if names.is_empty() {
+            let text = edit::apply(source, proposal)?;
+            self.ledger.claim(&text, LABEL)?;
+            return Ok(text);
+        }
+        let tuner = self.tuner.ok_or_else(|| {
+            Rejection::Format("TUNE needs the research loop's sampler: use SET".into())
+        })?;
+        let tuned = |tuner: &dyn Tuner| {
+            edit::apply(
+                source,
+                &proposal.tuned(&tuner.values(source, &names, seed)?),
+            )
         };
-        self.ledger.claim(&text, "an earlier proposal")?;
+        let text = tuned(tuner)?;
+        let text = match (self.ledger.claim(&text, LABEL), tuner.instead()) {
+            (Ok(()), _) => text,
+            (Err(_), Some(instead)) => {
+                let text = tuned(instead)?;
+                self.ledger.claim(&text, LABEL)?;
+                text
+            }
+            (Err(refused), None) => return Err(refused),
+        };
         Ok(text)
     }
 

@@ -10,7 +10,7 @@ use super::record::{Outcome, Record};
 use super::sampler::tunable;
 use super::settings::{ActionChoice, Settings};
 use super::sourcing::{Ask, DraftAsk};
-use super::tuning::{set_values, steps_beyond, Values};
+use super::tuning::{set_values, SamplerTuner, Values};
 use crate::agent::edit::{constants, Constant};
 use crate::agent::prompt::Action;
 use crate::agent::propose::Tuner;
@@ -219,12 +219,14 @@ impl Request {
                         .all(|n| file.iter().any(|c| &c.name == n && tunable(c)))
                 });
                 let refine_with = if all_tunable { numeric } else { Action::Set };
-                // With the sampler, a kept setting goes on as far again (`tuning::steps_beyond`).
+                // With the sampler, a kept setting goes on as far again
+                // (`SamplerTuner::steps_beyond`).
                 let further = if refine_with == Action::Tune
-                    && builds_on
-                        .first()
-                        .is_some_and(|kept| steps_beyond(history, kept, best_file).is_some())
-                {
+                    && builds_on.first().is_some_and(|kept| {
+                        SamplerTuner::new(history, n)
+                            .steps_beyond(kept, best_file)
+                            .is_some()
+                    }) {
                     "name the same constants; each moves on as far again in the same direction"
                         .to_string()
                 } else {

@@ -77,6 +77,36 @@ impl SamplerTuner {
         let centre = self.baseline.get(&c.name).unwrap_or(&c.value);
         space_for(&c.name, &c.ty, centre).or_else(|| space_for(&c.name, &c.ty, &c.value))
     }
+
+    /// A kept change of settings taken on as far again: each constant it set moves from its value in
+    /// `best_file` by the same step (a ratio on a log scale, a difference on a linear one), inside its
+    /// range. A kept direction is the likeliest to pay again (a smaller model that trained more steps
+    /// in the budget, say), where the sampler's draw for a refinement landed anywhere in the range.
+    /// None when the change set code or a constant the sampler cannot scale, or no value would move
+    /// (the end of a range).
+    pub fn steps_beyond(&self, kept: &Record, best_file: &str) -> Option<Vec<(String, String)>> {
+        let file = constants(best_file);
+        let mut moved = false;
+        let mut steps: Vec<(String, String)> = Vec::new();
+        for change in &kept.changes {
+            let Change::Set { name, from, to } = change else {
+                return None;
+            };
+            if steps.iter().any(|(n, _)| n == name) {
+                continue;
+            }
+            let c = file.iter().find(|c| &c.name == name)?;
+            let space = self.space(c)?;
+            let now = parse(&space, &c.ty, &c.value)?;
+            let space = space.holding(now);
+            let (from, to) = (parse(&space, &c.ty, from)?, parse(&space, &c.ty, to)?);
+            let next = step_beyond(&space, from, to, now)?;
+            let text = render(&space, &c.ty, next);
+            moved |= parse(&space, &c.ty, &text) != Some(now);
+            steps.push((name.clone(), text));
+        }
+        (moved && !steps.is_empty()).then_some(steps)
+    }
 }
 
 impl Tuner for SamplerTuner {
@@ -170,7 +200,7 @@ impl Values {
             },
             Some(Move::Refine) => match builds_on
                 .first()
-                .and_then(|kept| steps_beyond(history, kept, best_file))
+                .and_then(|kept| sampler.steps_beyond(kept, best_file))
             {
                 Some(steps) => Values::Stepped { steps, sampler },
                 None => Values::Sampler(sampler),
@@ -178,41 +208,6 @@ impl Values {
             _ => Values::Sampler(sampler),
         }
     }
-}
-
-/// A kept change of settings taken on as far again: each constant it set moves from its value in
-/// `best_file` by the same step (a ratio on a log scale, a difference on a linear one), inside its
-/// range. A kept direction is the likeliest to pay again (a smaller model that trained more steps
-/// in the budget, say), where the sampler's draw for a refinement landed anywhere in the range.
-/// None when the change set code or a constant the sampler cannot scale, or no value would move
-/// (the end of a range).
-pub fn steps_beyond(
-    history: &History,
-    kept: &Record,
-    best_file: &str,
-) -> Option<Vec<(String, String)>> {
-    let sampler = SamplerTuner::new(history, kept.n);
-    let file = constants(best_file);
-    let mut moved = false;
-    let mut steps: Vec<(String, String)> = Vec::new();
-    for change in &kept.changes {
-        let Change::Set { name, from, to } = change else {
-            return None;
-        };
-        if steps.iter().any(|(n, _)| n == name) {
-            continue;
-        }
-        let c = file.iter().find(|c| &c.name == name)?;
-        let space = sampler.space(c)?;
-        let now = parse(&space, &c.ty, &c.value)?;
-        let space = space.holding(now);
-        let (from, to) = (parse(&space, &c.ty, from)?, parse(&space, &c.ty, to)?);
-        let next = step_beyond(&space, from, to, now)?;
-        let text = render(&space, &c.ty, next);
-        moved |= parse(&space, &c.ty, &text) != Some(now);
-        steps.push((name.clone(), text));
-    }
-    (moved && !steps.is_empty()).then_some(steps)
 }
 
 /// `(name, value)` of every constant `records` set, when setting constants is all they did.
@@ -500,7 +495,7 @@ mod tests {
         records[1].changes.push(Change::Code {
             line: "let x = 1;".into(),
         });
-        let history = History::new(&records);
-        assert_eq!(steps_beyond(&history, &records[1], &best), None);
+        let sampler = SamplerTuner::new(&History::new(&records), 2);
+        assert_eq!(sampler.steps_beyond(&records[1], &best), None);
     }
 }

@@ -81,9 +81,11 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
                 break;
             }
             let values = record.finished_values();
-            let promising = mean(&values) < mean(&self.reference(record, best));
-            if self.settings.paired && i == 1 && promising {
-                // Promising: the best file runs again now, on the machine as it is.
+            // Promising: the first run beats the best file's latest runs (asked only when
+            // paired, as the best's runs are looked up for it).
+            if self.settings.paired && i == 1 && mean(&values) < mean(&self.reference(record, best))
+            {
+                // The best file runs again now, on the machine as it is.
                 if self.run_best_beside(record, best)? == Some(Outcome::Interrupted) {
                     record.val_bpb = Some(mean(&values));
                     record.outcome = Outcome::Interrupted;
