@@ -35,61 +35,61 @@ fn the_plausible_values_of_the_constants_build_and_train() {
     let data = prepare_once("prepared-cpu-one-row-eval", &["--eval-tokens", "256"]);
     let cases: [&[(&str, &str)]; 12] = [
         &[
-            ("DEPTH", "Some(1)"),
+            ("DEPTH_CPU", "1"),
             ("WINDOW_PATTERN", "\"S\""),
             ("HEAD_DIM", "64"),
         ],
         &[
-            ("DEPTH", "Some(2)"),
+            ("DEPTH_CPU", "2"),
             ("WINDOW_PATTERN", "\"SL\""),
             ("ASPECT_RATIO", "32"),
         ],
-        // 3 x 64 = 192 is one and a half heads of 128: the width rounds up to 256.
-        &[("DEPTH", "Some(3)"), ("WINDOW_PATTERN", "\"SSSL\"")],
+        // 3 x 64 = 192 is one and a half heads of 128: two heads of 96, 192 wide.
+        &[("DEPTH_CPU", "3"), ("WINDOW_PATTERN", "\"SSSL\"")],
         &[
-            ("DEPTH", "Some(4)"),
+            ("DEPTH_CPU", "4"),
             ("WINDOW_PATTERN", "\"L\""),
             ("HEAD_DIM", "96"),
         ],
         &[
-            ("DEPTH", "Some(5)"),
+            ("DEPTH_CPU", "5"),
             ("WINDOW_PATTERN", "\"SSL\""),
             ("SOFTCAP", "0.0"),
         ],
         &[
-            ("DEPTH", "Some(6)"),
+            ("DEPTH_CPU", "6"),
             ("WINDOW_PATTERN", "\"LS\""),
             ("WARMDOWN_RATIO", "0.0"),
             ("WARMUP_RATIO", "0.1"),
         ],
         // An odd head size: RoPE rotates pairs, so it rounds up to 64.
         &[
-            ("DEPTH", "Some(7)"),
+            ("DEPTH_CPU", "7"),
             ("WINDOW_PATTERN", "\"s\""),
             ("HEAD_DIM", "63"),
         ],
         &[
-            ("DEPTH", "Some(8)"),
+            ("DEPTH_CPU", "8"),
             ("WINDOW_PATTERN", "\"SSSSSSSL\""),
             ("VE_GATE_CHANNELS", "1000"),
         ],
         &[
-            ("DEPTH", "Some(9)"),
+            ("DEPTH_CPU", "9"),
             ("WINDOW_PATTERN", "\"X\""),
             ("ASPECT_RATIO", "1"),
         ],
         &[
-            ("DEPTH", "Some(10)"),
+            ("DEPTH_CPU", "10"),
             ("WINDOW_PATTERN", "\"SSSL\""),
             ("DEVICE_ROWS_CPU", "0"),
         ],
         &[
-            ("DEPTH", "Some(11)"),
+            ("DEPTH_CPU", "11"),
             ("WINDOW_PATTERN", "\"SL\""),
             ("NEWTON_SCHULZ_STEPS", "0"),
             ("ROPE_BASE", "500.0"),
         ],
-        &[("DEPTH", "Some(12)"), ("WINDOW_PATTERN", "\"SSSL\"")],
+        &[("DEPTH_CPU", "12"), ("WINDOW_PATTERN", "\"SSSL\"")],
     ];
     let scratch = scratch();
     for (i, sets) in cases.iter().enumerate() {

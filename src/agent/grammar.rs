@@ -85,7 +85,7 @@ mod tests {
         let consts = constants(include_str!("../../train/src/train.rs"));
         let g = set_grammar(&consts).unwrap();
         assert!(g.contains("\"SET MATRIX_LR = \" float"));
-        assert!(g.contains("\"SET DEPTH = \" optusize"));
+        assert!(g.contains("\"SET DEPTH_CPU = \" usize"));
         assert!(g.contains("\"SET WINDOW_PATTERN = \" word"));
         assert!(g.contains("\"SET TOKENS_PER_STEP_CPU = \" usize"));
         // A constant of another type is left out rather than given a value that cannot compile.
@@ -106,7 +106,7 @@ mod tests {
             .collect();
         let g = tune_grammar(&lr).unwrap();
         assert!(g.contains("tune ::= \"TUNE \" (\"EMBEDDING_LR\" | \"UNEMBEDDING_LR\""));
-        assert!(!g.contains("\"SEED\"") && !g.contains("\"DEPTH\""));
+        assert!(!g.contains("\"SEED\"") && !g.contains("\"DEPTH_CPU\""));
         assert!(tune_grammar(&[]).is_none());
         assert!(g.starts_with("root ::= \"IDEA: \" idea \"\\n\" tune tune? tune?"));
     }

@@ -456,18 +456,15 @@ mod tests {
         let at = |level| render(&input(&memory, Action::Set), level).user;
         assert!(at(3).contains("/// Transformer blocks"));
         let last = at(LEVELS - 1);
-        assert!(
-            last.contains("const DEPTH: Option<usize> = None;"),
-            "{last}"
-        );
+        assert!(last.contains("const DEPTH_CPU: usize = 4;"), "{last}");
         assert!(!last.contains("///"), "{last}");
     }
 
     #[test]
     fn the_hyperparameter_section_keeps_constants_and_their_docs_only() {
         let section = hyperparameter_section(TRAIN);
-        assert!(section.contains("/// Transformer blocks; None takes"));
-        assert!(section.contains("const DEPTH: Option<usize> = None;"));
+        assert!(section.contains("/// Transformer blocks on the CPU."));
+        assert!(section.contains("const DEPTH_CPU: usize = 4;"));
         assert!(!section.contains("fn "));
         assert!(section
             .lines()

@@ -88,7 +88,8 @@ impl Category {
             "WARMUP_RATIO" | "WARMDOWN_RATIO" | "FINAL_LR_FRAC" | "MUON_MOMENTUM_RAMP" => {
                 Category::Schedule
             }
-            "DEPTH" | "ASPECT_RATIO" | "HEAD_DIM" => Category::WidthDepth,
+            "ASPECT_RATIO" | "HEAD_DIM" => Category::WidthDepth,
+            n if n.starts_with("DEPTH") => Category::WidthDepth,
             "WEIGHT_DECAY" => Category::Regularisation,
             n if n.starts_with("TOKENS_PER_STEP") || n.starts_with("DEVICE_ROWS") => {
                 Category::Batch

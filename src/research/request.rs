@@ -401,15 +401,15 @@ pub(crate) mod tests {
         // Without the sampler the agent writes the values.
         let r = Request::new(Some(&tune), &settings(false), 1, &h, TRAIN);
         assert_eq!(r.plan, [(Action::Set, 4)]);
-        // DEPTH is None in the file: the agent can set it, the sampler has no value to scale.
+        // The depth of this device, not the other's.
         let width = choice(Move::Tune, Some(Category::WidthDepth), vec![]);
         let names = |sampler| {
             Request::new(Some(&width), &settings(sampler), 1, &h, TRAIN)
                 .names
                 .unwrap()
         };
-        assert_eq!(names(true), ["ASPECT_RATIO", "HEAD_DIM"]);
-        assert_eq!(names(false), ["DEPTH", "ASPECT_RATIO", "HEAD_DIM"]);
+        assert_eq!(names(true), ["DEPTH_CPU", "ASPECT_RATIO", "HEAD_DIM"]);
+        assert_eq!(names(false), ["DEPTH_CPU", "ASPECT_RATIO", "HEAD_DIM"]);
     }
 
     #[test]

@@ -291,8 +291,9 @@ mod tests {
         let tuner = tuner();
         assert!(tuner.can_tune(&constant("MATRIX_LR")));
         assert!(tuner.can_tune(&constant("TOKENS_PER_STEP_CPU")));
-        // The seed is noise, a None has no value to scale, a string no number.
-        for name in ["SEED", "DEPTH", "WINDOW_PATTERN"] {
+        assert!(tuner.can_tune(&constant("DEPTH_CPU")));
+        // The seed is noise, a string no number.
+        for name in ["SEED", "WINDOW_PATTERN"] {
             assert!(!tuner.can_tune(&constant(name)), "{name}");
             assert_eq!(
                 tuner.values(TRAIN, &[name.into()], 1),

@@ -18,7 +18,7 @@
 //!   comment: the agent may be shown only that section, so the comment is all it knows of one.
 //!   A `SET NAME = VALUE` edit rewrites one such value (a trailing comment stays).
 //! - Any value of a constant's type that a SET edit can write gives a model that runs: the width
-//!   is rounded up to a whole number of heads, the window pattern and the value embeddings fit any
+//!   holds at least one head of an even size, the window pattern and the value embeddings fit any
 //!   depth, and a zero soft-cap, warm-down or row count means "none" rather than a crash.
 //! - Every parameter belongs to one optimizer group, chosen by its name in `group_of`: a
 //!   parameter with a name it does not know stops the run at start-up.
@@ -36,11 +36,13 @@ use harness::{Harness, LanguageModel, ModelInfo, Part, Trained};
 // ---------------------------------------------------------------------------------------------
 // Hyperparameters
 
-/// Transformer blocks; None takes the prepared profile's depth (gpu 8, cpu 4).
-const DEPTH: Option<usize> = None;
-/// Width per block: width = depth x ASPECT_RATIO, rounded up to whole heads (512 at depth 8).
+/// Transformer blocks on a GPU (the reference's depth).
+const DEPTH_GPU: usize = 8;
+/// Transformer blocks on the CPU.
+const DEPTH_CPU: usize = 4;
+/// Width per block: width = depth x ASPECT_RATIO (512 at depth 8), split into heads below.
 const ASPECT_RATIO: usize = 64;
-/// Channels per attention head (rounded up to an even number: RoPE rotates pairs of them).
+/// Channels per attention head, as a target: the width holds round(width / HEAD_DIM) heads.
 const HEAD_DIM: usize = 128;
 /// Attention window per layer, repeated: S = half the context, L = all of it; the last is L.
 const WINDOW_PATTERN: &str = "SSSL";
@@ -54,11 +56,11 @@ const VE_GATE_CHANNELS: usize = 32;
 const SEED: u64 = 42;
 /// Tokens per optimizer step on a GPU; gradients accumulate over forward passes until then.
 const TOKENS_PER_STEP_GPU: usize = 1 << 19;
-/// Rows (sequences) per forward pass on a GPU.
+/// Rows (sequences) per forward pass on a GPU, at most (a step of fewer tokens takes fewer).
 const DEVICE_ROWS_GPU: usize = 32;
 /// Tokens per optimizer step on the CPU; gradients accumulate over forward passes until then.
 const TOKENS_PER_STEP_CPU: usize = 1 << 12;
-/// Rows (sequences) per forward pass on the CPU.
+/// Rows (sequences) per forward pass on the CPU, at most (a step of fewer tokens takes fewer).
 const DEVICE_ROWS_CPU: usize = 16;
 /// AdamW learning rate of the token and value embeddings (times sqrt(768 / width)).
 const EMBEDDING_LR: f64 = 0.6;
@@ -105,18 +107,22 @@ struct Config {
 
 impl Config {
     /// The model's shape. Whatever the constants say, the shape is valid: at least one block,
-    /// an even head size (RoPE rotates pairs), and a width of whole heads (rounded up, as the
-    /// reference does: depth 3 at aspect 64 is 192, one and a half heads of 128, so 256).
+    /// at least one head, and an even head size (RoPE rotates pairs). The width is the one
+    /// ASPECT_RATIO asks for (rounded up to an even size per head), so every aspect ratio is a
+    /// different model: rounding the width up to whole heads of HEAD_DIM, as the reference does,
+    /// made every ratio from 33 to 64 the same 256-wide model at depth 4. Depth 3 at aspect 64 is
+    /// 192 wide, two heads of 96.
     fn new(vocab_size: usize, seq_len: usize, depth: usize) -> Self {
         let depth = depth.max(1);
-        let head_dim = HEAD_DIM.max(2).next_multiple_of(2);
-        let dim = (depth * ASPECT_RATIO).max(1).next_multiple_of(head_dim);
+        let width = (depth * ASPECT_RATIO).max(2);
+        let n_head = ((width as f64 / HEAD_DIM.max(1) as f64).round() as usize).clamp(1, width / 2);
+        let head_dim = width.div_ceil(n_head).next_multiple_of(2);
         Self {
             vocab_size,
             seq_len,
             depth,
-            dim,
-            n_head: dim / head_dim,
+            dim: n_head * head_dim,
+            n_head,
             head_dim,
         }
     }
@@ -570,14 +576,15 @@ fn train(h: &mut Harness) -> harness::Result<Trained> {
     let profile = h.profile().clone();
     let device = h.device().clone();
     let dtype = if h.is_gpu() { DType::BF16 } else { DType::F32 };
-    let depth = DEPTH.unwrap_or(profile.depth);
-    let cfg = Config::new(profile.vocab_size, profile.seq_len, depth);
-    let (tokens_per_step, rows) = if h.is_gpu() {
-        (TOKENS_PER_STEP_GPU, DEVICE_ROWS_GPU)
+    let (depth, tokens_per_step, rows) = if h.is_gpu() {
+        (DEPTH_GPU, TOKENS_PER_STEP_GPU, DEVICE_ROWS_GPU)
     } else {
-        (TOKENS_PER_STEP_CPU, DEVICE_ROWS_CPU)
+        (DEPTH_CPU, TOKENS_PER_STEP_CPU, DEVICE_ROWS_CPU)
     };
-    let rows = rows.max(1);
+    let cfg = Config::new(profile.vocab_size, profile.seq_len, depth);
+    // A step of fewer tokens than the rows of one pass holds takes fewer rows, so a smaller
+    // TOKENS_PER_STEP is a smaller batch on its own (at least one row).
+    let rows = rows.clamp(1, (tokens_per_step / profile.seq_len).max(1));
     let micro_steps = (tokens_per_step / (rows * profile.seq_len)).max(1);
     println!(
         "model: depth {}, width {}, {} heads of {} | {micro_steps} x {rows} rows per step | {dtype:?}",
