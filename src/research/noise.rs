@@ -7,37 +7,57 @@ use serde::{Deserialize, Serialize};
 
 use super::record::Decision;
 
-/// The margin when the baseline ran once, which measures no spread: two standard deviations of
-/// the baseline's val_bpb over seeds on the cpu profile at a 60 s budget (README, "The noise
-/// floor").
-pub const DEFAULT_MARGIN: f64 = 0.032;
+/// The standard deviation of the baseline's val_bpb over seeds on the cpu profile at a 60 s
+/// budget (README, "The noise floor").
+pub const CPU_SIGMA: f64 = 0.016;
+
+/// The margin when the baseline ran once, which measures no spread: two of `CPU_SIGMA`.
+pub const DEFAULT_MARGIN: f64 = 2.0 * CPU_SIGMA;
+
+/// How many runs' worth of evidence (degrees of freedom) a known spread counts for beside the
+/// baseline's own runs. Three runs measure a spread badly: three runs of a file of sigma 0.016
+/// give a sample sigma under 0.0036 one night in twenty, and a margin that small keeps noise.
+/// Two degrees of freedom weigh a known spread like three baseline runs, so one run gives the
+/// known spread itself and many runs outweigh it.
+const PRIOR_DF: f64 = 2.0;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NoiseFloor {
     /// val_bpb of each baseline run.
     pub runs: Vec<f64>,
-    /// Their sample standard deviation (0 with fewer than two runs).
+    /// Their standard deviation: with a known spread (`prior`), the two pooled; without one, the
+    /// runs' sample standard deviation (0 with fewer than two runs).
     pub sigma: f64,
     /// The improvement a single run must show: max(2 sigma, the user's minimum), or with a
-    /// single baseline run `DEFAULT_MARGIN`.
+    /// single baseline run and no known spread `DEFAULT_MARGIN`.
     pub margin: f64,
+    /// The known spread pooled in, if any.
+    #[serde(default)]
+    pub prior: Option<f64>,
 }
 
 impl NoiseFloor {
-    pub fn measure(runs: &[f64], min_improvement: f64) -> Self {
-        if runs.len() < 2 {
-            return NoiseFloor {
-                runs: runs.to_vec(),
-                sigma: 0.0,
-                margin: DEFAULT_MARGIN.max(min_improvement),
-            };
-        }
+    /// The floor from the baseline's runs and, where the profile's spread was measured
+    /// (`prior`: a standard deviation), that spread as `PRIOR_DF` runs' worth of evidence.
+    pub fn measure(runs: &[f64], min_improvement: f64, prior: Option<f64>) -> Self {
         let mean = mean(runs);
-        let var = runs.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (runs.len() - 1) as f64;
+        let squares = runs.iter().map(|v| (v - mean).powi(2)).sum::<f64>();
+        let df = runs.len().saturating_sub(1) as f64;
+        let sigma = match prior {
+            Some(known) => ((squares + PRIOR_DF * known * known) / (df + PRIOR_DF)).sqrt(),
+            None if df > 0.0 => (squares / df).sqrt(),
+            None => 0.0,
+        };
+        let margin = if prior.is_none() && runs.len() < 2 {
+            DEFAULT_MARGIN
+        } else {
+            2.0 * sigma
+        };
         NoiseFloor {
             runs: runs.to_vec(),
-            sigma: var.sqrt(),
-            margin: (2.0 * var.sqrt()).max(min_improvement),
+            sigma,
+            margin: margin.max(min_improvement),
+            prior,
         }
     }
 
@@ -111,9 +131,15 @@ impl NoiseFloor {
     }
 
     fn rule(&self) -> String {
+        let pooled = match self.prior {
+            Some(known) => {
+                format!(", pooled with the profile's known {known:.6} as {PRIOR_DF} runs")
+            }
+            None => String::new(),
+        };
         format!(
             "keep when best - mean(runs) > max(2 x baseline sigma, minimum) / sqrt(runs) = {:.6} / sqrt(runs) \
-             (sigma {:.6} over {} baseline runs); better but within that: one more run",
+             (sigma {:.6} over {} baseline runs{pooled}); better but within that: one more run",
             self.margin,
             self.sigma,
             self.runs.len()
@@ -139,17 +165,43 @@ mod tests {
 
     #[test]
     fn the_margin_is_twice_the_baseline_spread() {
-        let floor = NoiseFloor::measure(&[1.80, 1.82, 1.81], 0.0001);
+        let floor = NoiseFloor::measure(&[1.80, 1.82, 1.81], 0.0001, None);
         assert!((floor.sigma - 0.01).abs() < 1e-9, "{}", floor.sigma);
         assert!((floor.margin - 0.02).abs() < 1e-9);
         // A single baseline run says nothing about the spread: the measured default applies.
-        let single = NoiseFloor::measure(&[1.8], 0.0001);
+        let single = NoiseFloor::measure(&[1.8], 0.0001, None);
         assert_eq!((single.sigma, single.margin), (0.0, DEFAULT_MARGIN));
     }
 
     #[test]
+    fn a_known_spread_is_pooled_with_the_baseline_runs() {
+        // Three runs that agree by chance (sample sigma 0.0034, as a night on the EPYC measured):
+        // pooled with 0.016 as two runs, sigma = sqrt((2 x 0.0034^2 + 2 x 0.016^2) / 4).
+        let runs = [2.0576, 2.0641, 2.0625];
+        let sample = NoiseFloor::measure(&runs, 0.0001, None);
+        assert!((sample.sigma - 0.003_395).abs() < 1e-5, "{}", sample.sigma);
+        let pooled = NoiseFloor::measure(&runs, 0.0001, Some(CPU_SIGMA));
+        assert!((pooled.sigma - 0.011_567).abs() < 1e-5, "{}", pooled.sigma);
+        assert!((pooled.margin - 2.0 * pooled.sigma).abs() < 1e-12);
+        // One run: the known spread itself, the same margin as the default.
+        let single = NoiseFloor::measure(&[1.8], 0.0001, Some(CPU_SIGMA));
+        assert!((single.sigma - CPU_SIGMA).abs() < 1e-12);
+        assert!((single.margin - DEFAULT_MARGIN).abs() < 1e-12);
+        // Many runs outweigh it: fifty runs of spread 0.004 give a floor near 0.004 (0.0051).
+        let many: Vec<f64> = (0..50).map(|i| 2.0 + 0.008 * (i % 2) as f64).collect();
+        let own = NoiseFloor::measure(&many, 0.0, None).sigma;
+        let pooled = NoiseFloor::measure(&many, 0.0, Some(CPU_SIGMA)).sigma;
+        assert!(pooled > own && pooled < own * 1.3, "{own} {pooled}");
+        // The rule says what it pooled.
+        assert!(NoiseFloor::measure(&runs, 0.0, Some(CPU_SIGMA))
+            .decision(2.06, &[2.0])
+            .rule
+            .contains("pooled with the profile's known 0.016000 as 2 runs"),);
+    }
+
+    #[test]
     fn only_improvements_beyond_the_noise_are_kept() {
-        let floor = NoiseFloor::measure(&[1.80, 1.82, 1.81], 0.0);
+        let floor = NoiseFloor::measure(&[1.80, 1.82, 1.81], 0.0, None);
         let best = 1.81;
         assert_eq!(floor.judge(best, &[1.78], 2), Judgement::Keep);
         assert_eq!(floor.judge(best, &[1.80], 2), Judgement::Confirm);
@@ -163,7 +215,7 @@ mod tests {
 
     #[test]
     fn paired_judging_counts_the_spread_of_both_sides() {
-        let floor = NoiseFloor::measure(&[1.80, 1.82, 1.81], 0.0);
+        let floor = NoiseFloor::measure(&[1.80, 1.82, 1.81], 0.0, None);
         // margin 0.02; two runs against three of the best: 0.02 x sqrt(1/2 + 1/3) = 0.018257.
         assert!((floor.needed_paired(2, 3) - 0.018_257_418).abs() < 1e-8);
         // The machine sped up: the best's latest runs are 0.03 better than its recorded 1.81, and

@@ -137,7 +137,11 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
 
     pub fn run(&mut self) -> Result<Ending> {
         let floor = match self.history().baseline() {
-            Some(b) => NoiseFloor::measure(&b.finished_values(), self.settings.min_improvement),
+            Some(b) => NoiseFloor::measure(
+                &b.finished_values(),
+                self.settings.min_improvement,
+                self.settings.known_sigma(),
+            ),
             None => match self.baseline()? {
                 Some(floor) => floor,
                 None => return Ok(Ending::Stopped),
@@ -203,12 +207,20 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
             }
         }
         let values = record.finished_values();
-        let floor = NoiseFloor::measure(&values, self.settings.min_improvement);
+        let floor = NoiseFloor::measure(
+            &values,
+            self.settings.min_improvement,
+            self.settings.known_sigma(),
+        );
         record.outcome = Outcome::Keep;
         record.val_bpb = Some(mean(&values));
         record.decision = Some(floor.decision(mean(&values), &values));
+        let pooled = match floor.prior {
+            Some(known) => format!(" pooled with the profile's known {known}"),
+            None => String::new(),
+        };
         self.ui.say(&format!(
-            "noise floor: sigma {:.6} over {} runs; a single run must beat the best by {:.6}",
+            "noise floor: sigma {:.6} over {} runs{pooled}; a single run must beat the best by {:.6}",
             floor.sigma,
             floor.runs.len(),
             floor.margin

@@ -74,6 +74,14 @@ pub struct Settings {
     pub workers: usize,
 }
 
+impl Settings {
+    /// The spread of val_bpb known for this trainer's profile, which the noise floor pools with
+    /// the baseline's runs: measured on the cpu profile; on a GPU, none yet.
+    pub fn known_sigma(&self) -> Option<f64> {
+        (!self.gpu).then_some(super::noise::CPU_SIGMA)
+    }
+}
+
 /// A part of the search that can be switched off, to measure what it brings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Switch {
