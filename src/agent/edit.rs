@@ -548,7 +548,8 @@ mod tests {
         let consts = constants(include_str!("../../train/src/train.rs"));
         let names: Vec<&str> = consts.iter().map(|c| c.name.as_str()).collect();
         for expected in [
-            "DEPTH",
+            "DEPTH_CPU",
+            "DEPTH_GPU",
             "MATRIX_LR",
             "EMBEDDING_LR",
             "WARMDOWN_RATIO",
