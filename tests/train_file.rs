@@ -62,7 +62,8 @@ fn the_plausible_values_of_the_constants_build_and_train() {
             ("WARMDOWN_RATIO", "0.0"),
             ("WARMUP_RATIO", "0.1"),
         ],
-        // An odd head size: RoPE rotates pairs, so it rounds up to 64.
+        // An odd head size: 7 x 64 = 448 holds round(448 / 63) = 7 heads of 64 (even: RoPE
+        // rotates pairs).
         &[
             ("DEPTH_CPU", "7"),
             ("WINDOW_PATTERN", "\"s\""),

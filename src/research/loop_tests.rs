@@ -425,9 +425,10 @@ fn a_promising_candidate_is_judged_against_the_best_file_run_beside_it() {
         .into(),
         ..Default::default()
     };
-    // The baseline (sigma 0.01, pooled 0.0133, margin 0.0267), then the machine speeds up: e0001's 1.99 and 1.99
-    // beat the baseline's recorded 2.01 enough to be kept by the stale rule, but the baseline
-    // run again beside it makes 1.97. e0002 is better than even that; e0003 is not promising.
+    // The baseline (sigma 0.01, pooled 0.0133, margin 0.0267), then the machine speeds up:
+    // e0001's 1.99 and 1.99 beat the baseline's recorded 2.01 enough to be kept by the stale
+    // rule, but the baseline run again beside it makes 1.97. e0002 is better than even that;
+    // e0003 is not promising.
     let trainer = ScriptedTrainer {
         runs: Mutex::new(runs(&[
             2.00, 2.02, 2.01, 1.99, 1.97, 1.99, 1.95, 1.99, 2.05,

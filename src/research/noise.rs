@@ -130,19 +130,25 @@ impl NoiseFloor {
         }
     }
 
-    fn rule(&self) -> String {
-        let pooled = match self.prior {
+    /// What the floor pooled with the baseline's runs, as words to follow "over N runs" (empty
+    /// when nothing was pooled).
+    pub fn pooling(&self) -> String {
+        match self.prior {
             Some(known) => {
                 format!(", pooled with the profile's known {known:.6} as {PRIOR_DF} runs")
             }
             None => String::new(),
-        };
+        }
+    }
+
+    fn rule(&self) -> String {
         format!(
             "keep when best - mean(runs) > max(2 x baseline sigma, minimum) / sqrt(runs) = {:.6} / sqrt(runs) \
-             (sigma {:.6} over {} baseline runs{pooled}); better but within that: one more run",
+             (sigma {:.6} over {} baseline runs{}); better but within that: one more run",
             self.margin,
             self.sigma,
-            self.runs.len()
+            self.runs.len(),
+            self.pooling()
         )
     }
 }

@@ -215,14 +215,11 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
         record.outcome = Outcome::Keep;
         record.val_bpb = Some(mean(&values));
         record.decision = Some(floor.decision(mean(&values), &values));
-        let pooled = match floor.prior {
-            Some(known) => format!(" pooled with the profile's known {known}"),
-            None => String::new(),
-        };
         self.ui.say(&format!(
-            "noise floor: sigma {:.6} over {} runs{pooled}; a single run must beat the best by {:.6}",
+            "noise floor: sigma {:.6} over {} runs{}; a single run must beat the best by {:.6}",
             floor.sigma,
             floor.runs.len(),
+            floor.pooling(),
             floor.margin
         ));
         self.finish(record, start, None)?;
