@@ -1,7 +1,8 @@
 //! The training file's edit contract, for real: the values a SET edit can write give a program
 //! that builds and trains. Each variant sets several constants at once (every depth from 1 to
 //! 12, each paired with a window pattern and a value of another constant that used to break the
-//! shapes), with one-row steps and a one-row evaluation so that each runs in seconds.
+//! shapes), with one-row steps and a one-row evaluation so that each runs in seconds. And a
+//! change of shape constants that builds the same model is refused before it trains.
 
 mod common;
 
@@ -9,7 +10,12 @@ use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Duration;
 
-use autoresearch::agent::edit::{apply, Edit, Proposal};
+use autoresearch::agent::edit::{apply, constants, Edit, Proposal, Rejection};
+use autoresearch::agent::engine::Engine;
+use autoresearch::agent::inert::ShapeCheck;
+use autoresearch::agent::ledger::Ledger;
+use autoresearch::agent::prompt::Action;
+use autoresearch::agent::propose::{Agent, DraftReply, Settings, Verdict};
 use autoresearch::confine::Confinement;
 use autoresearch::trainer::build::build_source;
 use autoresearch::trainer::run::{run, Outcome, RunSpec};
@@ -116,6 +122,7 @@ fn the_plausible_values_of_the_constants_build_and_train() {
             cpus: None,
             gpu: None,
             stop: &|| false,
+            describe: false,
         };
         let report = run(&spec, |_| ControlFlow::Continue(())).unwrap();
         match &report.outcome {
@@ -127,6 +134,77 @@ fn the_plausible_values_of_the_constants_build_and_train() {
                 );
             }
             other => panic!("{sets:?}: {other:?}\n{}", report.tail.join("\n")),
+        }
+    }
+}
+
+/// The value of constant `name` in `source`.
+fn value_of(source: &str, name: &str) -> String {
+    constants(source)
+        .into_iter()
+        .find(|c| c.name == name)
+        .map(|c| c.value)
+        .unwrap()
+}
+
+/// The harness's describe mode builds each file's model without training it; a change of shape
+/// constants alone that builds the baseline's model again is refused with the model named, and
+/// one that changes the model goes on to its run.
+#[test]
+fn a_shape_change_that_builds_the_same_model_is_refused_before_training() {
+    let data = prepare_once("prepared-cpu-describe", &["--eval-tokens", "256"]);
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gemma-3-270m-q4_k_m.gguf");
+    let engine =
+        Engine::load(&model, 0).expect("the default model (scripts/fetch-default-model.sh)");
+    let mut agent = Agent {
+        engine: &engine,
+        program: autoresearch::program::load(None).unwrap(),
+        settings: Settings {
+            context: 2048,
+            max_tokens: 64,
+            temperature: 0.8,
+            max_repairs: 0,
+            slot: "test-inert".into(),
+            confinement: Confinement::Required,
+        },
+        ledger: Ledger::default(),
+        tuner: None,
+        shapes: Some(ShapeCheck::new(&data)),
+    };
+    let source = baseline();
+    let cases = [
+        // round(256 / 129) = 2 heads of 128, as before.
+        ("HEAD_DIM", "129", true),
+        // The CPU profile builds DEPTH_CPU blocks.
+        ("DEPTH_GPU", "6", true),
+        // A step of 4,096 tokens holds 16 rows of 256: more rows per pass are clamped to 16.
+        ("DEVICE_ROWS_CPU", "58", true),
+        // Four heads of 64.
+        ("HEAD_DIM", "64", false),
+    ];
+    for (name, value, inert) in cases {
+        let reply = DraftReply {
+            action: Action::Set,
+            reply: format!("IDEA: another shape\nSET {name} = {value}\n"),
+            reply_tokens: 8,
+            generate_seconds: 0.0,
+        };
+        let attempt = agent
+            .adopt(&source, &reply, 1, &mut |_| ControlFlow::Continue(()))
+            .unwrap();
+        match (&attempt.verdict, inert) {
+            (Verdict::Rejected(Rejection::Inert { changes, model }), true) => {
+                assert_eq!(
+                    changes,
+                    &format!("{name} {} -> {value}", value_of(&source, name))
+                );
+                assert!(
+                    model.starts_with("model: depth 4, width 256, 2 heads of 128 | 1 x 16 rows"),
+                    "{model}"
+                );
+            }
+            (Verdict::Valid(_), false) => {}
+            (other, _) => panic!("{name} = {value}: {other:?}"),
         }
     }
 }

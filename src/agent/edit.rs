@@ -42,6 +42,8 @@ pub enum Rejection {
     AlreadyTried,
     #[error("the edited file is the same as {of}'s but for values within 5% ({detail}): try something else")]
     NearDuplicate { of: String, detail: String },
+    #[error("{changes} build the same model as the file they change ({model}): no run could tell them apart; choose values that change the model, or another change")]
+    Inert { changes: String, model: String },
     #[error("{0} cannot be tuned: the sampler tunes numbers with a value to scale (not a seed, a string, a bool or a None); SET it instead")]
     CannotTune(String),
 }

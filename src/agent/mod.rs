@@ -6,6 +6,7 @@ pub mod edit;
 pub mod engine;
 pub mod gguf;
 pub mod grammar;
+pub mod inert;
 pub mod ledger;
 pub mod prompt;
 pub mod propose;

@@ -8,6 +8,7 @@ use std::path::Path;
 use super::edit::{self, Proposal, Rejection};
 use super::engine::{Engine, Session};
 use super::grammar;
+use super::inert::ShapeCheck;
 use super::ledger::Ledger;
 use super::prompt::{self, Action, FitError, Memory, PromptInput};
 use super::AgentError;
@@ -150,6 +151,8 @@ pub struct Agent<'e> {
     pub ledger: Ledger,
     /// Where TUNE replies get their values; without one they are refused.
     pub tuner: Option<&'e dyn Tuner>,
+    /// Refuses shape changes that build the same model; None where runs train elsewhere.
+    pub shapes: Option<ShapeCheck>,
 }
 
 impl Agent<'_> {
@@ -347,7 +350,10 @@ impl Agent<'_> {
             match built {
                 Ok(built) => {
                     attempt.build_seconds += built.seconds;
-                    attempt.verdict = Verdict::Valid(candidate);
+                    attempt.verdict = match self.inert(source, &candidate, &built.binary)? {
+                        Some(inert) => Verdict::Rejected(inert),
+                        None => Verdict::Valid(candidate),
+                    };
                     return Ok(());
                 }
                 Err(TrainerError::Refused { reasons, .. }) => {
@@ -378,6 +384,28 @@ impl Agent<'_> {
                 Err(other) => return Err(ProposeError::Build(other)),
             }
         }
+    }
+
+    /// The rejection of a candidate that changes shape constants alone and builds its parent's
+    /// model.
+    fn inert(
+        &mut self,
+        source: &str,
+        candidate: &str,
+        binary: &Path,
+    ) -> Result<Option<Rejection>, ProposeError> {
+        let Some(shapes) = self.shapes.as_mut() else {
+            return Ok(None);
+        };
+        shapes
+            .inert(
+                source,
+                candidate,
+                binary,
+                &self.settings.slot,
+                self.settings.confinement,
+            )
+            .map_err(ProposeError::Build)
     }
 
     /// The proposal's file: TUNE lines given the sampler's values, then checked against every
@@ -516,6 +544,7 @@ mod tests {
             },
             ledger: Ledger::default(),
             tuner: None,
+            shapes: None,
         }
     }
 

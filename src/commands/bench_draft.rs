@@ -59,6 +59,7 @@ pub fn run(args: &BenchDraftArgs) -> Result<()> {
         settings,
         ledger: Ledger::default(),
         tuner: None,
+        shapes: None,
     };
     let input = PromptInput::plain(&program, &source, Action::Set);
     let draft = |seed: u32, stop: &dyn Fn() -> bool| -> Result<Drafted> {
@@ -161,6 +162,7 @@ fn train(
         cpus: None,
         gpu: None,
         stop: &|| false,
+        describe: false,
     };
     let report = runner::run(&spec, |_| ControlFlow::Continue(()))?;
     match report.outcome {

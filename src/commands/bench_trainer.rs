@@ -59,6 +59,7 @@ pub fn run(args: &BenchTrainerArgs) -> Result<()> {
         cpus: None,
         gpu: None,
         stop: &|| false,
+        describe: false,
     };
     let report = runner::run(&spec, |_| ControlFlow::Continue(()))?;
     let summary = match report.outcome {

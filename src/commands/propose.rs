@@ -43,6 +43,7 @@ pub fn run(args: &ProposeArgs) -> Result<()> {
         },
         ledger: Ledger::default(),
         tuner: None,
+        shapes: None,
     };
     agent.ledger.insert(Tried::of("the training file", &source));
 

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use harness::meta::DataMeta;
 use harness::HarnessError;
 
+use crate::agent::inert::ShapeCheck;
 use crate::agent::propose::Settings as AgentSettings;
 use crate::cli::executor_args::Config;
 use crate::cli::run_settings::{program_path, Found};
@@ -97,7 +98,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
         (ThinkChoice::Auto, Executor::Slurm { .. }) => ThinkChoice::Always,
         (think, _) => think,
     };
-    let agent = LocalAgent::new(owner, agent_settings, think, stop.clone());
+    // A model is described on this machine: only where the runs train here too.
+    let shapes = matches!(executor, Executor::Local).then(|| ShapeCheck::new(&data_dir));
+    let agent = LocalAgent::new(owner, agent_settings, shapes, think, stop.clone());
     let local = LocalTrainer {
         slot,
         data_dir,

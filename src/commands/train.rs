@@ -67,6 +67,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         cpus: None,
         gpu: None,
         stop: &|| false,
+        describe: false,
     };
     let report = run::run(&spec, |line| {
         println!("{line}");

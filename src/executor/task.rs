@@ -117,6 +117,7 @@ pub fn execute(task: &Task) -> anyhow::Result<Report> {
         cpus: None,
         gpu: None,
         stop: &stop,
+        describe: false,
     };
     let report = run::run(&spec, |_| std::ops::ControlFlow::Continue(()))?;
     // A stop the appliance asked for because the run fell behind is early stopping, not Ctrl-C.

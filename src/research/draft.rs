@@ -74,6 +74,7 @@ impl Drafting {
                         settings: settings.clone(),
                         ledger: ledger.clone(),
                         tuner: None,
+                        shapes: None,
                     };
                     let input = ask.prompt(action);
                     let (replies, reply) =

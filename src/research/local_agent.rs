@@ -7,6 +7,7 @@ use super::history::History;
 use super::settings::ThinkChoice;
 use super::sourcing::{Ask, DraftAsk, Proposer};
 use super::stop::Stop;
+use crate::agent::inert::ShapeCheck;
 use crate::agent::ledger::{Ledger, Tried};
 use crate::agent::prompt::Action;
 use crate::agent::propose::{Agent, Attempt, DraftReply, Observer, ProposeError, Settings};
@@ -20,6 +21,8 @@ pub struct LocalAgent {
     settings: Settings,
     /// Every training file tried, so none is proposed twice.
     ledger: Ledger,
+    /// Refuses shape changes that build the same model (where runs train on this machine).
+    shapes: Option<ShapeCheck>,
     /// Whether it writes the next proposal during training runs, and the draft being written.
     thinks: bool,
     drafting: Option<Drafting>,
@@ -27,7 +30,13 @@ pub struct LocalAgent {
 }
 
 impl LocalAgent {
-    pub fn new(owner: DeviceOwner, settings: Settings, think: ThinkChoice, stop: Stop) -> Self {
+    pub fn new(
+        owner: DeviceOwner,
+        settings: Settings,
+        shapes: Option<ShapeCheck>,
+        think: ThinkChoice,
+        stop: Stop,
+    ) -> Self {
         let thinks = match think {
             ThinkChoice::Always => true,
             ThinkChoice::Never => false,
@@ -39,14 +48,15 @@ impl LocalAgent {
             owner,
             settings,
             ledger: Ledger::default(),
+            shapes,
             thinks,
             drafting: None,
             stop,
         }
     }
 
-    /// Lends the model, the settings and the ledger to an `Agent` for one call, and takes the
-    /// settings and the ledger back (an error ends the loop, so they need no putting back then).
+    /// Lends the model, the settings, the ledger and the shape check to an `Agent` for one call,
+    /// and takes them back (an error ends the loop, so they need no putting back then).
     fn with_agent<T>(
         &mut self,
         ask: &Ask,
@@ -58,9 +68,10 @@ impl LocalAgent {
             settings: std::mem::take(&mut self.settings),
             ledger: std::mem::take(&mut self.ledger),
             tuner: ask.tuner,
+            shapes: self.shapes.take(),
         };
         let result = call(&mut agent);
-        (self.settings, self.ledger) = (agent.settings, agent.ledger);
+        (self.settings, self.ledger, self.shapes) = (agent.settings, agent.ledger, agent.shapes);
         result
     }
 }

@@ -87,6 +87,7 @@ fn the_real_model_answers_every_move_in_the_form_asked_and_a_repeat_is_refused()
         },
         ledger: Ledger::default(),
         tuner: None,
+        shapes: None,
     };
     // Each valid attempt with its move's index and the seed its values were drawn with.
     let mut valid: Vec<(Attempt, usize, u32)> = Vec::new();

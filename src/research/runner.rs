@@ -167,6 +167,7 @@ impl Trainer for LocalTrainer {
             cpus: cpus.as_deref(),
             gpu: (lane.of > 1 && self.gpus >= lane.of).then_some(lane.index),
             stop: &move || stop.requested(),
+            describe: false,
         };
         let placed = (lane.of > 1).then_some(Placed {
             executor: crate::executor::ExecutorKind::Local,

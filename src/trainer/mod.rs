@@ -3,6 +3,7 @@
 //! from the harness's `result.json`.
 
 pub mod build;
+pub mod describe;
 pub mod gate;
 pub mod run;
 

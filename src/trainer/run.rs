@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use harness::summary::{Summary, RESULT_FILE};
-use harness::{ENV_BUDGET, ENV_DATA_DIR, ENV_RUN_DIR, ENV_SEED};
+use harness::{ENV_BUDGET, ENV_DATA_DIR, ENV_DESCRIBE, ENV_RUN_DIR, ENV_SEED};
 
 use super::{io, TrainerError};
 use crate::confine::Confinement;
@@ -36,6 +36,8 @@ pub struct RunSpec<'a> {
     pub gpu: Option<usize>,
     /// Polled while the program runs: true kills it (Ctrl-C).
     pub stop: &'a dyn Fn() -> bool,
+    /// Only build the model and say what it is, stopping at the first batch (`describe`).
+    pub describe: bool,
 }
 
 /// How a training run ended.
@@ -180,6 +182,9 @@ pub fn run(
         cmd.env(ENV_BUDGET, budget.to_string());
     }
     cmd.env(ENV_SEED, spec.seed.to_string());
+    if spec.describe {
+        cmd.env(ENV_DESCRIBE, "1");
+    }
     if let Some(gpu) = spec.gpu {
         cmd.env("CUDA_VISIBLE_DEVICES", gpu.to_string());
     }

@@ -55,6 +55,12 @@ pub const ENV_WALL_CLOCK: &str = "AUTORESEARCH_WALL_CLOCK";
 /// Set to 1 to time the parts of a step exactly on a GPU (the device is synchronised at each
 /// part's end, which costs a little speed; on the CPU every op is synchronous anyway).
 pub const ENV_TIME_PARTS: &str = "AUTORESEARCH_TIME_PARTS";
+/// Set to 1 to stop at the first batch: the program prints what it says of its model, then
+/// [`DESCRIBED`], and exits 0 without training. The appliance compares two files' descriptions to
+/// refuse a change of shape constants that leaves the model as it was, before any training time.
+pub const ENV_DESCRIBE: &str = "AUTORESEARCH_DESCRIBE";
+/// The line a described program ends with.
+pub const DESCRIBED: &str = "described: stopped at the first batch";
 /// The weights saved before evaluation, so an evaluation failure loses nothing.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 /// Loss above this (or NaN) ends the run at once: the reference's fast-fail rule.
@@ -140,6 +146,8 @@ pub struct Harness {
     seed: u64,
     /// Synchronise the device when a timed part ends (GPU timing).
     sync_parts: bool,
+    /// Stop at the first batch (`ENV_DESCRIBE`).
+    describe_only: bool,
     device: DeviceInfo,
     budget: f64,
     loader: TrainLoader,
@@ -176,6 +184,7 @@ impl Harness {
         let check_gradients = std::env::var(ENV_CHECK_GRADIENTS).is_ok_and(|v| v == "1");
         let sync_parts = std::env::var(ENV_TIME_PARTS).is_ok_and(|v| v == "1");
         let wall_clock = std::env::var(ENV_WALL_CLOCK).is_ok_and(|v| v == "1");
+        let describe_only = std::env::var(ENV_DESCRIBE).is_ok_and(|v| v == "1");
         // The training file has no business with these.
         for key in [
             ENV_DATA_DIR,
@@ -185,6 +194,7 @@ impl Harness {
             ENV_CHECK_GRADIENTS,
             ENV_TIME_PARTS,
             ENV_WALL_CLOCK,
+            ENV_DESCRIBE,
         ] {
             std::env::remove_var(key);
         }
@@ -249,6 +259,7 @@ impl Harness {
             check_gradients,
             seed,
             sync_parts,
+            describe_only,
             device,
             budget,
             loader,
@@ -297,6 +308,13 @@ impl Harness {
 
     /// The next training batch: inputs and targets, each `[rows, seq_len]` u32.
     pub fn next_batch(&mut self, rows: usize) -> Result<(Tensor, Tensor)> {
+        if self.describe_only {
+            // Exits here rather than returning an error: the training file could swallow an
+            // error and train on.
+            println!("{DESCRIBED}");
+            let _ = std::io::stdout().flush();
+            std::process::exit(0)
+        }
         self.clock.start();
         self.tokens_this_step += (rows * self.profile.seq_len) as u64;
         Ok(self.loader.next_batch(rows)?)
