@@ -21,9 +21,9 @@ use autoresearch::trainer::build::build_source;
 use autoresearch::trainer::run::{run, Outcome, RunSpec};
 use common::{baseline, prepare_once, scratch};
 
-/// `sets` applied to the baseline as a SET edit would.
-fn variant(sets: &[(&str, &str)]) -> String {
-    let proposal = Proposal {
+/// A SET edit of each of `sets`.
+fn edit(sets: &[(&str, &str)]) -> Proposal {
+    Proposal {
         idea: "plausible values".into(),
         edits: sets
             .iter()
@@ -32,8 +32,12 @@ fn variant(sets: &[(&str, &str)]) -> String {
                 value: value.to_string(),
             })
             .collect(),
-    };
-    apply(&baseline(), &proposal).unwrap_or_else(|e| panic!("{sets:?}: {e}"))
+    }
+}
+
+/// `sets` applied to the baseline as a SET edit would.
+fn variant(sets: &[(&str, &str)]) -> String {
+    apply(&baseline(), &edit(sets)).unwrap_or_else(|e| panic!("{sets:?}: {e}"))
 }
 
 #[test]
@@ -147,11 +151,11 @@ fn value_of(source: &str, name: &str) -> String {
         .unwrap()
 }
 
-/// The harness's describe mode builds each file's model without training it; a change of shape
-/// constants alone that builds the baseline's model again is refused with the model named, and
-/// one that changes the model goes on to its run.
+/// The harness's describe mode builds each file's model without training it: a change of shape
+/// constants that builds the baseline's model again is refused with the model named, one that
+/// changes the model goes on to its run, and beside a real change it is taken out.
 #[test]
-fn a_shape_change_that_builds_the_same_model_is_refused_before_training() {
+fn shape_changes_that_build_the_same_model_are_taken_out_before_training() {
     let data = prepare_once("prepared-cpu-describe", &["--eval-tokens", "256"]);
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gemma-3-270m-q4_k_m.gguf");
     let engine =
@@ -172,39 +176,65 @@ fn a_shape_change_that_builds_the_same_model_is_refused_before_training() {
         shapes: Some(ShapeCheck::new(&data)),
     };
     let source = baseline();
-    let cases = [
-        // round(256 / 129) = 2 heads of 128, as before.
-        ("HEAD_DIM", "129", true),
-        // The CPU profile builds DEPTH_CPU blocks.
-        ("DEPTH_GPU", "6", true),
-        // A step of 4,096 tokens holds 16 rows of 256: more rows per pass are clamped to 16.
-        ("DEVICE_ROWS_CPU", "58", true),
-        // Four heads of 64.
-        ("HEAD_DIM", "64", false),
-    ];
-    for (name, value, inert) in cases {
+    let mut adopt = |sets: &[(&str, &str)]| {
+        let lines: Vec<String> = sets.iter().map(|(n, v)| format!("SET {n} = {v}")).collect();
         let reply = DraftReply {
             action: Action::Set,
-            reply: format!("IDEA: another shape\nSET {name} = {value}\n"),
+            reply: format!("IDEA: another shape\n{}\n", lines.join("\n")),
             reply_tokens: 8,
             generate_seconds: 0.0,
         };
-        let attempt = agent
+        agent
             .adopt(&source, &reply, 1, &mut |_| ControlFlow::Continue(()))
-            .unwrap();
-        match (&attempt.verdict, inert) {
-            (Verdict::Rejected(Rejection::Inert { changes, model }), true) => {
+            .unwrap()
+            .verdict
+    };
+    let same_model = |model: &str| {
+        assert!(
+            model.starts_with("model: depth 4, width 256, 2 heads of 128 | 1 x 16 rows"),
+            "{model}"
+        )
+    };
+    let alone = [
+        // round(256 / 129) = 2 heads of 128, as before.
+        ("HEAD_DIM", "129"),
+        // The CPU profile builds DEPTH_CPU blocks.
+        ("DEPTH_GPU", "6"),
+        // A step of 4,096 tokens holds 16 rows of 256: more rows per pass are clamped to 16.
+        ("DEVICE_ROWS_CPU", "58"),
+    ];
+    for (name, value) in alone {
+        match adopt(&[(name, value)]) {
+            Verdict::Rejected(Rejection::Inert { changes, model }) => {
                 assert_eq!(
                     changes,
-                    &format!("{name} {} -> {value}", value_of(&source, name))
+                    format!("{name} {} -> {value}", value_of(&source, name))
                 );
-                assert!(
-                    model.starts_with("model: depth 4, width 256, 2 heads of 128 | 1 x 16 rows"),
-                    "{model}"
-                );
+                same_model(&model);
             }
-            (Verdict::Valid(_), false) => {}
-            (other, _) => panic!("{name} = {value}: {other:?}"),
+            other => panic!("{name} = {value}: {other:?}"),
         }
+    }
+    // Four heads of 64: a new model.
+    assert!(matches!(adopt(&[("HEAD_DIM", "64")]), Verdict::Valid(_)));
+    // Beside a real change, the inert one is taken out and the rest is what trains...
+    let lr = [("MATRIX_LR", "0.05")];
+    let only_lr = apply(&source, &edit(&lr)).unwrap();
+    match adopt(&[("HEAD_DIM", "130"), lr[0]]) {
+        Verdict::Valid(text) => assert_eq!(text, only_lr),
+        other => panic!("{other:?}"),
+    }
+    // ...once: that rest is no new experiment a second time.
+    match adopt(&[("HEAD_DIM", "131"), lr[0]]) {
+        Verdict::Rejected(Rejection::InertRest {
+            changes,
+            model,
+            rest,
+        }) => {
+            assert_eq!(changes, "HEAD_DIM 128 -> 131");
+            same_model(&model);
+            assert_eq!(*rest, Rejection::AlreadyTried);
+        }
+        other => panic!("{other:?}"),
     }
 }

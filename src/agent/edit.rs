@@ -44,6 +44,12 @@ pub enum Rejection {
     NearDuplicate { of: String, detail: String },
     #[error("{changes} build the same model as the file they change ({model}): no run could tell them apart; choose values that change the model, or another change")]
     Inert { changes: String, model: String },
+    #[error("{changes} build the same model as the file they change ({model}), and without them: {rest}")]
+    InertRest {
+        changes: String,
+        model: String,
+        rest: Box<Rejection>,
+    },
     #[error("{0} cannot be tuned: the sampler tunes numbers with a value to scale (not a seed, a string, a bool or a None); SET it instead")]
     CannotTune(String),
 }

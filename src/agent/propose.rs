@@ -8,7 +8,7 @@ use std::path::Path;
 use super::edit::{self, Proposal, Rejection};
 use super::engine::{Engine, Session};
 use super::grammar;
-use super::inert::ShapeCheck;
+use super::inert::{Inert, ShapeCheck};
 use super::ledger::Ledger;
 use super::prompt::{self, Action, FitError, Memory, PromptInput};
 use super::AgentError;
@@ -113,6 +113,9 @@ pub struct DraftReply {
     pub reply_tokens: usize,
     pub generate_seconds: f64,
 }
+
+/// How the ledger names a file proposed in this run, to the agent.
+const PROPOSED: &str = "an earlier proposal";
 
 /// Statistics of one prompt evaluation.
 pub struct PromptStats {
@@ -350,11 +353,26 @@ impl Agent<'_> {
             match built {
                 Ok(built) => {
                     attempt.build_seconds += built.seconds;
-                    attempt.verdict = match self.inert(source, &candidate, &built.binary)? {
-                        Some(inert) => Verdict::Rejected(inert),
-                        None => Verdict::Valid(candidate),
+                    let Some(inert) = self.inert(source, &candidate, &built.binary)? else {
+                        attempt.verdict = Verdict::Valid(candidate);
+                        return Ok(());
                     };
-                    return Ok(());
+                    // What the candidate changes besides, if anything, is tried on its own.
+                    let rest = inert.undone(&candidate);
+                    let (changes, model) = (inert.words(), inert.model);
+                    if rest == source {
+                        attempt.verdict = Verdict::Rejected(Rejection::Inert { changes, model });
+                        return Ok(());
+                    }
+                    if let Err(refused) = self.ledger.claim(&rest, PROPOSED) {
+                        attempt.verdict = Verdict::Rejected(Rejection::InertRest {
+                            changes,
+                            model,
+                            rest: Box::new(refused),
+                        });
+                        return Ok(());
+                    }
+                    candidate = rest;
                 }
                 Err(TrainerError::Refused { reasons, .. }) => {
                     attempt.verdict = Verdict::Refused(reasons);
@@ -386,14 +404,13 @@ impl Agent<'_> {
         }
     }
 
-    /// The rejection of a candidate that changes shape constants alone and builds its parent's
-    /// model.
+    /// The shape constants `candidate` changes without changing its parent's model.
     fn inert(
         &mut self,
         source: &str,
         candidate: &str,
         binary: &Path,
-    ) -> Result<Option<Rejection>, ProposeError> {
+    ) -> Result<Option<Inert>, ProposeError> {
         let Some(shapes) = self.shapes.as_mut() else {
             return Ok(None);
         };
@@ -411,11 +428,10 @@ impl Agent<'_> {
     /// The proposal's file: TUNE lines given the sampler's values, then checked against every
     /// file tried and claimed.
     fn apply(&mut self, source: &str, proposal: &Proposal, seed: u32) -> Result<String, Rejection> {
-        const LABEL: &str = "an earlier proposal";
         let names = proposal.tunes();
         if names.is_empty() {
             let text = edit::apply(source, proposal)?;
-            self.ledger.claim(&text, LABEL)?;
+            self.ledger.claim(&text, PROPOSED)?;
             return Ok(text);
         }
         let tuner = self.tuner.ok_or_else(|| {
@@ -428,11 +444,11 @@ impl Agent<'_> {
             )
         };
         let text = tuned(tuner)?;
-        let text = match (self.ledger.claim(&text, LABEL), tuner.instead()) {
+        let text = match (self.ledger.claim(&text, PROPOSED), tuner.instead()) {
             (Ok(()), _) => text,
             (Err(_), Some(instead)) => {
                 let text = tuned(instead)?;
-                self.ledger.claim(&text, LABEL)?;
+                self.ledger.claim(&text, PROPOSED)?;
                 text
             }
             (Err(refused), None) => return Err(refused),
