@@ -17,6 +17,7 @@ use autoresearch::agent::ledger::Ledger;
 use autoresearch::agent::prompt::Action;
 use autoresearch::agent::propose::{Agent, DraftReply, Settings, Verdict};
 use autoresearch::confine::Confinement;
+use autoresearch::research::stop::Stop;
 use autoresearch::trainer::build::build_source;
 use autoresearch::trainer::run::{run, Outcome, RunSpec};
 use common::{baseline, prepare_once, scratch};
@@ -173,7 +174,7 @@ fn shape_changes_that_build_the_same_model_are_taken_out_before_training() {
         },
         ledger: Ledger::default(),
         tuner: None,
-        shapes: Some(ShapeCheck::new(&data)),
+        shapes: Some(ShapeCheck::new(&data, Stop::new())),
     };
     let source = baseline();
     let mut adopt = |sets: &[(&str, &str)]| {
@@ -187,7 +188,6 @@ fn shape_changes_that_build_the_same_model_are_taken_out_before_training() {
         agent
             .adopt(&source, &reply, 1, &mut |_| ControlFlow::Continue(()))
             .unwrap()
-            .verdict
     };
     let same_model = |model: &str| {
         assert!(
@@ -204,7 +204,7 @@ fn shape_changes_that_build_the_same_model_are_taken_out_before_training() {
         ("DEVICE_ROWS_CPU", "58"),
     ];
     for (name, value) in alone {
-        match adopt(&[(name, value)]) {
+        match adopt(&[(name, value)]).verdict {
             Verdict::Rejected(Rejection::Inert { changes, model }) => {
                 assert_eq!(
                     changes,
@@ -216,16 +216,24 @@ fn shape_changes_that_build_the_same_model_are_taken_out_before_training() {
         }
     }
     // Four heads of 64: a new model.
-    assert!(matches!(adopt(&[("HEAD_DIM", "64")]), Verdict::Valid(_)));
+    assert!(matches!(
+        adopt(&[("HEAD_DIM", "64")]).verdict,
+        Verdict::Valid(_)
+    ));
     // Beside a real change, the inert one is taken out and the rest is what trains...
     let lr = [("MATRIX_LR", "0.05")];
     let only_lr = apply(&source, &edit(&lr)).unwrap();
-    match adopt(&[("HEAD_DIM", "130"), lr[0]]) {
+    let mixed = adopt(&[("HEAD_DIM", "130"), lr[0]]);
+    match mixed.verdict {
         Verdict::Valid(text) => assert_eq!(text, only_lr),
         other => panic!("{other:?}"),
     }
+    assert_eq!(
+        mixed.idea.as_deref(),
+        Some("another shape (HEAD_DIM 128 -> 130 taken out: the same model)")
+    );
     // ...once: that rest is no new experiment a second time.
-    match adopt(&[("HEAD_DIM", "131"), lr[0]]) {
+    match adopt(&[("HEAD_DIM", "131"), lr[0]]).verdict {
         Verdict::Rejected(Rejection::InertRest {
             changes,
             model,

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use super::edit::{self, Edit, Proposal};
 use super::ledger::{constants_of, skeleton_sha256};
 use crate::confine::Confinement;
-use crate::research::controller::Category;
-use crate::trainer::{build, describe, TrainerError};
+use crate::research::stop::Stop;
+use crate::trainer::{build, describe};
 
 /// A constant's value in the parent and in the candidate.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,8 +23,26 @@ pub struct Change {
     pub to: String,
 }
 
-/// Each width, depth or batch constant that `candidate` changes, when the two files have the same
-/// code (skeleton); none when the code differs.
+/// The constants that set the baseline's width, depth and batch, and nothing else: the baseline
+/// uses them only to build its model and print it (`model: depth ..., width ...`).
+const SHAPE_CONSTANTS: [&str; 8] = [
+    "DEPTH_GPU",
+    "DEPTH_CPU",
+    "ASPECT_RATIO",
+    "HEAD_DIM",
+    "TOKENS_PER_STEP_GPU",
+    "DEVICE_ROWS_GPU",
+    "TOKENS_PER_STEP_CPU",
+    "DEVICE_ROWS_CPU",
+];
+
+/// The baseline training file, whose uses of the shape constants the check relies on.
+const BASELINE: &str = include_str!("../../train/src/train.rs");
+
+/// Each shape constant that `candidate` changes, when the two files have the same code
+/// (skeleton) and that code uses the constant as the baseline does (every line naming it is a
+/// line of the baseline: kept code that used it elsewhere could make it more than a shape);
+/// none otherwise.
 pub fn shape_changes(parent: &str, candidate: &str) -> Vec<Change> {
     if skeleton_sha256(parent) != skeleton_sha256(candidate) {
         return Vec::new();
@@ -32,17 +50,21 @@ pub fn shape_changes(parent: &str, candidate: &str) -> Vec<Change> {
     let before = constants_of(parent);
     constants_of(candidate)
         .into_iter()
-        .filter(|(name, _)| {
-            matches!(
-                Category::of_constant(name),
-                Some(Category::WidthDepth | Category::Batch)
-            )
-        })
+        .filter(|(name, _)| SHAPE_CONSTANTS.contains(&name.as_str()))
         .filter_map(|(name, to)| {
             let from = before.get(&name)?.clone();
-            (from != to).then_some(Change { name, from, to })
+            (from != to && used_as_in_baseline(parent, &name)).then_some(Change { name, from, to })
         })
         .collect()
+}
+
+/// Whether every line of `text` that names `constant` (its definition aside) is a baseline line.
+fn used_as_in_baseline(text: &str, constant: &str) -> bool {
+    let definition = format!("const {constant}:");
+    text.lines()
+        .map(str::trim)
+        .filter(|l| l.contains(constant) && !l.starts_with(&definition) && !l.starts_with("//"))
+        .all(|l| BASELINE.lines().any(|b| b.trim() == l))
 }
 
 /// Shape changes that build the parent's model.
@@ -64,8 +86,9 @@ impl Inert {
         changes.join(", ")
     }
 
-    /// `candidate` with these constants back at the parent's values.
-    pub fn undone(&self, candidate: &str) -> String {
+    /// `candidate` with these constants back at the parent's values (None where the file
+    /// defines one twice and a SET cannot say which).
+    pub fn undone(&self, candidate: &str) -> Option<String> {
         let back = Proposal {
             idea: String::new(),
             edits: self
@@ -77,30 +100,35 @@ impl Inert {
                 })
                 .collect(),
         };
-        edit::apply(candidate, &back).expect("the constants were read from this file")
+        edit::apply(candidate, &back).ok()
     }
 }
 
 /// Describes candidates and their parents, each file once.
 pub struct ShapeCheck {
     data_dir: PathBuf,
-    /// What each file (by hash) printed before its first batch; None: it could not be described.
-    known: HashMap<String, Option<Vec<String>>>,
+    stop: Stop,
+    /// What each file (by hash) printed before its first batch, in order.
+    known: HashMap<String, Vec<String>>,
 }
 
 impl ShapeCheck {
     /// Descriptions run on this machine with the prepared data in `data_dir`: only where the
     /// training runs do too (a cluster's nodes may have another device, and a GPU's depth).
-    pub fn new(data_dir: &Path) -> Self {
+    /// `stop` ends a description in progress (Ctrl-C).
+    pub fn new(data_dir: &Path, stop: Stop) -> Self {
         ShapeCheck {
             data_dir: data_dir.to_path_buf(),
+            stop,
             known: HashMap::new(),
         }
     }
 
     /// The shape constants that `candidate`, built as `binary`, changes without changing the
     /// model `parent` builds (other constants do not shape it). The parent is built in a slot of
-    /// its own (beside `slot`), so the candidate's build stays the one its run finds.
+    /// its own (beside `slot`), so the candidate's build stays the one its run finds. The check
+    /// is a saving, not a judgement: where it cannot be made (a file that says nothing of its
+    /// model, a description or build that fails) the candidate goes on to its run.
     pub fn inert(
         &mut self,
         parent: &str,
@@ -108,19 +136,31 @@ impl ShapeCheck {
         binary: &Path,
         slot: &str,
         confinement: Confinement,
-    ) -> Result<Option<Inert>, TrainerError> {
+    ) -> Option<Inert> {
         let changes = shape_changes(parent, candidate);
         if changes.is_empty() {
-            return Ok(None);
+            return None;
         }
-        let Some(model) = self.description(candidate, Some(binary), slot, confinement)? else {
-            return Ok(None);
-        };
+        let theirs = self.description(candidate, Some(binary), slot, confinement)?;
         let before = self.description(parent, None, slot, confinement)?;
-        Ok((before.as_ref() == Some(&model)).then(|| Inert {
+        // Lines from the program's stdout and stderr arrive in either order; the first is the
+        // harness's own, so a file that prints nothing of its model cannot be compared.
+        let sorted = |lines: &[String]| {
+            let mut lines = lines.to_vec();
+            lines.sort();
+            lines
+        };
+        if theirs.len() < 2 || sorted(&theirs) != sorted(&before) {
+            return None;
+        }
+        let model = theirs
+            .iter()
+            .find(|l| l.starts_with("model"))
+            .or(theirs.last());
+        Some(Inert {
             changes,
-            model: model.last().cloned().unwrap_or_default(),
-        }))
+            model: model.cloned().unwrap_or_default(),
+        })
     }
 
     fn description(
@@ -129,25 +169,47 @@ impl ShapeCheck {
         binary: Option<&Path>,
         slot: &str,
         confinement: Confinement,
-    ) -> Result<Option<Vec<String>>, TrainerError> {
+    ) -> Option<Vec<String>> {
         let key = harness::meta::sha256_hex(text.as_bytes());
         if let Some(known) = self.known.get(&key) {
-            return Ok(known.clone());
+            return Some(known.clone());
         }
         let scratch = build::target_dir()
             .join("trainer-src")
             .join(format!("{slot}-describe"));
+        let stop = || self.stop.requested();
         let described = match binary {
-            Some(binary) => describe::describe(binary, &self.data_dir, &scratch, confinement)?,
+            Some(binary) => {
+                describe::describe(binary, &self.data_dir, &scratch, confinement, &stop)
+            }
             None => {
                 let label = Path::new("train.rs (the file it changes)");
-                let built =
-                    build::build_source(text, label, &format!("{slot}-parent"), confinement)?;
-                describe::describe(&built.binary, &self.data_dir, &scratch, confinement)?
+                build::build_source(text, label, &format!("{slot}-parent"), confinement).and_then(
+                    |built| {
+                        describe::describe(
+                            &built.binary,
+                            &self.data_dir,
+                            &scratch,
+                            confinement,
+                            &stop,
+                        )
+                    },
+                )
             }
         };
-        self.known.insert(key, described.clone());
-        Ok(described)
+        match described {
+            Ok(Some(lines)) => {
+                self.known.insert(key, lines.clone());
+                Some(lines)
+            }
+            // Not kept: a file that could not be described now (its GPU memory taken by the
+            // agent's model, say) may be later.
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!("no shape check: {e}");
+                None
+            }
+        }
     }
 }
 
@@ -155,8 +217,6 @@ impl ShapeCheck {
 mod tests {
     use super::*;
     use crate::agent::edit;
-
-    const BASELINE: &str = include_str!("../../train/src/train.rs");
 
     fn set(text: &str, name: &str, value: &str) -> String {
         let reply = format!("IDEA: a test\nSET {name} = {value}\n");
@@ -205,6 +265,9 @@ mod tests {
             model: "model: depth 4".into(),
         };
         assert_eq!(inert.words(), "HEAD_DIM 128 -> 129");
-        assert_eq!(inert.undone(&with_lr), set(BASELINE, "MATRIX_LR", "0.05"));
+        assert_eq!(
+            inert.undone(&with_lr),
+            Some(set(BASELINE, "MATRIX_LR", "0.05"))
+        );
     }
 }

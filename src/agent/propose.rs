@@ -353,17 +353,19 @@ impl Agent<'_> {
             match built {
                 Ok(built) => {
                     attempt.build_seconds += built.seconds;
-                    let Some(inert) = self.inert(source, &candidate, &built.binary)? else {
+                    let Some((inert, rest)) = self.inert(source, &candidate, &built.binary) else {
                         attempt.verdict = Verdict::Valid(candidate);
                         return Ok(());
                     };
-                    // What the candidate changes besides, if anything, is tried on its own.
-                    let rest = inert.undone(&candidate);
+                    // The slot keeps its last few programs: one that will never run must not
+                    // push out a program a round has yet to run.
+                    let _ = std::fs::remove_file(&built.binary);
                     let (changes, model) = (inert.words(), inert.model);
                     if rest == source {
                         attempt.verdict = Verdict::Rejected(Rejection::Inert { changes, model });
                         return Ok(());
                     }
+                    // What the candidate changes besides is tried on its own, once.
                     if let Err(refused) = self.ledger.claim(&rest, PROPOSED) {
                         attempt.verdict = Verdict::Rejected(Rejection::InertRest {
                             changes,
@@ -371,6 +373,9 @@ impl Agent<'_> {
                             rest: Box::new(refused),
                         });
                         return Ok(());
+                    }
+                    if let Some(idea) = &mut attempt.idea {
+                        idea.push_str(&format!(" ({changes} taken out: the same model)"));
                     }
                     candidate = rest;
                 }
@@ -404,25 +409,18 @@ impl Agent<'_> {
         }
     }
 
-    /// The shape constants `candidate` changes without changing its parent's model.
-    fn inert(
-        &mut self,
-        source: &str,
-        candidate: &str,
-        binary: &Path,
-    ) -> Result<Option<Inert>, ProposeError> {
-        let Some(shapes) = self.shapes.as_mut() else {
-            return Ok(None);
-        };
-        shapes
-            .inert(
-                source,
-                candidate,
-                binary,
-                &self.settings.slot,
-                self.settings.confinement,
-            )
-            .map_err(ProposeError::Build)
+    /// The shape constants `candidate` changes without changing its parent's model, and the
+    /// candidate without them.
+    fn inert(&mut self, source: &str, candidate: &str, binary: &Path) -> Option<(Inert, String)> {
+        let inert = self.shapes.as_mut()?.inert(
+            source,
+            candidate,
+            binary,
+            &self.settings.slot,
+            self.settings.confinement,
+        )?;
+        let rest = inert.undone(candidate)?;
+        Some((inert, rest))
     }
 
     /// The proposal's file: TUNE lines given the sampler's values, then checked against every

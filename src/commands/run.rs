@@ -99,7 +99,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
         (think, _) => think,
     };
     // A model is described on this machine: only where the runs train here too.
-    let shapes = matches!(executor, Executor::Local).then(|| ShapeCheck::new(&data_dir));
+    let shapes =
+        matches!(executor, Executor::Local).then(|| ShapeCheck::new(&data_dir, stop.clone()));
     let agent = LocalAgent::new(owner, agent_settings, shapes, think, stop.clone());
     let local = LocalTrainer {
         slot,

@@ -56,7 +56,7 @@ impl LocalAgent {
     }
 
     /// Lends the model, the settings, the ledger and the shape check to an `Agent` for one call,
-    /// and takes them back (an error ends the loop, so they need no putting back then).
+    /// and takes them back.
     fn with_agent<T>(
         &mut self,
         ask: &Ask,

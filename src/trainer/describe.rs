@@ -17,12 +17,13 @@ const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The lines `binary` prints before its first batch, or None when it stopped another way (a
 /// crash, the timeout): then there is nothing to compare, and its run will show what went wrong.
-/// `scratch` receives the program's log.
+/// `scratch` receives the program's log; `stop` ends it early (Ctrl-C).
 pub fn describe(
     binary: &Path,
     data_dir: &Path,
     scratch: &Path,
     confinement: Confinement,
+    stop: &dyn Fn() -> bool,
 ) -> Result<Option<Vec<String>>, TrainerError> {
     let spec = RunSpec {
         binary,
@@ -34,7 +35,7 @@ pub fn describe(
         confinement,
         cpus: None,
         gpu: None,
-        stop: &|| false,
+        stop,
         describe: true,
     };
     let mut lines = Vec::new();

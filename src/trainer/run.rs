@@ -182,9 +182,11 @@ pub fn run(
         cmd.env(ENV_BUDGET, budget.to_string());
     }
     cmd.env(ENV_SEED, spec.seed.to_string());
-    if spec.describe {
-        cmd.env(ENV_DESCRIBE, "1");
-    }
+    // Set or removed: one left in the appliance's own environment must not cut real runs short.
+    match spec.describe {
+        true => cmd.env(ENV_DESCRIBE, "1"),
+        false => cmd.env_remove(ENV_DESCRIBE),
+    };
     if let Some(gpu) = spec.gpu {
         cmd.env("CUDA_VISIBLE_DEVICES", gpu.to_string());
     }
