@@ -11,7 +11,7 @@ use crate::research::early_stop::{self, Rule};
 use crate::research::history::History;
 use crate::research::journal;
 use crate::research::locate::RunFolder;
-use crate::research::noise::mean;
+use crate::research::noise::{mean, pooling};
 use crate::research::plot;
 use crate::research::record::{DraftOutcome, Record};
 use crate::scheduler::owner::Schedule;
@@ -104,9 +104,10 @@ fn summary(history: &History) -> String {
     }
     if let Some(d) = history.baseline().and_then(|r| r.decision.as_ref()) {
         out.push_str(&format!(
-            "noise floor: sigma {:.6} over {} baseline runs; a single run must improve by {:.6}\n",
+            "noise floor: sigma {:.6} over {} baseline runs{}; a single run must improve by {:.6}\n",
             d.noise_sigma,
             d.baseline_runs.len(),
+            pooling(d.noise_prior),
             d.margin
         ));
     }

@@ -331,6 +331,7 @@ mod tests {
             improvement: best_before - value,
             margin: 0.03,
             noise_sigma: 0.015,
+            noise_prior: None,
             baseline_runs: vec![],
             reference_runs: vec![],
             rule: String::new(),

@@ -431,6 +431,7 @@ mod tests {
             improvement,
             margin: 0.01,
             noise_sigma: 0.005,
+            noise_prior: None,
             baseline_runs: vec![],
             reference_runs: vec![],
             rule: String::new(),

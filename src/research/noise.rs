@@ -87,6 +87,7 @@ impl NoiseFloor {
             improvement: best_before - candidate,
             margin: self.margin,
             noise_sigma: self.sigma,
+            noise_prior: self.prior,
             baseline_runs: self.runs.clone(),
             reference_runs: Vec::new(),
             rule: self.rule(),
@@ -130,17 +131,6 @@ impl NoiseFloor {
         }
     }
 
-    /// What the floor pooled with the baseline's runs, as words to follow "over N runs" (empty
-    /// when nothing was pooled).
-    pub fn pooling(&self) -> String {
-        match self.prior {
-            Some(known) => {
-                format!(", pooled with the profile's known {known:.6} as {PRIOR_DF} runs")
-            }
-            None => String::new(),
-        }
-    }
-
     fn rule(&self) -> String {
         format!(
             "keep when best - mean(runs) > max(2 x baseline sigma, minimum) / sqrt(runs) = {:.6} / sqrt(runs) \
@@ -148,8 +138,17 @@ impl NoiseFloor {
             self.margin,
             self.sigma,
             self.runs.len(),
-            self.pooling()
+            pooling(self.prior)
         )
+    }
+}
+
+/// What a floor pooled with the baseline's runs (`prior`, the profile's known spread), as words to
+/// follow "over N runs"; empty when nothing was.
+pub fn pooling(prior: Option<f64>) -> String {
+    match prior {
+        Some(known) => format!(", pooled with the profile's known {known:.6} as {PRIOR_DF} runs"),
+        None => String::new(),
     }
 }
 
@@ -198,11 +197,17 @@ mod tests {
         let own = NoiseFloor::measure(&many, 0.0, None).sigma;
         let pooled = NoiseFloor::measure(&many, 0.0, Some(CPU_SIGMA)).sigma;
         assert!(pooled > own && pooled < own * 1.3, "{own} {pooled}");
-        // The rule says what it pooled.
-        assert!(NoiseFloor::measure(&runs, 0.0, Some(CPU_SIGMA))
-            .decision(2.06, &[2.0])
+        // The rule says what it pooled, and the record keeps it for the report.
+        let decision = NoiseFloor::measure(&runs, 0.0, Some(CPU_SIGMA)).decision(2.06, &[2.0]);
+        assert!(decision
             .rule
-            .contains("pooled with the profile's known 0.016000 as 2 runs"),);
+            .contains("pooled with the profile's known 0.016000 as 2 runs"));
+        assert_eq!(decision.noise_prior, Some(CPU_SIGMA));
+        assert_eq!(
+            pooling(decision.noise_prior),
+            ", pooled with the profile's known 0.016000 as 2 runs"
+        );
+        assert_eq!(pooling(sample.prior), "");
     }
 
     #[test]

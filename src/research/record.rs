@@ -266,6 +266,10 @@ pub struct Decision {
     pub margin: f64,
     /// Run-to-run standard deviation of the baseline.
     pub noise_sigma: f64,
+    /// The profile's known spread pooled into `noise_sigma` with the baseline's runs, where one
+    /// was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_prior: Option<f64>,
     pub baseline_runs: Vec<f64>,
     /// The best file's latest runs it was judged against, its reference runs beside it among
     /// them (empty: judged against the best's recorded value).

@@ -16,7 +16,7 @@ use super::history::{Best, History};
 use super::journal::Journal;
 use super::live::LiveFile;
 use super::lock::RunLock;
-use super::noise::{mean, NoiseFloor};
+use super::noise::{mean, pooling, NoiseFloor};
 use super::parallel;
 use super::progress::Ui;
 use super::record::{CommitId, Outcome, Record, RecordKind};
@@ -219,7 +219,7 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
             "noise floor: sigma {:.6} over {} runs{}; a single run must beat the best by {:.6}",
             floor.sigma,
             floor.runs.len(),
-            floor.pooling(),
+            pooling(floor.prior),
             floor.margin
         ));
         self.finish(record, start, None)?;
