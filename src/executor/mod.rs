@@ -236,10 +236,7 @@ impl Trainer for SlurmTrainer {
         let shared = dir.join(name);
         if !shared.is_file() {
             std::fs::create_dir_all(&dir).map_err(shared_io)?;
-            let tmp = dir.join(format!(".incoming-{}", std::process::id()));
-            std::fs::copy(&built.binary, &tmp)
-                .and_then(|_| std::fs::rename(&tmp, &shared))
-                .map_err(shared_io)?;
+            build::copy_into_place(&built.binary, &shared).map_err(shared_io)?;
         }
         Ok(build::Built {
             binary: shared,

@@ -71,6 +71,18 @@ pub fn build_source(
     keep_program(built, &stage, source)
 }
 
+/// Copies `from` to `to` through a hidden temporary name beside it, so that whoever runs or reads
+/// `to` meanwhile sees the old file or the new one, never a part.
+pub fn copy_into_place(from: &Path, to: &Path) -> std::io::Result<()> {
+    let name = to
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = to.with_file_name(format!(".{name}.incoming-{}", std::process::id()));
+    std::fs::copy(from, &tmp)?;
+    std::fs::rename(&tmp, to)
+}
+
 /// Programs kept per slot: a build replaces the slot's executable in place, so whoever builds two
 /// files before running them (confirm: the baseline and the best) needs each kept apart.
 pub const KEPT_PROGRAMS: usize = 4;
@@ -81,14 +93,11 @@ fn keep_program(built: Built, stage: &Path, source: &str) -> Result<Built, Train
     let dir = stage.join("programs");
     std::fs::create_dir_all(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
     let kept = dir.join(&harness::meta::sha256_hex(source.as_bytes())[..16]);
-    // Through a temporary name: a program of the same source may be running from `kept`.
-    let tmp = dir.join(format!(".incoming-{}", std::process::id()));
-    std::fs::copy(&built.binary, &tmp)
-        .and_then(|_| std::fs::rename(&tmp, &kept))
-        .map_err(io(format!(
-            "cannot keep the built program in {}",
-            dir.display()
-        )))?;
+    // A program of the same source may be running from `kept`.
+    copy_into_place(&built.binary, &kept).map_err(io(format!(
+        "cannot keep the built program in {}",
+        dir.display()
+    )))?;
     let mut programs: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&dir)
         .map_err(io(format!("cannot read {}", dir.display())))?
         .flatten()
