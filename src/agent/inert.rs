@@ -10,18 +10,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::edit::{self, Edit, Proposal};
-use super::ledger::{constants_of, skeleton_sha256};
+use super::ledger::skeleton_sha256;
 use crate::confine::Confinement;
+use crate::research::changes::{changes, Change};
 use crate::research::stop::Stop;
 use crate::trainer::{build, describe};
-
-/// A constant's value in the parent and in the candidate.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Change {
-    pub name: String,
-    pub from: String,
-    pub to: String,
-}
 
 /// The constants that set the baseline's width, depth and batch, and nothing else: the baseline
 /// uses them only to build its model and print it (`model: depth ..., width ...`).
@@ -47,13 +40,12 @@ pub fn shape_changes(parent: &str, candidate: &str) -> Vec<Change> {
     if skeleton_sha256(parent) != skeleton_sha256(candidate) {
         return Vec::new();
     }
-    let before = constants_of(parent);
-    constants_of(candidate)
+    changes(parent, candidate)
         .into_iter()
-        .filter(|(name, _)| SHAPE_CONSTANTS.contains(&name.as_str()))
-        .filter_map(|(name, to)| {
-            let from = before.get(&name)?.clone();
-            (from != to && used_as_in_baseline(parent, &name)).then_some(Change { name, from, to })
+        .filter(|c| {
+            c.set().is_some_and(|(name, _)| {
+                SHAPE_CONSTANTS.contains(&name) && used_as_in_baseline(parent, name)
+            })
         })
         .collect()
 }
@@ -71,18 +63,14 @@ fn used_as_in_baseline(text: &str, constant: &str) -> bool {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inert {
     pub changes: Vec<Change>,
-    /// The last line of the model's description (the baseline's model line).
+    /// The model's line of the description (the baseline's `model: ...`), else its last line.
     pub model: String,
 }
 
 impl Inert {
     /// `NAME a -> b, ...`
     pub fn words(&self) -> String {
-        let changes: Vec<String> = self
-            .changes
-            .iter()
-            .map(|c| format!("{} {} -> {}", c.name, c.from, c.to))
-            .collect();
+        let changes: Vec<String> = self.changes.iter().map(Change::to_string).collect();
         changes.join(", ")
     }
 
@@ -94,9 +82,12 @@ impl Inert {
             edits: self
                 .changes
                 .iter()
-                .map(|c| Edit::Set {
-                    name: c.name.clone(),
-                    value: c.from.clone(),
+                .filter_map(|c| match c {
+                    Change::Set { name, from, .. } => Some(Edit::Set {
+                        name: name.clone(),
+                        value: from.clone(),
+                    }),
+                    Change::Code { .. } => None,
                 })
                 .collect(),
         };
@@ -224,7 +215,7 @@ mod tests {
     }
 
     fn change(name: &str, from: &str, to: &str) -> Change {
-        Change {
+        Change::Set {
             name: name.into(),
             from: from.into(),
             to: to.into(),
@@ -244,8 +235,8 @@ mod tests {
             shape_changes(BASELINE, &with_lr),
             [
                 change("DEPTH_GPU", "8", "6"),
-                change("DEVICE_ROWS_CPU", "16", "20"),
                 change("HEAD_DIM", "128", "129"),
+                change("DEVICE_ROWS_CPU", "16", "20"),
             ],
             "not the learning rate"
         );
