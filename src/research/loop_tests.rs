@@ -479,6 +479,45 @@ fn a_promising_candidate_is_judged_against_the_best_file_run_beside_it() {
 }
 
 #[test]
+fn a_keep_on_one_lucky_run_is_run_again_before_it_bars_a_candidate_within_the_noise() {
+    let scene = Scene::new();
+    let agent = ScriptedAgent {
+        replies: [
+            Reply::Valid("const A: f64 = 2.0;\n"),
+            Reply::Valid("const A: f64 = 3.0;\n"),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    // The baseline (margin 0.0267); e0001 is kept on one run, 1.90, the baseline beside it making
+    // 2.01. Its file runs 1.96 when run again: 1.90 was a lucky draw. e0002's first run, 1.91, is
+    // behind that draw but within the noise of one run (0.0267 x sqrt(2) = 0.0377), so e0001's
+    // file runs beside it; against their mean, 1.93, e0002 is better but within the noise, runs
+    // again (1.89), and its mean 1.90 clears 0.0267 x sqrt(1/2 + 1/2).
+    let trainer = ScriptedTrainer {
+        runs: Mutex::new(runs(&[2.00, 2.02, 2.01, 1.90, 2.01, 1.91, 1.96, 1.89])),
+        ..Default::default()
+    };
+    let settings = Settings {
+        paired: true,
+        ..scene.with_max(2)
+    };
+    let (ending, records, _) = scene.run(settings, agent, trainer);
+    assert_eq!(ending.unwrap(), Ending::MaxExperiments);
+    assert_eq!(
+        outcomes(&records),
+        [Outcome::Keep, Outcome::Keep, Outcome::Keep]
+    );
+    let first = records[1].commit.unwrap();
+    let files: Vec<Option<CommitId>> = records[2].runs.iter().map(|run| run.commit).collect();
+    assert_eq!(files, [None, Some(first), None]);
+    let decision = records[2].decision.as_ref().unwrap();
+    assert_eq!(decision.reference_runs, [1.90, 1.96]);
+    assert!((decision.improvement - 0.03).abs() < 1e-9, "{decision:?}");
+    assert_eq!(History::new(&records).runs_of(first, 5.0), [1.90, 1.96]);
+}
+
+#[test]
 fn a_streak_of_failures_resets_the_agent_to_the_best_file() {
     let scene = Scene::new();
     let settings = Settings {

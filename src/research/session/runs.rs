@@ -19,8 +19,9 @@ use crate::trainer::run::RunReport;
 use crate::units::Bytes;
 
 /// The best file's runs a paired judgement compares with: the latest, so that they were made
-/// on the machine as it is now, and up to three, so that one lucky run does not set the bar once
-/// there are more (right after a keep there are only the kept file's own one or two).
+/// on the machine as it is now, and up to three, so that one lucky run does not set the bar.
+/// Right after a keep there are only the kept file's own one or two; candidates within the noise
+/// of them have the best file run beside them until there are three (`worth_running_the_best`).
 pub const REFERENCE_RUNS: usize = 3;
 
 /// Runs of one record the cluster may end before the loop stops and says so: a cluster that
@@ -81,10 +82,8 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
                 break;
             }
             let values = record.finished_values();
-            // Promising: the first run beats the best file's latest runs (asked only when
-            // paired, as the best's runs are looked up for it).
-            if self.settings.paired && i == 1 && mean(&values) < mean(&self.reference(record, best))
-            {
+            // Asked only when paired, as the best's runs are looked up for it.
+            if self.settings.paired && i == 1 && self.worth_running_the_best(record, best, floor) {
                 // The best file runs again now, on the machine as it is.
                 if self.run_best_beside(record, best)? == Some(Outcome::Interrupted) {
                     record.val_bpb = Some(mean(&values));
@@ -174,6 +173,20 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
             return vec![best.val_bpb];
         }
         runs[runs.len().saturating_sub(REFERENCE_RUNS)..].to_vec()
+    }
+
+    /// Whether the best file runs again beside a candidate's first run: when that run beats the
+    /// best's latest runs (promising), or when those are fewer than `REFERENCE_RUNS` and the run
+    /// is within the noise of them. A keep often rests on one run that was lucky (it was kept
+    /// for being the best draw); without more runs of its file, that draw alone would be the bar
+    /// for every candidate after it, and a candidate as good as the file would be discarded.
+    fn worth_running_the_best(&self, record: &Record, best: Best, floor: &NoiseFloor) -> bool {
+        let values = record.finished_values();
+        let reference = self.reference(record, best);
+        let behind = mean(&values) - mean(&reference);
+        behind < 0.0
+            || (reference.len() < REFERENCE_RUNS
+                && behind < floor.needed_paired(values.len(), reference.len()))
     }
 
     /// Runs the best file once more beside the candidate, with a seed none of its runs had, so
