@@ -347,6 +347,19 @@ impl Scene {
     }
 }
 
+/// Replies that set `A` to 2.0, 3.0, ... in turn: `n` valid candidates, one an experiment.
+fn setting_a(n: usize) -> ScriptedAgent {
+    const SETS: [&str; 3] = [
+        "const A: f64 = 2.0;\n",
+        "const A: f64 = 3.0;\n",
+        "const A: f64 = 4.0;\n",
+    ];
+    ScriptedAgent {
+        replies: SETS[..n].iter().map(|&set| Reply::Valid(set)).collect(),
+        ..Default::default()
+    }
+}
+
 fn outcomes(records: &[Record]) -> Vec<Outcome> {
     records.iter().map(|r| r.outcome).collect()
 }
@@ -416,15 +429,7 @@ fn only_what_beats_the_noise_is_kept() {
 #[test]
 fn a_promising_candidate_is_judged_against_the_best_file_run_beside_it() {
     let scene = Scene::new();
-    let agent = ScriptedAgent {
-        replies: [
-            Reply::Valid("const A: f64 = 2.0;\n"),
-            Reply::Valid("const A: f64 = 3.0;\n"),
-            Reply::Valid("const A: f64 = 4.0;\n"),
-        ]
-        .into(),
-        ..Default::default()
-    };
+    let agent = setting_a(3);
     // The baseline (sigma 0.01, pooled 0.0133, margin 0.0267), then the machine speeds up:
     // e0001's 1.99 and 1.99 beat the baseline's recorded 2.01 enough to be kept by the stale
     // rule, but the baseline run again beside it makes 1.97. e0002 is better than even that;
@@ -481,14 +486,7 @@ fn a_promising_candidate_is_judged_against_the_best_file_run_beside_it() {
 #[test]
 fn a_keep_on_one_lucky_run_is_run_again_before_it_bars_a_candidate_within_the_noise() {
     let scene = Scene::new();
-    let agent = ScriptedAgent {
-        replies: [
-            Reply::Valid("const A: f64 = 2.0;\n"),
-            Reply::Valid("const A: f64 = 3.0;\n"),
-        ]
-        .into(),
-        ..Default::default()
-    };
+    let agent = setting_a(2);
     // The baseline (margin 0.0267); e0001 is kept on one run, 1.90, the baseline beside it making
     // 2.01. Its file runs 1.96 when run again: 1.90 was a lucky draw. e0002's first run, 1.91, is
     // behind that draw but within the noise of one run (0.0267 x sqrt(2) = 0.0377), so e0001's
@@ -557,10 +555,7 @@ fn a_streak_of_failures_resets_the_agent_to_the_best_file() {
 #[test]
 fn an_interrupted_experiment_is_run_again_once_as_it_was() {
     let scene = Scene::new();
-    let agent = ScriptedAgent {
-        replies: [Reply::Valid("const A: f64 = 2.0;\n")].into(),
-        ..Default::default()
-    };
+    let agent = setting_a(1);
     let mut scripted = runs(&[1.8, 1.8, 1.8]);
     scripted.push_back(Run::Interrupted);
     let trainer = ScriptedTrainer {
@@ -676,14 +671,7 @@ fn a_stop_while_the_agent_writes_records_an_experiment_without_a_candidate() {
 #[test]
 fn a_compile_error_is_the_agents_and_a_full_disk_the_machines() {
     let scene = Scene::new();
-    let agent = ScriptedAgent {
-        replies: [
-            Reply::Valid("const A: f64 = 2.0;\n"),
-            Reply::Valid("const A: f64 = 3.0;\n"),
-        ]
-        .into(),
-        ..Default::default()
-    };
+    let agent = setting_a(2);
     let trainer = ScriptedTrainer {
         builds: [Build::Ok, Build::Compile, Build::DiskFull].into(),
         runs: Mutex::new(runs(&[1.8, 1.8, 1.8])),
@@ -730,12 +718,7 @@ fn the_controller_asks_for_its_move_and_a_draft_for_another_move_is_stale() {
             ..draft_of(0)
         }]]
         .into(),
-        replies: [
-            Reply::Valid("const A: f64 = 2.0;\n"),
-            Reply::Valid("const A: f64 = 3.0;\n"),
-        ]
-        .into(),
-        ..Default::default()
+        ..setting_a(2)
     };
     let trainer = ScriptedTrainer {
         runs: Mutex::new(runs(&[1.8, 1.8, 1.8, 1.9, 1.9])),
@@ -761,14 +744,7 @@ fn the_controller_asks_for_its_move_and_a_draft_for_another_move_is_stale() {
 #[test]
 fn a_run_that_falls_behind_the_best_is_stopped_early_and_recorded_with_its_curve() {
     let scene = Scene::new();
-    let agent = ScriptedAgent {
-        replies: [
-            Reply::Valid("const A: f64 = 2.0;\n"),
-            Reply::Valid("const A: f64 = 3.0;\n"),
-        ]
-        .into(),
-        ..Default::default()
-    };
+    let agent = setting_a(2);
     // Three baseline runs, then a candidate that trails them: it would even have finished
     // better, so only the live rule can end it.
     let mut scripted = runs(&[1.80, 1.81, 1.80]);
