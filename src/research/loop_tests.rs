@@ -347,7 +347,7 @@ impl Scene {
     }
 }
 
-/// Replies that set `A` to 2.0, 3.0, ... in turn: `n` valid candidates, one an experiment.
+/// Replies that set `A` to 2.0, 3.0, ... in turn: `n` valid candidates, one per experiment.
 fn setting_a(n: usize) -> ScriptedAgent {
     const SETS: [&str; 3] = [
         "const A: f64 = 2.0;\n",

@@ -83,7 +83,10 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
             }
             let values = record.finished_values();
             // Asked only when paired, as the best's runs are looked up for it.
-            if self.settings.paired && i == 1 && self.worth_running_the_best(record, best, floor) {
+            if self.settings.paired
+                && i == 1
+                && self.worth_running_the_best(&values, record, best, floor)
+            {
                 // The best file runs again now, on the machine as it is.
                 if self.run_best_beside(record, best)? == Some(Outcome::Interrupted) {
                     record.val_bpb = Some(mean(&values));
@@ -175,15 +178,20 @@ impl<P: Proposer, T: Trainer> Research<P, T> {
         runs[runs.len().saturating_sub(REFERENCE_RUNS)..].to_vec()
     }
 
-    /// Whether the best file runs again beside a candidate's first run: when that run beats the
-    /// best's latest runs (promising), or when those are fewer than `REFERENCE_RUNS` and the run
-    /// is within the noise of them. A keep often rests on one run that was lucky (it was kept
+    /// Whether the best file runs again beside a candidate's first run (`values`): when it beats
+    /// the best's latest runs (promising), or when those are fewer than `REFERENCE_RUNS` and the
+    /// run is within the noise of them. A keep often rests on one run that was lucky (it was kept
     /// for being the best draw); without more runs of its file, that draw alone would be the bar
     /// for every candidate after it, and a candidate as good as the file would be discarded.
-    fn worth_running_the_best(&self, record: &Record, best: Best, floor: &NoiseFloor) -> bool {
-        let values = record.finished_values();
+    fn worth_running_the_best(
+        &self,
+        values: &[f64],
+        record: &Record,
+        best: Best,
+        floor: &NoiseFloor,
+    ) -> bool {
         let reference = self.reference(record, best);
-        let behind = mean(&values) - mean(&reference);
+        let behind = mean(values) - mean(&reference);
         behind < 0.0
             || (reference.len() < REFERENCE_RUNS
                 && behind < floor.needed_paired(values.len(), reference.len()))
