@@ -25,7 +25,13 @@ impl DeviceInfo {
         #[cfg(feature = "cuda")]
         if candle_core::utils::cuda_is_available() {
             let device = Device::new_cuda(0)?;
-            let context = device.as_cuda_device()?.cuda_stream().context().clone();
+            let cuda = device.as_cuda_device()?;
+            // SAFETY: the trainer runs every kernel on the device's one stream (candle's, which
+            // the fused ops launch on too), so stream order alone keeps each buffer's uses in
+            // order; cudarc's per-allocation events (a record and a wait around every launch)
+            // would only add host work to every kernel.
+            unsafe { cuda.disable_event_tracking() };
+            let context = cuda.cuda_stream().context().clone();
             if let Err(e) = keep_freed_memory(&context) {
                 // Where the device has no memory pools, cudarc allocates without one.
                 eprintln!("note: the CUDA memory pool's release threshold stays as it is: {e}");
