@@ -3,8 +3,9 @@
 # the toolchain from scripts/cuda-toolchain.sh, and packs them for a GPU machine that has the CUDA
 # 13.0 runtime but no Rust (see scripts/gpu-check.sh). Usage:
 #   scripts/build-cuda.sh [trainer|all|cpu]    # default all
-# trainer: the baseline training program and the op-timings example only (candle, ~20 min on 2
-# cores);
+# trainer: the training program, kernel-check and the op-timings example (candle, ~20 min on 2
+# cores), after checking the fused ops' PTX (every entry point present, assembled for sm_80 and
+# sm_90 by ptxas);
 # all: also the appliance with llama.cpp's CUDA backend (~50 min more on 2 cores);
 # cpu: no CUDA at all, the CPU builds packed the same way, for a dry run of gpu-check.sh here.
 # Output: target/cuda/release/{train,autoresearch} and dist/gpu-check.tar.xz (at most 64 MiB).
@@ -15,8 +16,9 @@ what=${1:-all}
 if [[ $what == cpu ]]; then
     cargo build --release --offline -p autoresearch-train -p autoresearch
     cargo build --release --offline -p autoresearch-harness --example op-timings
+    cargo build --release --offline -p autoresearch-ops --example kernel-check
     built=target/release
-    files=(train autoresearch examples/op-timings)
+    files=(train autoresearch examples/op-timings examples/kernel-check)
 else
     scripts/cuda-toolchain.sh
     source target/cuda-13.0/env.sh
@@ -27,10 +29,23 @@ else
     # PyPI has no static cuBLAS (cuda-toolchain.sh leaves empty archives in its place): link
     # the shared libraries, which the GPU machine's CUDA install provides.
     export RUSTFLAGS="${RUSTFLAGS:-} -C link-arg=-lcublas -C link-arg=-lcublasLt"
+    # The fused ops' kernels: every entry point the ops launch is in the PTX (a unit test that
+    # needs no GPU; the driver stub stands in for libcuda), and the PTX assembles for sm_80 and
+    # sm_90.
+    LD_LIBRARY_PATH="$CUDA_PATH/lib/stubs:$LD_LIBRARY_PATH" \
+        cargo test --release --offline -p autoresearch-ops --features cuda --lib cuda::
+    ptx=$(ls -t "$CARGO_TARGET_DIR"/release/build/autoresearch-ops-*/out/*.ptx)
+    for arch in sm_80 sm_90; do
+        for file in $ptx; do
+            ptxas -arch=$arch -o /dev/null "$file" || { echo "$file does not assemble for $arch" >&2; exit 1; }
+        done
+    done
+    echo "the fused ops' PTX: $(echo "$ptx" | wc -l) files, assembled for sm_80 and sm_90"
     cargo build --release --offline -p autoresearch-train --features cuda
     cargo build --release --offline -p autoresearch-harness --example op-timings --features cuda
+    cargo build --release --offline -p autoresearch-ops --example kernel-check --features cuda
     built=target/cuda/release
-    files=(train examples/op-timings)
+    files=(train examples/op-timings examples/kernel-check)
     if [[ $what == all ]]; then
         cargo build --release --offline -p autoresearch --features cuda
         files+=(autoresearch)

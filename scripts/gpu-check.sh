@@ -7,8 +7,10 @@
 # finishes (so a call cut short still brings back what ran), summary.txt at the end, and the
 # training run's log and result. Each step runs even when an earlier one failed.
 # Environment:
-#   PARTS="ops agent train torch draft"  which parts run (to split the checks over calls); ops
-#                                    times the training file's operations one by one
+#   PARTS="kernels ops agent train torch draft"  which parts run (to split the checks over calls);
+#                                    kernels: the CUDA kernels against the composite code
+#                                    (kernel-check); ops times the training file's operations one
+#                                    by one
 #   BUDGET=60 DRAFT_BUDGET=30        training seconds of the train step and of each bench draft run
 #   STEP_LIMIT=240 TRAIN_LIMIT=420   seconds before a step (a training step) is killed; the gpu
 #                                    profile's 11 warm-up steps do not count against the budget
@@ -31,7 +33,7 @@ for candidate in "$torch_ref" shared/bench/torch_ref.py ../shared/bench/torch_re
     [[ -n $candidate && -f $candidate ]] && { torch_ref=$(realpath "$candidate"); break; }
 done
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-parts=" ${PARTS:-ops agent train torch draft} "
+parts=" ${PARTS:-kernels ops agent train torch draft} "
 budget=${BUDGET:-60}
 read -r -a model_args <<< "${MODEL_ARGS:-}"
 profile=${PROFILE:-gpu}
@@ -51,6 +53,9 @@ train_limit=${TRAIN_LIMIT:-420}
 wants() { [[ $parts == *" $1 "* ]]; }
 
 step 30 nvidia-smi nvidia-smi
+if wants kernels; then
+    step "$limit" kernel-check "$bin/kernel-check"
+fi
 if wants ops; then
     step "$limit" op-timings "$bin/op-timings" ${OP_SHAPE:-}
 fi
@@ -123,6 +128,8 @@ ref = dict(re.findall(r"(\w+)=(\S+)", open(sys.argv[2]).read()))
 print(f"trainer / torch.compile: tokens/s {ours['tokens_per_second'] / float(ref['tok_per_s']):.3f}, "
       f"MFU {ours['mfu_percent']:.2f}% / {float(ref['mfu_pct']):.1f}%")
 PY
+    echo "## kernels (kernel-check: the CUDA kernels against the composite code)"
+    grep -E "^(FAIL|TIME|kernel-check)" "$logs/kernel-check.txt" 2>/dev/null
     echo "## operations (ms per micro-batch, forward + backward)"
     cat "$logs/op-timings.txt" 2>/dev/null
     echo "## agent"

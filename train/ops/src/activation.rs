@@ -11,6 +11,10 @@ use crate::simd::dispatch;
 /// takes two forward and five backward). Saves nothing: the backward reads `x` and computes
 /// `dx = 2·relu(x)·dy`.
 pub fn relu_sq(x: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if crate::cuda::applies(&[x]) {
+        return crate::cuda::relu_sq(x);
+    }
     if !is_cpu_f32(&[x]) {
         return composite::relu_sq(x);
     }

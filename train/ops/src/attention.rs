@@ -40,6 +40,10 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, window: usize, scale: f64) 
     if window == 0 {
         bail!("attention: the window must hold at least one key");
     }
+    #[cfg(feature = "cuda")]
+    if crate::cuda::applies(&[q, k, v]) {
+        return crate::cuda::attention(q, k, v, window, scale);
+    }
     if !is_cpu_f32(&[q, k, v]) {
         return composite::attention(q, k, v, window, scale);
     }

@@ -29,6 +29,10 @@ pub fn softcap(logits: &Tensor, cap: f64) -> Result<Tensor> {
 /// row and writes `dl = (softmax(z) − onehot) · (1 − (z/cap)²) · dloss / N` in one pass.
 pub fn softcap_cross_entropy(logits: &Tensor, targets: &Tensor, cap: f64) -> Result<Tensor> {
     check_cap(cap)?;
+    #[cfg(feature = "cuda")]
+    if crate::cuda::applies(&[logits]) {
+        return crate::cuda::softcap_cross_entropy(logits, targets, cap);
+    }
     if !is_cpu_f32(&[logits]) || !targets.device().is_cpu() {
         return composite::cross_entropy(&composite::softcap(logits, cap)?, targets);
     }

@@ -19,6 +19,10 @@ const BLOCK_ROWS: usize = 32;
 /// (deterministic, the same order as candle's serial `index_add`). Saves nothing.
 pub fn embedding(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
     table.dims2()?;
+    #[cfg(feature = "cuda")]
+    if crate::cuda::applies(&[table]) && table.dtype() == DType::F32 {
+        return crate::cuda::embedding(table, ids);
+    }
     if !is_cpu_f32(&[table]) || !ids.device().is_cpu() {
         return composite::embedding(table, ids);
     }

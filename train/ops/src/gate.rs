@@ -16,9 +16,6 @@ use crate::simd::{dispatch, dot, sigmoid};
 /// per task), then the mix (one pass each way: `dv = dy` without a copy, `dve = dy · 2σ`, and the
 /// logits' gradient `2σ(1−σ) · Σ_hd dy ∘ ve`). Saves nothing beyond the small logits.
 pub fn value_gate(v: &Tensor, ve: &Tensor, x: &Tensor, gate: &Tensor) -> Result<Tensor> {
-    if !is_cpu_f32(&[v, ve, x, gate]) {
-        return composite::value_gate(v, ve, x, gate);
-    }
     let (b, t, h, _) = v.dims4()?;
     let (gh, g) = gate.dims2()?;
     let (xb, xt, c) = x.dims3()?;
@@ -30,6 +27,13 @@ pub fn value_gate(v: &Tensor, ve: &Tensor, x: &Tensor, gate: &Tensor) -> Result<
             x.shape(),
             gate.shape()
         );
+    }
+    #[cfg(feature = "cuda")]
+    if crate::cuda::applies(&[v, ve, x, gate]) {
+        return crate::cuda::value_gate(v, ve, x, gate);
+    }
+    if !is_cpu_f32(&[v, ve, x, gate]) {
+        return composite::value_gate(v, ve, x, gate);
     }
     let logits = x.contiguous()?.apply_op2(&gate.contiguous()?, GateLogits)?;
     v.contiguous()?

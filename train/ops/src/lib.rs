@@ -10,11 +10,12 @@
 //! it composes with the rest of the graph and `loss.backward()`.
 //!
 //! The fused code runs on f32 tensors on the CPU, matching the CPU trainer. Any other device or
-//! dtype (the GPU trainer's bf16, CUDA) runs [`composite`]: the training file's own composite code,
-//! so a training file can call these functions on every device. CUDA kernels are to come behind
-//! the same functions, with the same layouts and the same saved state (see
-//! `shared/notes/gpu-trainer.md`, section 5.2). Inputs that are not contiguous are copied first;
-//! outputs are contiguous.
+//! dtype runs [`composite`]: the training file's own composite code, so a training file can call
+//! these functions on every device. With the `cuda` feature, f32 and bf16 CUDA tensors run the
+//! CUDA kernels of [`cuda`] where one exists for the op (attention, the soft-capped
+//! cross-entropy, RMSNorm, the residual mix, RoPE with QK-norm, ReLU², the value-embedding gate,
+//! the embedding), the composite code elsewhere (Newton-Schulz, the optimizer updates). Inputs that are not contiguous are copied first; outputs are
+//! contiguous.
 //!
 //! | op | function |
 //! | --- | --- |
@@ -38,6 +39,8 @@ mod attention;
 pub mod composite;
 mod cpu;
 mod cross_entropy;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod embedding;
 mod gate;
 mod inplace;

@@ -49,8 +49,9 @@ pub fn linear_softcap_cross_entropy(
         );
     }
     if !is_cpu_f32(&[x, w]) || !targets.device().is_cpu() {
-        let logits = composite::softcap(&composite::linear(x, w)?, cap)?;
-        return composite::cross_entropy(&logits, targets);
+        // The soft-capped cross-entropy dispatches on its own: to the CUDA kernel where it
+        // applies.
+        return crate::softcap_cross_entropy(&composite::linear(x, w)?, targets, cap);
     }
     let targets = check_targets("linear_softcap_cross_entropy", targets, n)?;
     x.contiguous()?.apply_op3(

@@ -33,7 +33,8 @@ pub fn mlp(x: &Tensor, w_fc: &Tensor, w_proj: &Tensor) -> Result<Tensor> {
         );
     }
     if !is_cpu_f32(&[x, w_fc, w_proj]) {
-        let h = composite::relu_sq(&composite::linear(x, w_fc)?)?;
+        // ReLU² dispatches on its own: to the CUDA kernel where it applies.
+        let h = crate::relu_sq(&composite::linear(x, w_fc)?)?;
         return composite::linear(&h, w_proj);
     }
     x.contiguous()?.apply_op3(

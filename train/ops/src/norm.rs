@@ -18,6 +18,10 @@ pub const RMS_NORM_EPS: f32 = 1e-6;
 /// Saves the reciprocal RMS of every row (4 bytes per row), so the backward reads only the output
 /// and its gradient: `dx = rstd · (dy − y · mean(dy ∘ y))`.
 pub fn rms_norm(x: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if crate::cuda::applies(&[x]) {
+        return crate::cuda::rms_norm(x);
+    }
     if !is_cpu_f32(&[x]) {
         return composite::rms_norm(x);
     }
@@ -118,6 +122,10 @@ pub fn lambda_mix(
     }
     if resid_lambda.elem_count() != 1 || x0_lambda.elem_count() != 1 {
         bail!("lambda_mix: the lambdas must have one element each");
+    }
+    #[cfg(feature = "cuda")]
+    if crate::cuda::applies(&[x, x0]) && x.dtype() == x0.dtype() {
+        return crate::cuda::lambda_mix(x, x0, resid_lambda, x0_lambda);
     }
     if !is_cpu_f32(&[x, x0, resid_lambda, x0_lambda]) {
         return composite::lambda_mix(x, x0, resid_lambda, x0_lambda);

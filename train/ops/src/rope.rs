@@ -22,6 +22,10 @@ use crate::simd::{dispatch, dot, sum_sq};
 /// Saves one reciprocal RMS per (b, t, h). The backward reads the output and its gradient only:
 /// the norm's backward, then the inverse rotation. `cos` and `sin` get no gradient.
 pub fn rope_norm(x: &Tensor, cos: &Tensor, sin: &Tensor, scale: f64) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if crate::cuda::applies(&[x]) {
+        return crate::cuda::rope_norm(x, cos, sin, scale);
+    }
     if !is_cpu_f32(&[x, cos, sin]) {
         return composite::rope_norm(x, cos, sin, scale);
     }

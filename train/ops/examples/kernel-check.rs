@@ -1,0 +1,773 @@
+//! The device check of the fused ops: on a CUDA device (built with `--features cuda`), the CUDA
+//! kernels; elsewhere the CPU fused code, as a dry run of this program. Three parts, each line
+//! PASS or FAIL, and the exit status 1 if any check fails:
+//!
+//! 1. every op's value and every input's gradient against the composite code (the training file's
+//!    math) on the same device and inputs, at small shapes with odd sizes: f32 against f32, and
+//!    bf16 (on CUDA) against f32 run on the same bf16-rounded inputs;
+//! 2. a small model with the training file's forward, fused against composite with the same
+//!    weights: the loss and every parameter's gradient, in each dtype;
+//! 3. each op's forward + backward time at the gpu profile's shape (32 rows of 2048 tokens, width
+//!    512, 4 heads of 128, vocabulary 8192), fused against composite, with the bandwidth or
+//!    FLOP rate the fused one reaches (on the CPU: 2 rows of 256 tokens, only to run the code).
+//!
+//! Usage: kernel-check [--no-speed]
+//! (cargo run --release -p autoresearch-ops --example kernel-check --features cuda)
+
+use std::time::Instant;
+
+use autoresearch_ops as ops;
+use candle_core::{DType, Device, Result, Tensor, Var};
+use ops::composite;
+
+/// Softcap of the training file's loss.
+const CAP: f64 = 15.0;
+
+fn main() -> Result<()> {
+    let speed = !std::env::args().any(|a| a == "--no-speed");
+    let dev = Device::cuda_if_available(0)?;
+    let dtypes: &[DType] = if dev.is_cuda() {
+        &[DType::F32, DType::BF16]
+    } else {
+        &[DType::F32]
+    };
+    println!("kernel-check on {dev:?}, dtypes {dtypes:?}");
+    let mut report = Report::default();
+    for &dtype in dtypes {
+        ops_against_composite(&dev, dtype, &mut report)?;
+    }
+    for &dtype in dtypes {
+        model_against_composite(&dev, dtype, &mut report)?;
+    }
+    if speed {
+        speeds(&dev, &mut report)?;
+    }
+    println!(
+        "kernel-check: {} checks, {} failed",
+        report.checks, report.failures
+    );
+    if report.failures > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Comparison
+
+#[derive(Default)]
+struct Report {
+    checks: usize,
+    failures: usize,
+}
+
+/// How far a result is from its reference: `max |a − b| / max |b|`, `‖a − b‖ / ‖b‖` and the
+/// cosine, all in f32.
+struct Error {
+    max: f32,
+    norm: f32,
+    cos: f32,
+}
+
+/// Below this largest magnitude a reference counts as zero.
+const VANISHING: f32 = 1e-5;
+
+fn error(a: &Tensor, b: &Tensor) -> Result<Error> {
+    let (a, b) = (
+        a.to_dtype(DType::F32)?.flatten_all()?,
+        b.to_dtype(DType::F32)?.flatten_all()?,
+    );
+    let scalar = |t: Tensor| t.to_dtype(DType::F32)?.to_scalar::<f32>();
+    let diff = (&a - &b)?;
+    let b_max = scalar(b.abs()?.max(0)?)?;
+    let b_norm = scalar(b.sqr()?.sum_all()?.sqrt()?)?;
+    let a_norm = scalar(a.sqr()?.sum_all()?.sqrt()?)?;
+    let diff_max = scalar(diff.abs()?.max(0)?)?;
+    if b_max < VANISHING {
+        // A result that is zero in exact arithmetic (the q and k gradients at window 1) is
+        // rounding noise on both sides: its error is absolute.
+        return Ok(Error {
+            max: diff_max,
+            norm: diff_max,
+            cos: if diff_max < VANISHING { 1.0 } else { 0.0 },
+        });
+    }
+    Ok(Error {
+        max: diff_max / b_max,
+        norm: scalar(diff.sqr()?.sum_all()?.sqrt()?)? / b_norm,
+        cos: scalar((&a * &b)?.sum_all()?)? / (a_norm * b_norm),
+    })
+}
+
+/// Limits of [`Error`] for a pass.
+#[derive(Clone, Copy)]
+struct Tolerance {
+    max: f32,
+    norm: f32,
+    cos: f32,
+}
+
+/// Ops in f32: the same math in another order.
+const OP_F32: Tolerance = Tolerance {
+    max: 1e-4,
+    norm: 1e-4,
+    cos: 0.999_999,
+};
+/// Ops in bf16 against f32: bf16's 8-bit mantissa on every stored tensor.
+const OP_BF16: Tolerance = Tolerance {
+    max: 5e-2,
+    norm: 2e-2,
+    cos: 0.999,
+};
+/// The model in f32: a few ops deep, reductions in other orders.
+const MODEL_F32: Tolerance = Tolerance {
+    max: 1e-3,
+    norm: 1e-3,
+    cos: 0.999_99,
+};
+/// The model in bf16 against the composite model in bf16: both rounded, in other places.
+const MODEL_BF16: Tolerance = Tolerance {
+    max: 1e-1,
+    norm: 3e-2,
+    cos: 0.999,
+};
+
+impl Report {
+    fn compare(&mut self, what: &str, got: &Tensor, want: &Tensor, tol: Tolerance) -> Result<()> {
+        let e = error(got, want)?;
+        let pass = e.max <= tol.max && e.norm <= tol.norm && e.cos >= tol.cos;
+        self.checks += 1;
+        if !pass {
+            self.failures += 1;
+        }
+        println!(
+            "{} {what:<58} max {:.1e} norm {:.1e} cos {:.6}",
+            if pass { "PASS" } else { "FAIL" },
+            e.max,
+            e.norm,
+            e.cos
+        );
+        Ok(())
+    }
+
+    fn fail(&mut self, what: &str, err: candle_core::Error) {
+        self.checks += 1;
+        self.failures += 1;
+        println!("FAIL {what}: {err}");
+    }
+}
+
+/// `inputs` as variables (ids stay as they are), so that each gets a gradient.
+fn variables(inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+    inputs
+        .iter()
+        .map(|t| {
+            if t.dtype() == DType::U32 {
+                Ok(t.clone())
+            } else {
+                Ok(Var::from_tensor(t)?.as_tensor().clone())
+            }
+        })
+        .collect()
+}
+
+/// `f`'s value at `vars` and every variable's gradient under `Σ f ∘ r`, `r` a fixed random
+/// tensor of the output's shape (cast to the output's dtype), so every gradient entry counts.
+fn value_and_grads(vars: &[Tensor], r: &Tensor, f: Op) -> Result<(Tensor, Vec<Tensor>)> {
+    let y = f(vars)?;
+    let grads = (&y * r.to_dtype(y.dtype())?)?.sum_all()?.backward()?;
+    let grads = vars
+        .iter()
+        .filter(|t| t.dtype() != DType::U32)
+        .map(|t| match grads.get(t) {
+            Some(g) => Ok(g.clone()),
+            None => candle_core::bail!("an input got no gradient"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((y, grads))
+}
+
+type Op<'a> = &'a dyn Fn(&[Tensor]) -> Result<Tensor>;
+
+/// One op at one shape: `fused` on `inputs` in `dtype` (ids stay u32, f32-only inputs f32)
+/// against `reference` on the same values in f32.
+fn check_op(
+    report: &mut Report,
+    what: &str,
+    dtype: DType,
+    inputs: &[Tensor],
+    fused: Op,
+    reference: Op,
+) -> Result<()> {
+    let what = format!("{what} {dtype:?}");
+    let cast = |t: &Tensor, d: DType| {
+        if t.dtype() == DType::U32 {
+            Ok(t.clone())
+        } else {
+            t.to_dtype(d)
+        }
+    };
+    let low = inputs
+        .iter()
+        .map(|t| cast(t, dtype))
+        .collect::<Result<Vec<_>>>()?;
+    // The reference sees the values the fused op sees: rounded to `dtype`, then widened.
+    let wide = low
+        .iter()
+        .map(|t| cast(t, DType::F32))
+        .collect::<Result<Vec<_>>>()?;
+    let tol = if dtype == DType::F32 { OP_F32 } else { OP_BF16 };
+    let wide = variables(&wide)?;
+    let r = r_like(&wide, reference)?;
+    let (y_ref, g_ref) = value_and_grads(&wide, &r, reference)?;
+    match value_and_grads(&variables(&low)?, &r, fused) {
+        Ok((y, g)) => {
+            report.compare(&format!("{what}: value"), &y, &y_ref, tol)?;
+            for (i, (g, g_ref)) in g.iter().zip(&g_ref).enumerate() {
+                report.compare(&format!("{what}: gradient {i}"), g, g_ref, tol)?;
+            }
+        }
+        Err(e) => report.fail(&what, e),
+    }
+    Ok(())
+}
+
+/// A fixed random output gradient for `f` at `inputs` (the same for both sides: seeded).
+fn r_like(inputs: &[Tensor], f: Op) -> Result<Tensor> {
+    let y = f(inputs)?;
+    seeded(y.dims(), 1.0, 99, y.device())
+}
+
+/// A reproducible normal tensor (SplitMix64 and Box-Muller on the host, then moved).
+fn seeded(shape: &[usize], std: f64, seed: u64, dev: &Device) -> Result<Tensor> {
+    let mut state = seed;
+    let mut uniform = || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (((z ^ (z >> 31)) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let n: usize = shape.iter().product();
+    let data: Vec<f32> = (0..n)
+        .map(|_| {
+            let (u, v) = (uniform(), uniform());
+            ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos() * std) as f32
+        })
+        .collect();
+    Tensor::from_vec(data, shape, dev)
+}
+
+/// Reproducible ids in `0..n`.
+fn seeded_ids(shape: &[usize], n: usize, seed: u64, dev: &Device) -> Result<Tensor> {
+    let u = seeded(shape, 1.0, seed, dev)?.to_device(&Device::Cpu)?;
+    let ids: Vec<u32> = u
+        .flatten_all()?
+        .to_vec1::<f32>()?
+        .iter()
+        .map(|x| ((x.abs() * 7919.0) as usize % n) as u32)
+        .collect();
+    Tensor::from_vec(ids, shape, dev)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Ops
+
+fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Result<()> {
+    let n = |shape: &[usize], seed: u64| seeded(shape, 1.0, seed, dev);
+    check_op(
+        report,
+        "relu_sq [37, 129]",
+        dtype,
+        &[n(&[37, 129], 1)?],
+        &|x| ops::relu_sq(&x[0]),
+        &|x| composite::relu_sq(&x[0]),
+    )?;
+    check_op(
+        report,
+        "rms_norm [37, 130]",
+        dtype,
+        &[n(&[37, 130], 2)?],
+        &|x| ops::rms_norm(&x[0]),
+        &|x| composite::rms_norm(&x[0]),
+    )?;
+    check_op(
+        report,
+        "lambda_mix [5, 37, 64]",
+        dtype,
+        &[
+            n(&[5, 37, 64], 3)?,
+            n(&[5, 37, 64], 4)?,
+            n(&[1], 5)?,
+            n(&[1], 6)?,
+        ],
+        &|x| ops::lambda_mix(&x[0], &x[1], &x[2], &x[3]),
+        &|x| composite::lambda_mix(&x[0], &x[1], &x[2], &x[3]),
+    )?;
+    let (cos, sin) = composite::rope_tables(40, 64, dev)?;
+    for scale in [0.125, 1.0] {
+        check_op(
+            report,
+            &format!("rope_norm [2, 37, 3, 64] scale {scale}"),
+            dtype,
+            &[n(&[2, 37, 3, 64], 7)?],
+            &|x| ops::rope_norm(&x[0], &cos, &sin, scale),
+            &|x| composite::rope_norm(&x[0], &cos, &sin, scale),
+        )?;
+    }
+    let qkv = [
+        n(&[2, 67, 3, 64], 8)?,
+        n(&[2, 67, 3, 64], 9)?,
+        n(&[2, 67, 3, 64], 10)?,
+    ];
+    for window in [67, 20, 1] {
+        check_op(
+            report,
+            &format!("attention [2, 67, 3, 64] window {window}"),
+            dtype,
+            &qkv,
+            &|x| ops::attention(&x[0], &x[1], &x[2], window, 0.125),
+            &|x| composite::attention(&x[0], &x[1], &x[2], window, 0.125),
+        )?;
+    }
+    check_op(
+        report,
+        "value_gate [2, 37, 3, 64], x [2, 37, 96], gate [3, 12]",
+        dtype,
+        &[
+            n(&[2, 37, 3, 64], 20)?,
+            n(&[2, 37, 3, 64], 21)?,
+            n(&[2, 37, 96], 22)?,
+            n(&[3, 12], 23)?,
+        ],
+        &|x| ops::value_gate(&x[0], &x[1], &x[2], &x[3]),
+        &|x| composite::value_gate(&x[0], &x[1], &x[2], &x[3]),
+    )?;
+    let targets = seeded_ids(&[37], 1001, 11, dev)?;
+    check_op(
+        report,
+        "softcap_cross_entropy [37, 1001]",
+        dtype,
+        &[(n(&[37, 1001], 12)? * 5.0)?, targets.clone()],
+        &|x| ops::softcap_cross_entropy(&x[0], &x[1], CAP),
+        &|x| composite::cross_entropy(&composite::softcap(&x[0], CAP)?, &x[1]),
+    )?;
+    check_op(
+        report,
+        "linear_softcap_cross_entropy [37, 64] x [1001, 64]",
+        dtype,
+        &[n(&[37, 64], 13)?, n(&[1001, 64], 14)?, targets],
+        &|x| ops::linear_softcap_cross_entropy(&x[0], &x[1], &x[2], CAP),
+        &|x| {
+            let logits = composite::softcap(&composite::linear(&x[0], &x[1])?, CAP)?;
+            composite::cross_entropy(&logits, &x[2])
+        },
+    )?;
+    check_op(
+        report,
+        "mlp [37, 64] x [256, 64] x [64, 256]",
+        dtype,
+        &[
+            n(&[37, 64], 15)?,
+            (n(&[256, 64], 16)? * 0.1)?,
+            (n(&[64, 256], 17)? * 0.1)?,
+        ],
+        &|x| ops::mlp(&x[0], &x[1], &x[2]),
+        &|x| {
+            composite::linear(
+                &composite::relu_sq(&composite::linear(&x[0], &x[1])?)?,
+                &x[2],
+            )
+        },
+    )?;
+    if dtype != DType::F32 {
+        return Ok(());
+    }
+    // The tables are f32 (as the training file keeps them); the lookup is cast after.
+    let ids = seeded_ids(&[3, 37], 101, 18, dev)?;
+    check_op(
+        report,
+        "embedding [101, 64] at [3, 37]",
+        dtype,
+        &[n(&[101, 64], 19)?, ids],
+        &|x| ops::embedding(&x[0], &x[1]),
+        &|x| composite::embedding(&x[0], &x[1]),
+    )?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. A small model with the training file's forward
+
+/// The ops a forward pass calls: fused or composite.
+trait Math {
+    fn embedding(&self, table: &Tensor, ids: &Tensor) -> Result<Tensor>;
+    fn rms_norm(&self, x: &Tensor) -> Result<Tensor>;
+    fn lambda_mix(&self, x: &Tensor, x0: &Tensor, r: &Tensor, m: &Tensor) -> Result<Tensor>;
+    fn rope_norm(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, scale: f64) -> Result<Tensor>;
+    fn attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, window: usize) -> Result<Tensor>;
+    fn mlp(&self, x: &Tensor, fc: &Tensor, proj: &Tensor) -> Result<Tensor>;
+    fn value_gate(&self, v: &Tensor, ve: &Tensor, x: &Tensor, gate: &Tensor) -> Result<Tensor>;
+    fn loss(&self, h: &Tensor, head: &Tensor, targets: &Tensor) -> Result<Tensor>;
+}
+
+struct Fused;
+struct Composite;
+
+impl Math for Fused {
+    fn embedding(&self, table: &Tensor, ids: &Tensor) -> Result<Tensor> {
+        ops::embedding(table, ids)
+    }
+    fn rms_norm(&self, x: &Tensor) -> Result<Tensor> {
+        ops::rms_norm(x)
+    }
+    fn lambda_mix(&self, x: &Tensor, x0: &Tensor, r: &Tensor, m: &Tensor) -> Result<Tensor> {
+        ops::lambda_mix(x, x0, r, m)
+    }
+    fn rope_norm(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, scale: f64) -> Result<Tensor> {
+        ops::rope_norm(x, cos, sin, scale)
+    }
+    fn attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, window: usize) -> Result<Tensor> {
+        ops::attention(q, k, v, window, 1.0)
+    }
+    fn mlp(&self, x: &Tensor, fc: &Tensor, proj: &Tensor) -> Result<Tensor> {
+        ops::mlp(x, fc, proj)
+    }
+    fn value_gate(&self, v: &Tensor, ve: &Tensor, x: &Tensor, gate: &Tensor) -> Result<Tensor> {
+        ops::value_gate(v, ve, x, gate)
+    }
+    fn loss(&self, h: &Tensor, head: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        ops::linear_softcap_cross_entropy(h, head, targets, CAP)
+    }
+}
+
+impl Math for Composite {
+    fn embedding(&self, table: &Tensor, ids: &Tensor) -> Result<Tensor> {
+        composite::embedding(table, ids)
+    }
+    fn rms_norm(&self, x: &Tensor) -> Result<Tensor> {
+        composite::rms_norm(x)
+    }
+    fn lambda_mix(&self, x: &Tensor, x0: &Tensor, r: &Tensor, m: &Tensor) -> Result<Tensor> {
+        composite::lambda_mix(x, x0, r, m)
+    }
+    fn rope_norm(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, scale: f64) -> Result<Tensor> {
+        composite::rope_norm(x, cos, sin, scale)
+    }
+    fn attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, window: usize) -> Result<Tensor> {
+        composite::attention(q, k, v, window, 1.0)
+    }
+    fn mlp(&self, x: &Tensor, fc: &Tensor, proj: &Tensor) -> Result<Tensor> {
+        composite::linear(&composite::relu_sq(&composite::linear(x, fc)?)?, proj)
+    }
+    fn value_gate(&self, v: &Tensor, ve: &Tensor, x: &Tensor, gate: &Tensor) -> Result<Tensor> {
+        composite::value_gate(v, ve, x, gate)
+    }
+    fn loss(&self, h: &Tensor, head: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        let logits = composite::softcap(&composite::linear(h, head)?, CAP)?;
+        composite::cross_entropy(&logits, targets)
+    }
+}
+
+/// Rows, tokens, width, heads of 64, depth, vocabulary, and each layer's window.
+const MODEL: (usize, usize, usize, usize, usize, usize) = (2, 96, 128, 2, 2, 512);
+const WINDOWS: [usize; 2] = [32, 96];
+
+/// The parameters, f32 variables as the training file keeps them.
+struct Params {
+    wte: Var,
+    /// Per layer: q, k, v, attention projection, fc, MLP projection.
+    blocks: Vec<[Var; 6]>,
+    /// The last layer's value embedding `[V, C]` and its gate `[H, 16]`.
+    value_embed: Var,
+    gate: Var,
+    head: Var,
+    resid: Var,
+    x0: Var,
+}
+
+impl Params {
+    fn new(dev: &Device) -> Result<Self> {
+        let (_, _, c, _, depth, vocab) = MODEL;
+        let mut seed = 100;
+        let mut var = |shape: &[usize], std: f64| {
+            seed += 1;
+            Var::from_tensor(&seeded(shape, std, seed, dev)?)
+        };
+        let s = (c as f64).powf(-0.5);
+        let wte = var(&[vocab, c], 1.0)?;
+        let blocks = (0..depth)
+            .map(|_| {
+                Ok([
+                    var(&[c, c], s)?,
+                    var(&[c, c], s)?,
+                    var(&[c, c], s)?,
+                    var(&[c, c], s)?,
+                    var(&[4 * c, c], s)?,
+                    var(&[c, 4 * c], s * 0.5)?,
+                ])
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let value_embed = var(&[vocab, c], 1.0)?;
+        let gate = var(&[MODEL.3, 16], 0.5)?;
+        let head = var(&[vocab, c], s)?;
+        let resid = Var::from_tensor(&Tensor::ones(depth, DType::F32, dev)?)?;
+        let x0 = Var::from_tensor(&(Tensor::ones(depth, DType::F32, dev)? * 0.1)?)?;
+        Ok(Self {
+            wte,
+            blocks,
+            value_embed,
+            gate,
+            head,
+            resid,
+            x0,
+        })
+    }
+
+    fn all(&self) -> Vec<(String, &Var)> {
+        let mut all = vec![("wte".to_string(), &self.wte)];
+        for (i, block) in self.blocks.iter().enumerate() {
+            for (name, v) in ["q", "k", "v", "proj", "fc", "mlp_proj"].iter().zip(block) {
+                all.push((format!("block {i} {name}"), v));
+            }
+        }
+        all.push(("value_embed".into(), &self.value_embed));
+        all.push(("ve_gate".into(), &self.gate));
+        all.push(("lm_head".into(), &self.head));
+        all.push(("resid_lambdas".into(), &self.resid));
+        all.push(("x0_lambdas".into(), &self.x0));
+        all
+    }
+}
+
+/// The training file's loss at `ids` -> `targets` with `math`, computing in `dtype`.
+fn model_loss(
+    math: &dyn Math,
+    p: &Params,
+    dtype: DType,
+    (ids, targets): (&Tensor, &Tensor),
+    (cos, sin): (&Tensor, &Tensor),
+) -> Result<Tensor> {
+    let (b, t, c, h, _, _) = MODEL;
+    let hd = c / h;
+    let mut x = math.rms_norm(&math.embedding(p.wte.as_tensor(), ids)?.to_dtype(dtype)?)?;
+    let x0 = x.clone();
+    for (i, (block, &window)) in p.blocks.iter().zip(&WINDOWS).enumerate() {
+        let [wq, wk, wv, wo, fc, proj] = block;
+        let (resid, mix) = (p.resid.narrow(0, i, 1)?, p.x0.narrow(0, i, 1)?);
+        x = math.lambda_mix(&x, &x0, &resid, &mix)?;
+        let normed = math.rms_norm(&x)?;
+        let heads = |w: &Var| composite::linear(&normed, w)?.reshape((b, t, h, hd));
+        let q = math.rope_norm(&heads(wq)?, cos, sin, 1.0 / (hd as f64).sqrt())?;
+        let k = math.rope_norm(&heads(wk)?, cos, sin, 1.0)?;
+        let mut v = heads(wv)?;
+        if i + 1 == p.blocks.len() {
+            let ve = math
+                .embedding(p.value_embed.as_tensor(), ids)?
+                .to_dtype(dtype)?;
+            v = math.value_gate(&v, &ve.reshape((b, t, h, hd))?, &normed, &p.gate)?;
+        }
+        let y = math.attention(&q, &k, &v, window)?;
+        x = (&x + composite::linear(&y.reshape((b, t, c))?, wo)?)?;
+        x = (&x + math.mlp(&math.rms_norm(&x)?, fc, proj)?)?;
+    }
+    let hidden = math.rms_norm(&x)?.reshape(((), c))?;
+    math.loss(&hidden, p.head.as_tensor(), &targets.flatten_all()?)
+}
+
+fn model_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Result<()> {
+    let (b, t, c, h, _, vocab) = MODEL;
+    let p = Params::new(dev)?;
+    let ids = seeded_ids(&[b, t], vocab, 1, dev)?;
+    let targets = seeded_ids(&[b, t], vocab, 2, dev)?;
+    let (cos, sin) = composite::rope_tables(t, c / h, dev)?;
+    let tol = if dtype == DType::F32 {
+        MODEL_F32
+    } else {
+        MODEL_BF16
+    };
+    let run = |math: &dyn Math| -> Result<(Tensor, Vec<Tensor>)> {
+        let loss = model_loss(math, &p, dtype, (&ids, &targets), (&cos, &sin))?;
+        let grads = loss.backward()?;
+        let grads = p
+            .all()
+            .iter()
+            .map(|(name, v)| match grads.get(v.as_tensor()) {
+                Some(g) => Ok(g.clone()),
+                None => candle_core::bail!("{name} got no gradient"),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((loss, grads))
+    };
+    let what = format!("model {b}x{t}, width {c}, depth 2, {dtype:?}");
+    let (loss_ref, grads_ref) = run(&Composite)?;
+    match run(&Fused) {
+        Ok((loss, grads)) => {
+            report.compare(&format!("{what}: loss"), &loss, &loss_ref, tol)?;
+            for ((name, _), (g, g_ref)) in p.all().iter().zip(grads.iter().zip(&grads_ref)) {
+                report.compare(&format!("{what}: d {name}"), g, g_ref, tol)?;
+            }
+        }
+        Err(e) => report.fail(&what, e),
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Speed at the gpu profile's shape
+
+/// What an op moves or computes per forward + backward, for its rate.
+enum Work {
+    /// Bytes read and written (the fused kernels' minimum).
+    Bytes(f64),
+    /// Floating-point operations.
+    Flops(f64),
+}
+
+fn speeds(dev: &Device, report: &mut Report) -> Result<()> {
+    let (rows, seq) = if dev.is_cuda() { (32, 2048) } else { (2, 256) };
+    let (c, h, hd, vocab) = (512, 4, 128, 8192);
+    let dtype = if dev.is_cuda() {
+        DType::BF16
+    } else {
+        DType::F32
+    };
+    let size = dtype.size_in_bytes() as f64;
+    let n = rows * seq;
+    println!("speed: {rows} rows x {seq} tokens, {dtype:?}; forward + backward, ms (best of 5)");
+    let x = |shape: &[usize], seed| seeded(shape, 1.0, seed, dev)?.to_dtype(dtype);
+    let tokens = x(&[n, c], 1)?;
+    let wide = x(&[n, 4 * c], 2)?;
+    let heads = [
+        x(&[rows, seq, h, hd], 3)?,
+        x(&[rows, seq, h, hd], 4)?,
+        x(&[rows, seq, h, hd], 5)?,
+    ];
+    let (cos, sin) = composite::rope_tables(seq, hd, dev)?;
+    let lambdas = [
+        x(&[1], 6)?.to_dtype(DType::F32)?,
+        x(&[1], 7)?.to_dtype(DType::F32)?,
+    ];
+    let logits = x(&[n, vocab], 8)?;
+    let targets = seeded_ids(&[n], vocab, 9, dev)?;
+    let table = seeded(&[vocab, c], 1.0, 10, dev)?;
+    let ids = seeded_ids(&[n], vocab, 11, dev)?;
+    let elems = |shape: usize| shape as f64 * size;
+    let rope_fused = |x: &[Tensor]| ops::rope_norm(&x[0], &cos, &sin, 1.0);
+    let rope_reference = |x: &[Tensor]| composite::rope_norm(&x[0], &cos, &sin, 1.0);
+    let cases: Vec<(String, Work, Vec<Tensor>, Op, Op)> = vec![
+        (
+            format!("relu_sq [{n}, {}]", 4 * c),
+            Work::Bytes(5.0 * elems(n * 4 * c)),
+            vec![wide.clone()],
+            &|x| ops::relu_sq(&x[0]),
+            &|x| composite::relu_sq(&x[0]),
+        ),
+        (
+            format!("rms_norm [{n}, {c}]"),
+            Work::Bytes(5.0 * elems(n * c)),
+            vec![tokens.clone()],
+            &|x| ops::rms_norm(&x[0]),
+            &|x| composite::rms_norm(&x[0]),
+        ),
+        (
+            format!("lambda_mix [{n}, {c}]"),
+            Work::Bytes(8.0 * elems(n * c)),
+            vec![
+                tokens.clone(),
+                tokens.clone(),
+                lambdas[0].clone(),
+                lambdas[1].clone(),
+            ],
+            &|x| ops::lambda_mix(&x[0], &x[1], &x[2], &x[3]),
+            &|x| composite::lambda_mix(&x[0], &x[1], &x[2], &x[3]),
+        ),
+        (
+            format!("rope_norm [{rows}, {seq}, {h}, {hd}]"),
+            Work::Bytes(5.0 * elems(n * h * hd)),
+            vec![heads[0].clone()],
+            &rope_fused,
+            &rope_reference,
+        ),
+        (
+            format!("softcap_cross_entropy [{n}, {vocab}]"),
+            Work::Bytes(3.0 * elems(n * vocab)),
+            vec![logits, targets],
+            &|x| ops::softcap_cross_entropy(&x[0], &x[1], CAP),
+            &|x| composite::cross_entropy(&composite::softcap(&x[0], CAP)?, &x[1]),
+        ),
+        (
+            format!("embedding [{vocab}, {c}] at {n} ids (f32)"),
+            Work::Bytes(4.0 * 4.0 * (n * c) as f64),
+            vec![table, ids],
+            &|x| ops::embedding(&x[0], &x[1]),
+            &|x| composite::embedding(&x[0], &x[1]),
+        ),
+    ];
+    for (what, work, inputs, fused, reference) in cases {
+        time_pair(dev, report, &what, work, &inputs, fused, reference)?;
+    }
+    for window in [seq, seq / 2] {
+        // Causal pairs within the window, 4 products of 2·hd FLOPs each way (fwd 2, bwd 5 of
+        // them with the recomputation a flash kernel does; counted as 2 + 4 here, the products
+        // this interim runs).
+        let pairs: f64 = (0..seq).map(|i| (i + 1).min(window) as f64).sum();
+        let flops = 6.0 * 2.0 * (hd as f64) * pairs * (rows * h) as f64;
+        time_pair(
+            dev,
+            report,
+            &format!("attention [{rows}, {seq}, {h}, {hd}] window {window}"),
+            Work::Flops(flops),
+            &heads,
+            &|x| ops::attention(&x[0], &x[1], &x[2], window, 1.0),
+            &|x| composite::attention(&x[0], &x[1], &x[2], window, 1.0),
+        )?;
+    }
+    Ok(())
+}
+
+/// Times `fused` and `reference` forward + backward (2 warm-up runs, best of 5, synchronised)
+/// and prints both, the speed-up and the fused op's rate. The backward starts from a gradient of
+/// ones (candle's seed for a non-scalar root), so no loss computation is timed.
+fn time_pair(
+    dev: &Device,
+    report: &mut Report,
+    what: &str,
+    work: Work,
+    inputs: &[Tensor],
+    fused: Op,
+    reference: Op,
+) -> Result<()> {
+    let vars = variables(inputs)?;
+    let best = |f: Op| -> Result<f64> {
+        let mut best = f64::INFINITY;
+        for i in 0..7 {
+            dev.synchronize()?;
+            let start = Instant::now();
+            f(&vars)?.backward()?;
+            dev.synchronize()?;
+            if i >= 2 {
+                best = best.min(start.elapsed().as_secs_f64());
+            }
+        }
+        Ok(best)
+    };
+    let (fused_s, reference_s) = match (best(fused), best(reference)) {
+        (Ok(f), Ok(r)) => (f, r),
+        (Err(e), _) | (_, Err(e)) => {
+            report.fail(what, e);
+            return Ok(());
+        }
+    };
+    let rate = match work {
+        Work::Bytes(b) => format!("{:.2} TB/s", b / fused_s / 1e12),
+        Work::Flops(f) => format!("{:.1} TFLOP/s", f / fused_s / 1e12),
+    };
+    println!(
+        "TIME {what:<58} composite {:>9.3} ms fused {:>9.3} ms  x{:<6.2} {rate}",
+        reference_s * 1e3,
+        fused_s * 1e3,
+        reference_s / fused_s
+    );
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! The embedding lookup on CUDA, f32 tables: a gather forward, and an atomic scatter-add
+//! backward that handles every id in parallel.
+
+use candle_core::backend::BackendStorage;
+use candle_core::Tensor;
+use candle_core::{bail, CpuStorage, CudaStorage, CustomOp2, DType, Layout, Result, Shape};
+
+use super::launch::{cuda_only, elementwise, function, ids, int, launch, output, storage, tensor};
+use super::launch::{view, Read, EMBEDDING_BWD, EMBEDDING_FWD};
+
+/// Rows of `table: [V, C]` (f32) at `ids` (any shape, moved to the table's device as u32):
+/// `[ids..., C]`. An id outside the table gives a row of NaNs.
+pub(crate) fn embedding(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
+    if table.dtype() != DType::F32 {
+        bail!(
+            "embedding: the CUDA kernel takes f32 tables, got {:?}",
+            table.dtype()
+        );
+    }
+    let (_, c) = table.dims2()?;
+    let mut shape = ids.dims().to_vec();
+    shape.push(c);
+    let ids = ids
+        .flatten_all()?
+        .to_device(table.device())?
+        .to_dtype(DType::U32)?;
+    table
+        .contiguous()?
+        .apply_op2(&ids, Embedding)?
+        .reshape(shape)
+}
+
+struct Embedding;
+
+impl CustomOp2 for Embedding {
+    fn name(&self) -> &'static str {
+        "embedding"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        cuda_only(self.name())
+    }
+
+    /// `[N, C]` for N ids.
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let dev = s1.device();
+        let (vocab, cols) = l1.shape().dims2()?;
+        let table = view::<f32>(self.name(), s1, l1)?;
+        let ids = ids(self.name(), s2, l2)?;
+        let n = ids.len();
+        let mut out = output::<f32>(dev, n * cols)?;
+        let f = function::<f32>(dev, EMBEDDING_FWD)?;
+        let (c, v) = (int(self.name(), cols)?, int(self.name(), vocab)?);
+        // SAFETY: embedding_fwd_f32(size_t n, int c, int vocab, const float* table,
+        // const uint32_t* ids, float* out); table vocab·c, ids n, out n·c long.
+        unsafe {
+            launch!(
+                dev,
+                f,
+                elementwise(n * cols),
+                &n,
+                &c,
+                &v,
+                &table,
+                &ids,
+                &mut out
+            )
+        }?;
+        Ok((storage(out, dev), Shape::from((n, cols))))
+    }
+
+    fn bwd(
+        &self,
+        table: &Tensor,
+        ids: &Tensor,
+        _out: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = g.contiguous()?;
+        let name = self.name();
+        let (gr, ir) = (Read::new(name, &g)?, Read::new(name, ids)?);
+        let dev = gr.device()?;
+        let (gs, is) = (gr.view::<f32>()?, ir.ids()?);
+        let (vocab, cols) = table.dims2()?;
+        let n = is.len();
+        let mut dtable = dev.alloc_zeros::<f32>(vocab * cols)?;
+        let f = function::<f32>(&dev, EMBEDDING_BWD)?;
+        let (c, v) = (int(name, cols)?, int(name, vocab)?);
+        // SAFETY: embedding_bwd_f32(size_t n, int c, int vocab, const float* g,
+        // const uint32_t* ids, float* dtable); g n·c long, dtable vocab·c zeroed.
+        unsafe {
+            launch!(
+                dev,
+                f,
+                elementwise(n * cols),
+                &n,
+                &c,
+                &v,
+                &gs,
+                &is,
+                &mut dtable
+            )
+        }?;
+        Ok((Some(tensor(dtable, &dev, (vocab, cols))), None))
+    }
+}

@@ -1,0 +1,50 @@
+//! CUDA kernels behind the fused ops (feature `cuda`): `kernels/*.cu`, compiled to PTX by
+//! `build.rs` and loaded once per device. Each op runs its own forward kernel as a candle custom
+//! op and launches its backward kernel from the op's `bwd`, on candle's stream (so ordering with
+//! candle's own kernels holds). f32 and bf16, arithmetic in f32; other dtypes run the composite
+//! code. Gradients and saved state are tensors without a graph (`Tensor::from_storage`).
+
+mod attention;
+mod cross_entropy;
+mod embedding;
+mod gate;
+mod launch;
+mod norm;
+mod relu_sq;
+mod rope;
+
+pub(crate) use attention::attention;
+pub(crate) use cross_entropy::softcap_cross_entropy;
+pub(crate) use embedding::embedding;
+pub(crate) use gate::value_gate;
+pub(crate) use norm::{lambda_mix, rms_norm};
+pub(crate) use relu_sq::relu_sq;
+pub(crate) use rope::rope_norm;
+
+use candle_core::{DType, Tensor};
+
+/// Whether the CUDA kernels apply: every tensor on a CUDA device, in f32 or bf16.
+pub(crate) fn applies(tensors: &[&Tensor]) -> bool {
+    tensors
+        .iter()
+        .all(|t| t.device().is_cuda() && matches!(t.dtype(), DType::F32 | DType::BF16))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::launch::ALL;
+
+    /// Every entry point the ops launch is in its file's PTX: a kernel renamed or dropped from a
+    /// `.cu` file fails here, at build time on a machine without a GPU, not on the device.
+    #[test]
+    fn every_kernel_is_in_the_ptx() {
+        for kernel in ALL {
+            for entry in kernel.entries() {
+                assert!(
+                    kernel.ptx().contains(&format!(".entry {entry}(")),
+                    "{entry} is missing from its PTX"
+                );
+            }
+        }
+    }
+}
