@@ -380,6 +380,7 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
             )
         },
     )?;
+    muon_against_composite(dev, dtype, report)?;
     if dtype != DType::F32 {
         return Ok(());
     }
@@ -393,6 +394,52 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
         &|x| ops::embedding(&x[0], &x[1]),
         &|x| composite::embedding(&x[0], &x[1]),
     )?;
+    Ok(())
+}
+
+/// One Muon step (products in `dtype`) on stacked same-shape matrices and a tall one, against the
+/// per-matrix composite update: the new weights and momenta.
+fn muon_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Result<()> {
+    let shapes = [[64, 96], [64, 96], [64, 96], [96, 64]];
+    let (lr, momentum, weight_decay) = (0.02, 0.9, 0.2);
+    let tensors = |seed: u64, std: f64| -> Result<Vec<Tensor>> {
+        let each = shapes.iter().zip(seed..);
+        each.map(|(s, seed)| seeded(s, std, seed, dev)).collect()
+    };
+    let (weights, grads, moms) = (tensors(30, 0.5)?, tensors(40, 0.1)?, tensors(50, 0.1)?);
+    // The updated copies: the update writes in place.
+    let copy = |ts: &[Tensor]| -> Result<Vec<Tensor>> { ts.iter().map(|t| t.copy()).collect() };
+    let (w_new, m_new) = (copy(&weights)?, copy(&moms)?);
+    let params: Vec<ops::MuonParam> = (0..shapes.len())
+        .map(|i| ops::MuonParam {
+            weight: &w_new[i],
+            grad: &grads[i],
+            momentum: &m_new[i],
+        })
+        .collect();
+    let step = ops::MuonStep {
+        lr,
+        momentum,
+        weight_decay,
+        ns_steps: 5,
+        compute_dtype: dtype,
+    };
+    let what = format!("muon_step 3 x [64, 96] + [96, 64] {dtype:?}");
+    if let Err(e) = ops::muon_step(&params, &step) {
+        report.fail(&what, e);
+        return Ok(());
+    }
+    let tol = if dtype == DType::F32 {
+        MODEL_F32
+    } else {
+        OP_BF16
+    };
+    for i in 0..shapes.len() {
+        let settings = (lr, momentum, weight_decay);
+        let (w, m) = composite::muon((&weights[i], &grads[i], &moms[i]), settings, 5, dtype)?;
+        report.compare(&format!("{what}: weight {i}"), &w_new[i], &w, tol)?;
+        report.compare(&format!("{what}: momentum {i}"), &m_new[i], &m, tol)?;
+    }
     Ok(())
 }
 

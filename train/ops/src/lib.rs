@@ -47,6 +47,7 @@ mod inplace;
 mod lm_head;
 mod matmul;
 mod mlp;
+mod muon_batched;
 mod newton_schulz;
 mod norm;
 mod optim;

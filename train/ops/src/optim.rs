@@ -101,7 +101,8 @@ pub struct MuonStep {
     /// Newton-Schulz iterations.
     pub ns_steps: usize,
     /// The dtype of the Newton-Schulz products (the training file: bf16 on a GPU, f32 on the
-    /// CPU). The fused path runs f32 on the CPU; anything else runs the composite update.
+    /// CPU). The fused path runs f32 on the CPU; anything else runs the composite update with the
+    /// matrices of one shape stacked.
     pub compute_dtype: DType,
 }
 
@@ -132,18 +133,7 @@ pub fn muon_step(params: &[MuonParam], s: &MuonStep) -> Result<()> {
         fused &= is_cpu_f32(&[p.weight, p.grad, p.momentum]);
     }
     if !fused {
-        let settings = (s.lr, s.momentum, s.weight_decay);
-        for p in params {
-            let (w, m) = composite::muon(
-                (p.weight, p.grad, p.momentum),
-                settings,
-                s.ns_steps,
-                s.compute_dtype,
-            )?;
-            p.weight.slice_set(&w, 0, 0)?;
-            p.momentum.slice_set(&m, 0, 0)?;
-        }
-        return Ok(());
+        return crate::muon_batched::muon_step(params, s);
     }
     let parallelism = if params.len() >= rayon::current_num_threads() {
         Parallelism::None

@@ -89,10 +89,19 @@ fn in_place_updates_refuse_shared_storage() {
     assert!(crate::adamw_step(w.as_tensor(), &m, &m, &v, &adam_settings(1, 0.0)).is_err());
 }
 
-/// Runs three Muon steps on odd, tall and square matrices, fused and composite side by side.
+/// Runs three Muon steps on odd, tall and square matrices (some of one shape, which the
+/// composite path stacks), fused and composite side by side.
 fn check_muon(compute_dtype: DType, tol: f32) {
     let mut rng = Rng::new(21);
-    let shapes = [[16, 24], [24, 16], [33, 7], [64, 64]];
+    let shapes = [
+        [16, 24],
+        [24, 16],
+        [33, 7],
+        [64, 64],
+        [16, 24],
+        [64, 64],
+        [64, 64],
+    ];
     let settings = (0.02, 0.9, 0.2);
     let weights: Vec<Var> = shapes
         .iter()
