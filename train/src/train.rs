@@ -582,18 +582,28 @@ fn train(h: &mut Harness) -> harness::Result<Trained> {
         (DEPTH_CPU, TOKENS_PER_STEP_CPU, DEVICE_ROWS_CPU)
     };
     let cfg = Config::new(profile.vocab_size, profile.seq_len, depth);
-    // A step of fewer tokens than the rows of one pass holds takes fewer rows, so a smaller
-    // TOKENS_PER_STEP is a smaller batch on its own (at least one row).
-    let rows = rows.clamp(1, (tokens_per_step / profile.seq_len).max(1));
-    let micro_steps = (tokens_per_step / (rows * profile.seq_len)).max(1);
-    println!(
-        "model: depth {}, width {}, {} heads of {} | {micro_steps} x {rows} rows per step | {dtype:?}",
+    let summary = format!(
+        "model: depth {}, width {}, {} heads of {}",
         cfg.depth, cfg.dim, cfg.n_head, cfg.head_dim
     );
-
     let vars = VarMap::new();
     let dim = cfg.dim;
     let model = Gpt::new(cfg, &vars, dtype, &device, SEED.wrapping_add(h.seed()))?;
+    // A step of fewer tokens than the rows of one pass holds takes fewer rows, so a smaller
+    // TOKENS_PER_STEP is a smaller batch on its own (at least one row).
+    let rows = rows.clamp(1, (tokens_per_step / profile.seq_len).max(1));
+    // On a GPU, as many of those rows as one forward and backward fit in its memory (a 24 GB
+    // card runs fewer rows in more micro-steps: the same tokens per step).
+    let rows = if h.is_gpu() {
+        harness::memory::fit_rows(rows, |rows| {
+            let ids = Tensor::zeros((rows, profile.seq_len), DType::U32, &device)?;
+            model.loss(&ids, &ids)?.backward().map(|_| ())
+        })?
+    } else {
+        rows
+    };
+    let micro_steps = (tokens_per_step / (rows * profile.seq_len)).max(1);
+    println!("{summary} | {micro_steps} x {rows} rows per step | {dtype:?}");
     let mut optimizer = Optimizer::new(&vars, dim, dtype)?;
     loop {
         let progress = h.progress();

@@ -10,6 +10,7 @@
 use candle_core::{DType, Device, Tensor, D};
 
 use crate::error::{HarnessError, Result};
+use crate::memory::is_out_of_memory;
 use crate::LanguageModel;
 
 /// Nats and bytes summed over the scored targets of one batch.
@@ -54,7 +55,9 @@ pub fn token_nll(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Vec<f
     picked.neg()?.flatten_all()?.to_vec1::<f32>()
 }
 
-/// val_bpb of `model` over `rows` (each `seq_len + 1` tokens), `batch_rows` rows at a time.
+/// val_bpb of `model` over `rows` (each `seq_len + 1` tokens), `batch_rows` rows at a time, or
+/// fewer where a batch runs out of device memory (halved until it fits, for the rest of the
+/// rows too): the same targets scored, so the same sums.
 pub fn evaluate(
     model: &dyn LanguageModel,
     rows: &[Vec<u32>],
@@ -65,22 +68,46 @@ pub fn evaluate(
     device: &Device,
 ) -> Result<Score> {
     let mut total = Score::default();
-    for batch in rows.chunks(batch_rows) {
-        let flat: Vec<u32> = batch.iter().flatten().copied().collect();
-        let (x, y) = crate::loader::rows_to_batch(flat, batch.len(), seq_len, device)?;
-        let logits = model.forward(&x)?;
-        let want = vec![batch.len(), seq_len, vocab_size];
-        if logits.dims() != want.as_slice() {
-            return Err(HarnessError::LogitsShape {
-                got: logits.dims().to_vec(),
-                want,
-            });
-        }
-        let nll = token_nll(&logits, &y)?;
-        let targets = y.flatten_all()?.to_vec1::<u32>()?;
-        total.add(score_targets(&nll, &targets, token_bytes));
+    let mut batch_rows = batch_rows.max(1);
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let batch = &rest[..batch_rows.min(rest.len())];
+        let score = match score_batch(model, batch, seq_len, vocab_size, token_bytes, device) {
+            Err(HarnessError::Candle(e)) if batch.len() > 1 && is_out_of_memory(&e) => {
+                batch_rows = batch.len() / 2;
+                println!("note: evaluating {batch_rows} rows at a time: more do not fit in the device's memory");
+                continue;
+            }
+            score => score?,
+        };
+        total.add(score);
+        rest = &rest[batch.len()..];
     }
     Ok(total)
+}
+
+/// The score of one batch of rows.
+fn score_batch(
+    model: &dyn LanguageModel,
+    batch: &[Vec<u32>],
+    seq_len: usize,
+    vocab_size: usize,
+    token_bytes: &[u16],
+    device: &Device,
+) -> Result<Score> {
+    let flat: Vec<u32> = batch.iter().flatten().copied().collect();
+    let (x, y) = crate::loader::rows_to_batch(flat, batch.len(), seq_len, device)?;
+    let logits = model.forward(&x)?;
+    let want = vec![batch.len(), seq_len, vocab_size];
+    if logits.dims() != want.as_slice() {
+        return Err(HarnessError::LogitsShape {
+            got: logits.dims().to_vec(),
+            want,
+        });
+    }
+    let nll = token_nll(&logits, &y)?;
+    let targets = y.flatten_all()?.to_vec1::<u32>()?;
+    Ok(score_targets(&nll, &targets, token_bytes))
 }
 
 #[cfg(test)]
@@ -109,6 +136,47 @@ mod tests {
         let targets = Tensor::new(&[[1u32]], &Device::Cpu).unwrap();
         let nll = token_nll(&logits, &targets).unwrap();
         assert!((nll[0] as f64 - (7.0f64 / 2.0).ln()).abs() < 1e-6);
+    }
+
+    /// Logits that depend on each token (`[id, 1, 2, 3]` over a vocabulary of 4), and a device
+    /// that runs out of memory above `fits` rows.
+    struct SmallCard {
+        fits: usize,
+        calls: std::cell::RefCell<Vec<usize>>,
+    }
+
+    impl LanguageModel for SmallCard {
+        fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+            let (rows, t) = ids.dims2()?;
+            self.calls.borrow_mut().push(rows);
+            if rows > self.fits {
+                candle_core::bail!("DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")");
+            }
+            let first = ids.to_dtype(DType::F32)?.unsqueeze(2)?;
+            let rest = Tensor::new(&[1f32, 2.0, 3.0], ids.device())?.broadcast_as((rows, t, 3))?;
+            Tensor::cat(&[first, rest], 2)
+        }
+    }
+
+    #[test]
+    fn a_batch_that_runs_out_of_memory_is_halved_and_scores_the_same() {
+        let rows: Vec<Vec<u32>> = (0..5u32).map(|r| vec![r % 4, 1, 2, 3, r % 3]).collect();
+        let token_bytes = [1u16, 1, 2, 1];
+        let score = |fits| {
+            let model = SmallCard {
+                fits,
+                calls: Default::default(),
+            };
+            let score = evaluate(&model, &rows, 4, 4, 4, &token_bytes, &Device::Cpu).unwrap();
+            (score, model.calls.into_inner())
+        };
+        let (roomy, calls) = score(8);
+        assert_eq!(calls, [4, 1]);
+        let (small, calls) = score(2);
+        // 4 rows fail, then 2 at a time for the rest: 2, 2, then the last 1.
+        assert_eq!(calls, [4, 2, 2, 1]);
+        assert_eq!(small.bytes, roomy.bytes);
+        assert!((small.nats - roomy.nats).abs() < 1e-9);
     }
 
     #[test]

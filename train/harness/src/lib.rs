@@ -16,6 +16,7 @@ pub mod device;
 pub mod error;
 pub mod eval;
 pub mod loader;
+pub mod memory;
 pub mod meta;
 pub mod profile;
 pub mod rng;

@@ -23,34 +23,25 @@ pub(crate) struct Module {
     ptx: &'static str,
 }
 
-const ATTENTION: Module = Module {
-    name: "autoresearch_ops_attention",
-    ptx: ptx::ATTENTION,
-};
-const CROSS_ENTROPY: Module = Module {
-    name: "autoresearch_ops_cross_entropy",
-    ptx: ptx::CROSS_ENTROPY,
-};
-const ELEMENTWISE: Module = Module {
-    name: "autoresearch_ops_elementwise",
-    ptx: ptx::ELEMENTWISE,
-};
-const EMBEDDING: Module = Module {
-    name: "autoresearch_ops_embedding",
-    ptx: ptx::EMBEDDING,
-};
-const GATE: Module = Module {
-    name: "autoresearch_ops_gate",
-    ptx: ptx::GATE,
-};
-const NORM: Module = Module {
-    name: "autoresearch_ops_norm",
-    ptx: ptx::NORM,
-};
-const ROPE: Module = Module {
-    name: "autoresearch_ops_rope",
-    ptx: ptx::ROPE,
-};
+/// The modules, one per kernel file, named after it.
+macro_rules! modules {
+    ($($file:ident),*) => {
+        $(const $file: Module = Module {
+            name: concat!("autoresearch_ops_", stringify!($file)),
+            ptx: ptx::$file,
+        };)*
+    };
+}
+
+modules!(
+    ATTENTION,
+    CROSS_ENTROPY,
+    ELEMENTWISE,
+    EMBEDDING,
+    GATE,
+    NORM,
+    ROPE
+);
 
 /// A kernel: its file's module, the name of its entry points without the dtype suffix, and the
 /// dtypes it is instantiated for.
