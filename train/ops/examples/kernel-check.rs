@@ -384,6 +384,7 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
     if dtype != DType::F32 {
         return Ok(());
     }
+    adamw_against_composite(dev, report)?;
     // The tables are f32 (as the training file keeps them); the lookup is cast after.
     let ids = seeded_ids(&[3, 37], 101, 18, dev)?;
     check_op(
@@ -439,6 +440,41 @@ fn muon_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Re
         let (w, m) = composite::muon((&weights[i], &grads[i], &moms[i]), settings, 5, dtype)?;
         report.compare(&format!("{what}: weight {i}"), &w_new[i], &w, tol)?;
         report.compare(&format!("{what}: momentum {i}"), &m_new[i], &m, tol)?;
+    }
+    Ok(())
+}
+
+/// Two AdamW steps (f32, with weight decay) against the composite update.
+fn adamw_against_composite(dev: &Device, report: &mut Report) -> Result<()> {
+    let shape = [37, 130];
+    let (w, m, v) = (
+        seeded(&shape, 0.5, 60, dev)?,
+        Tensor::zeros(&shape, DType::F32, dev)?,
+        Tensor::zeros(&shape, DType::F32, dev)?,
+    );
+    let (w_ref, mut m_ref, mut v_ref) = (w.copy()?, m.copy()?, v.copy()?);
+    let mut w_ref = w_ref;
+    for step in 1..=2 {
+        let g = seeded(&shape, 0.1, 60 + step as u64, dev)?;
+        let s = ops::AdamStep {
+            lr: 0.01,
+            beta1: 0.8,
+            beta2: 0.95,
+            eps: 1e-10,
+            weight_decay: 0.1,
+            step,
+        };
+        let what = format!("adamw_step [37, 130] step {step} F32");
+        if let Err(e) = ops::adamw_step(&w, &g, &m, &v, &s) {
+            report.fail(&what, e);
+            return Ok(());
+        }
+        let settings = (s.beta1, s.beta2, s.eps, s.weight_decay);
+        (w_ref, m_ref, v_ref) =
+            composite::adam((&w_ref, &g, &m_ref, &v_ref), s.lr, settings, step)?;
+        report.compare(&format!("{what}: weight"), &w, &w_ref, OP_F32)?;
+        report.compare(&format!("{what}: m"), &m, &m_ref, OP_F32)?;
+        report.compare(&format!("{what}: v"), &v, &v_ref, OP_F32)?;
     }
     Ok(())
 }

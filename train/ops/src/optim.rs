@@ -34,7 +34,8 @@ pub struct AdamStep {
 /// `w ← w − lr · (m / (1−β1^t)) / (sqrt(v / (1−β2^t)) + eps)`,
 ///
 /// in one multi-threaded pass where candle makes twelve single-threaded ones and five new tensors
-/// (f32 on the CPU; elsewhere the composite update, copied into place).
+/// (f32 on the CPU; f32 on CUDA in one kernel, copied into place; elsewhere the composite update,
+/// copied into place).
 pub fn adamw_step(
     weight: &Tensor,
     grad: &Tensor,
@@ -46,6 +47,13 @@ pub fn adamw_step(
     if grad.shape() != weight.shape() || m.shape() != weight.shape() || v.shape() != weight.shape()
     {
         bail!("{op}: weight, gradient and moments must have one shape");
+    }
+    #[cfg(feature = "cuda")]
+    if [weight, grad, m, v]
+        .iter()
+        .all(|t| t.device().is_cuda() && t.dtype() == DType::F32)
+    {
+        return crate::cuda::adamw_step(weight, grad, m, v, s);
     }
     if !is_cpu_f32(&[weight, grad, m, v]) {
         let settings = (s.beta1, s.beta2, s.eps, s.weight_decay);

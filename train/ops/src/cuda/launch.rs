@@ -40,6 +40,7 @@ modules!(
     EMBEDDING,
     GATE,
     NORM,
+    OPTIM,
     ROPE
 );
 
@@ -74,6 +75,7 @@ kernels! {
     EMBEDDING_BWD = EMBEDDING::"embedding_bwd" for &["f32"];
     GATE_MIX_FWD = GATE::"gate_mix_fwd" for BOTH;
     GATE_MIX_BWD = GATE::"gate_mix_bwd" for BOTH;
+    ADAMW = OPTIM::"adamw" for &["f32"];
     RMS_NORM_FWD = NORM::"rms_norm_fwd" for BOTH;
     RMS_NORM_BWD = NORM::"rms_norm_bwd" for BOTH;
     LAMBDA_MIX_FWD = NORM::"lambda_mix_fwd" for BOTH;

@@ -10,6 +10,7 @@ mod embedding;
 mod gate;
 mod launch;
 mod norm;
+mod optim;
 mod relu_sq;
 mod rope;
 
@@ -18,6 +19,7 @@ pub(crate) use cross_entropy::softcap_cross_entropy;
 pub(crate) use embedding::embedding;
 pub(crate) use gate::value_gate;
 pub(crate) use norm::{lambda_mix, rms_norm};
+pub(crate) use optim::adamw_step;
 pub(crate) use relu_sq::relu_sq;
 pub(crate) use rope::rope_norm;
 
