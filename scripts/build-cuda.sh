@@ -12,12 +12,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
+# Where the CPU build lives (the caller's CARGO_TARGET_DIR, if any), before the CUDA build takes
+# its own.
+cpu_target=${CARGO_TARGET_DIR:-target}
 
 if [[ $what == cpu ]]; then
     cargo build --release --offline -p autoresearch-train -p autoresearch
     cargo build --release --offline -p autoresearch-harness --example op-timings
     cargo build --release --offline -p autoresearch-ops --example kernel-check
-    built=target/release
+    built=$cpu_target/release
     files=(train autoresearch examples/op-timings examples/kernel-check)
 else
     scripts/cuda-toolchain.sh
@@ -34,13 +37,13 @@ else
     # sm_90.
     LD_LIBRARY_PATH="$CUDA_PATH/lib/stubs:$LD_LIBRARY_PATH" \
         cargo test --release --offline -p autoresearch-ops --features cuda --lib cuda::
-    ptx=$(ls -t "$CARGO_TARGET_DIR"/release/build/autoresearch-ops-*/out/*.ptx)
+    out=$(ls -td "$CARGO_TARGET_DIR"/release/build/autoresearch-ops-*/out | head -1)
     for arch in sm_80 sm_90; do
-        for file in $ptx; do
+        for file in "$out"/*.ptx; do
             ptxas -arch=$arch -o /dev/null "$file" || { echo "$file does not assemble for $arch" >&2; exit 1; }
         done
     done
-    echo "the fused ops' PTX: $(echo "$ptx" | wc -l) files, assembled for sm_80 and sm_90"
+    echo "the fused ops' PTX: $(ls "$out"/*.ptx | wc -l) files, assembled for sm_80 and sm_90"
     cargo build --release --offline -p autoresearch-train --features cuda
     cargo build --release --offline -p autoresearch-harness --example op-timings --features cuda
     cargo build --release --offline -p autoresearch-ops --example kernel-check --features cuda
@@ -64,7 +67,7 @@ cp scripts/gpu-check.sh scripts/make-random-gguf.py train/src/train.rs program.m
 [[ -f ../shared/bench/torch_ref.py ]] && cp ../shared/bench/torch_ref.py dist/gpu-check/
 # The CPU build of the appliance prepares data and confines the trainer when the CUDA one is not
 # built (trainer mode); it runs on the GPU machine as it is.
-[[ -f dist/gpu-check/autoresearch ]] || cp target/release/autoresearch dist/gpu-check/
+[[ -f dist/gpu-check/autoresearch ]] || cp "$cpu_target/release/autoresearch" dist/gpu-check/
 # The gguf package (and what it imports) writes the random model on the GPU machine, whose
 # Python 3.12 cannot reach PyPI.
 python3 -m pip download --quiet --no-deps -d dist/gpu-check gguf==0.19.0
