@@ -88,13 +88,14 @@ if wants train || wants draft; then
 fi
 if wants train; then
     # The run's weights stay behind: only its log and result come back.
-    step "$train_limit" train "$bin/autoresearch" train --trainer-bin "$bin/train" \
+    # Each step's forward, backward and optimizer timed apart, synchronised (result.json's parts).
+    step "$train_limit" train env AUTORESEARCH_TIME_PARTS=1 "$bin/autoresearch" train --trainer-bin "$bin/train" \
         --budget "$budget" --data-dir "$data" --run-dir "$work/train-run"
     cp "$work/train-run/train.log" "$work/train-run/result.json" "$out/train-run/" 2>/dev/null
     # When the confined run fails, the figures still come back from an unconfined one, said so.
     if [[ ! -f $work/train-run/result.json ]] && grep -q "CUDA\|Landlock\|confine" "$logs/train.txt"; then
         confinement=(--unconfined)
-        step "$train_limit" train-unconfined "$bin/autoresearch" train --trainer-bin "$bin/train" \
+        step "$train_limit" train-unconfined env AUTORESEARCH_TIME_PARTS=1 "$bin/autoresearch" train --trainer-bin "$bin/train" \
             --budget "$budget" --data-dir "$data" --run-dir "$work/train-run" --unconfined
         cp "$work/train-run/train.log" "$work/train-run/result.json" "$out/train-run/" 2>/dev/null
     fi
@@ -127,6 +128,14 @@ ours = json.load(open(sys.argv[1]))
 ref = dict(re.findall(r"(\w+)=(\S+)", open(sys.argv[2]).read()))
 print(f"trainer / torch.compile: tokens/s {ours['tokens_per_second'] / float(ref['tok_per_s']):.3f}, "
       f"MFU {ours['mfu_percent']:.2f}% / {float(ref['mfu_pct']):.1f}%")
+PY
+    # Seconds per step by part, when the trainer timed them.
+    python3 - "$out/train-run/result.json" <<'PY' 2>/dev/null
+import json, sys
+p = json.load(open(sys.argv[1]))["parts"]
+n = p["steps"]
+print(f"per step: forward {p['forward_seconds'] / n:.3f} s, backward {p['backward_seconds'] / n:.3f} s, "
+      f"optimizer {p['optimizer_seconds'] / n:.3f} s ({n} steps)")
 PY
     echo "## kernels (kernel-check: the CUDA kernels against the composite code)"
     grep -E "^(FAIL|TIME|kernel-check)" "$logs/kernel-check.txt" 2>/dev/null
