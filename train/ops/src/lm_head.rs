@@ -48,6 +48,10 @@ pub fn linear_softcap_cross_entropy(
             w.shape()
         );
     }
+    #[cfg(feature = "cuda")]
+    if crate::cuda::applies(&[x, w]) {
+        return crate::cuda::linear_softcap_cross_entropy(x, w, targets, cap);
+    }
     if !is_cpu_f32(&[x, w]) || !targets.device().is_cpu() {
         // The soft-capped cross-entropy dispatches on its own: to the CUDA kernel where it
         // applies.

@@ -4,8 +4,9 @@
 use std::sync::OnceLock;
 
 use candle_core::backend::BackendStorage;
-use candle_core::Tensor;
-use candle_core::{bail, CpuStorage, CudaStorage, CustomOp2, DType, Layout, Result, Shape};
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView};
+use candle_core::{bail, CpuStorage, CudaDevice, CudaStorage, CustomOp2, DType, Layout, Result};
+use candle_core::{Shape, Tensor};
 
 use super::launch::{block_per_row, by_dtype, cuda_only, function, ids, int, launch, output};
 use super::launch::{storage, tensor, view, Elem, Read, SOFTCAP_CE_BWD, SOFTCAP_CE_FWD};
@@ -67,29 +68,11 @@ impl CustomOp2 for SoftcapCrossEntropy {
             (s2, l2): (&CudaStorage, &Layout),
         ) -> Result<CudaStorage> {
             let dev = s1.device();
-            let (rows, cols) = l1.shape().dims2()?;
+            let dims = l1.shape().dims2()?;
             let logits = view::<T>(op.name(), s1, l1)?;
             let targets = ids(op.name(), s2, l2)?;
-            let (mut loss, mut lse) = (output::<f32>(dev, rows)?, output::<f32>(dev, rows)?);
-            let f = function::<T>(dev, SOFTCAP_CE_FWD)?;
-            let (n, v) = (int(op.name(), rows)?, int(op.name(), cols)?);
-            // SAFETY: softcap_ce_fwd(int n, int v, float cap, const T* l,
-            // const uint32_t* targets, float* loss, float* lse); l n·v long, the rest n.
-            unsafe {
-                launch!(
-                    dev,
-                    f,
-                    block_per_row(rows),
-                    &n,
-                    &v,
-                    &op.cap,
-                    &logits,
-                    &targets,
-                    &mut loss,
-                    &mut lse
-                )
-            }?;
-            let _ = op.lse.set(tensor(lse, dev, rows));
+            let (loss, lse) = forward_rows(dev, &logits, &targets, dims, op.cap)?;
+            let _ = op.lse.set(tensor(lse, dev, dims.0));
             Ok(storage(loss, dev))
         }
         let loss = by_dtype!(self.name(), s1.dtype(), run(self, (s1, l1), (s2, l2)))?;
@@ -111,27 +94,7 @@ impl CustomOp2 for SoftcapCrossEntropy {
             let dev = lr.device()?;
             let (ls, ts) = (lr.view::<T>()?, tr.ids()?);
             let (ss, gs) = (sr.view::<f32>()?, gr.view::<f32>()?);
-            let (rows, cols) = logits.dims2()?;
-            let mut dl = output::<T>(&dev, ls.len())?;
-            let f = function::<T>(&dev, SOFTCAP_CE_BWD)?;
-            let (n, v) = (int(name, rows)?, int(name, cols)?);
-            // SAFETY: softcap_ce_bwd(int n, int v, float cap, const T* l,
-            // const uint32_t* targets, const float* lse, const float* dloss, T* dl).
-            unsafe {
-                launch!(
-                    dev,
-                    f,
-                    block_per_row(rows),
-                    &n,
-                    &v,
-                    &op.cap,
-                    &ls,
-                    &ts,
-                    &ss,
-                    &gs,
-                    &mut dl
-                )
-            }?;
+            let dl = backward_rows(&dev, (&ls, &ts), (&ss, &gs), logits.dims2()?, op.cap)?;
             Ok(tensor(dl, &dev, logits.shape()))
         }
         let Some(lse) = self.lse.get() else {
@@ -142,4 +105,105 @@ impl CustomOp2 for SoftcapCrossEntropy {
         let dl = by_dtype!(self.name(), logits.dtype(), run(self, tensors))?;
         Ok((Some(dl), None))
     }
+}
+
+/// Each row's loss and log-sum-exp (f32) for `logits: [rows, cols]`.
+fn forward_rows<T: Elem>(
+    dev: &CudaDevice,
+    logits: &CudaView<T>,
+    targets: &CudaView<u32>,
+    (rows, cols): (usize, usize),
+    cap: f32,
+) -> Result<(CudaSlice<f32>, CudaSlice<f32>)> {
+    let name = "softcap_cross_entropy";
+    let (mut loss, mut lse) = (output::<f32>(dev, rows)?, output::<f32>(dev, rows)?);
+    let f = function::<T>(dev, SOFTCAP_CE_FWD)?;
+    let (n, v) = (int(name, rows)?, int(name, cols)?);
+    // SAFETY: softcap_ce_fwd(int n, int v, float cap, const T* l, const uint32_t* targets,
+    // float* loss, float* lse); l n·v long, the rest n; one block per row.
+    unsafe {
+        launch!(
+            dev,
+            f,
+            block_per_row(rows),
+            &n,
+            &v,
+            &cap,
+            logits,
+            targets,
+            &mut loss,
+            &mut lse
+        )
+    }?;
+    Ok((loss, lse))
+}
+
+/// The logits' gradient, each row's scaled by its `dloss` (f32).
+fn backward_rows<T: Elem>(
+    dev: &CudaDevice,
+    (logits, targets): (&CudaView<T>, &CudaView<u32>),
+    (lse, dloss): (&CudaView<f32>, &CudaView<f32>),
+    (rows, cols): (usize, usize),
+    cap: f32,
+) -> Result<CudaSlice<T>> {
+    let name = "softcap_cross_entropy";
+    let mut dl = output::<T>(dev, rows * cols)?;
+    let f = function::<T>(dev, SOFTCAP_CE_BWD)?;
+    let (n, v) = (int(name, rows)?, int(name, cols)?);
+    // SAFETY: softcap_ce_bwd(int n, int v, float cap, const T* l, const uint32_t* targets,
+    // const float* lse, const float* dloss, T* dl); l and dl n·v long, the rest n.
+    unsafe {
+        launch!(
+            dev,
+            f,
+            block_per_row(rows),
+            &n,
+            &v,
+            &cap,
+            logits,
+            targets,
+            lse,
+            dloss,
+            &mut dl
+        )
+    }?;
+    Ok(dl)
+}
+
+/// The loss of every row (f32) and the logits' gradient for a gradient of `scale` on each row's
+/// loss, for `logits: [rows, V]` and u32 `targets` on one CUDA device: the forward and backward
+/// kernels back to back, for callers that compute gradients in the forward.
+pub(super) fn loss_and_gradient(
+    logits: &Tensor,
+    targets: &Tensor,
+    cap: f32,
+    scale: f32,
+) -> Result<(Tensor, Tensor)> {
+    fn run<T: Elem>(
+        logits: &Tensor,
+        targets: &Tensor,
+        cap: f32,
+        scale: f32,
+    ) -> Result<(Tensor, Tensor)> {
+        let name = "softcap_cross_entropy";
+        let dims = logits.dims2()?;
+        let (lr, tr) = (Read::new(name, logits)?, Read::new(name, targets)?);
+        let dev = lr.device()?;
+        let (ls, ts) = (lr.view::<T>()?, tr.ids()?);
+        let (loss, lse) = forward_rows(&dev, &ls, &ts, dims, cap)?;
+        let dloss = dev.clone_htod(&vec![scale; dims.0])?;
+        let dl = backward_rows(
+            &dev,
+            (&ls, &ts),
+            (&lse.slice(..), &dloss.slice(..)),
+            dims,
+            cap,
+        )?;
+        Ok((tensor(loss, &dev, dims.0), tensor(dl, &dev, dims)))
+    }
+    by_dtype!(
+        "softcap_cross_entropy",
+        logits.dtype(),
+        run(logits, targets, cap, scale)
+    )
 }
