@@ -344,25 +344,28 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
         &|x| composite::value_gate(&x[0], &x[1], &x[2], &x[3]),
     )?;
     let targets = seeded_ids(&[37], 1001, 11, dev)?;
-    check_op(
-        report,
-        "softcap_cross_entropy [37, 1001]",
-        dtype,
-        &[(n(&[37, 1001], 12)? * 5.0)?, targets.clone()],
-        &|x| ops::softcap_cross_entropy(&x[0], &x[1], CAP),
-        &|x| composite::cross_entropy(&composite::softcap(&x[0], CAP)?, &x[1]),
-    )?;
-    check_op(
-        report,
-        "linear_softcap_cross_entropy [37, 64] x [1001, 64]",
-        dtype,
-        &[n(&[37, 64], 13)?, n(&[1001, 64], 14)?, targets],
-        &|x| ops::linear_softcap_cross_entropy(&x[0], &x[1], &x[2], CAP),
-        &|x| {
-            let logits = composite::softcap(&composite::linear(&x[0], &x[1])?, CAP)?;
-            composite::cross_entropy(&logits, &x[2])
-        },
-    )?;
+    // The training file's cap, and its "off" (a cap far above every logit).
+    for cap in [CAP, 1e4] {
+        check_op(
+            report,
+            &format!("softcap_cross_entropy [37, 1001] cap {cap}"),
+            dtype,
+            &[(n(&[37, 1001], 12)? * 5.0)?, targets.clone()],
+            &|x| ops::softcap_cross_entropy(&x[0], &x[1], cap),
+            &|x| composite::cross_entropy(&composite::softcap(&x[0], cap)?, &x[1]),
+        )?;
+        check_op(
+            report,
+            &format!("linear_softcap_cross_entropy [37, 64] x [1001, 64] cap {cap}"),
+            dtype,
+            &[n(&[37, 64], 13)?, n(&[1001, 64], 14)?, targets.clone()],
+            &|x| ops::linear_softcap_cross_entropy(&x[0], &x[1], &x[2], cap),
+            &|x| {
+                let logits = composite::softcap(&composite::linear(&x[0], &x[1])?, cap)?;
+                composite::cross_entropy(&logits, &x[2])
+            },
+        )?;
+    }
     check_op(
         report,
         "mlp [37, 64] x [256, 64] x [64, 256]",

@@ -1,5 +1,6 @@
 // Soft-capped cross-entropy per row of logits `[N, V]`: z = cap·tanh(l/cap), loss = lse(z) − z[t].
-// One block per row. z <= cap, so exp(z − cap) needs no running maximum.
+// One block per row; the log-sum-exp is taken about the row's largest z (z <= cap bounds it above,
+// but with a large cap, the training file's "off", every exp(z − cap) would be 0 in f32).
 #include "common.cuh"
 
 __device__ __forceinline__ float capped(float l, float cap) { return cap * tanhf(l / cap); }
@@ -11,11 +12,14 @@ __device__ void softcap_ce_fwd(int n, int v, float cap, const T* l, const uint32
     const int row = blockIdx.x;
     if (row >= n) return;
     const T* lr = l + (size_t)row * v;
+    float m = -INFINITY;
+    for (int j = threadIdx.x; j < v; j += blockDim.x) m = fmaxf(m, capped(to_f(lr[j]), cap));
+    m = block_max(m);
     float s = 0.f;
-    for (int j = threadIdx.x; j < v; j += blockDim.x) s += expf(capped(to_f(lr[j]), cap) - cap);
+    for (int j = threadIdx.x; j < v; j += blockDim.x) s += expf(capped(to_f(lr[j]), cap) - m);
     s = block_sum(s);
     if (threadIdx.x == 0) {
-        const float total = cap + logf(s);
+        const float total = m + logf(s);
         const uint32_t t = targets[row];
         lse[row] = total;
         loss[row] = t < (uint32_t)v ? total - capped(to_f(lr[t]), cap) : NAN;

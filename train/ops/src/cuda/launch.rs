@@ -238,6 +238,15 @@ pub(crate) fn elementwise(n: usize) -> LaunchConfig {
     }
 }
 
+/// A grid-stride loop over `n` elements whose blocks each add into one shared total (an atomic
+/// per block): a few blocks per SM, so the atomics do not queue up.
+pub(crate) fn reduction(n: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (n.div_ceil(THREADS as usize).clamp(1, 1024) as u32, 1, 1),
+        ..elementwise(n)
+    }
+}
+
 /// One warp per row.
 pub(crate) fn warp_per_row(rows: usize) -> LaunchConfig {
     let blocks = rows.div_ceil(THREADS as usize / 32).max(1) as u32;

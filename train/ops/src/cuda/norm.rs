@@ -6,7 +6,8 @@ use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CudaStorage, CustomOp1, CustomOp3, DType, Layout};
 use candle_core::{Result, Shape, Tensor};
 
-use super::launch::{by_dtype, cuda_only, elementwise, function, int, launch, output, storage};
+use super::launch::storage;
+use super::launch::{by_dtype, cuda_only, elementwise, function, int, launch, output, reduction};
 use super::launch::{
     tensor, view, warp_per_row, Elem, Read, LAMBDA_MIX_BWD, LAMBDA_MIX_FWD, RMS_NORM_BWD,
     RMS_NORM_FWD,
@@ -171,7 +172,7 @@ impl CustomOp3 for LambdaMix {
                 launch!(
                     dev,
                     f,
-                    elementwise(n),
+                    reduction(n),
                     &n,
                     &xs,
                     &x0s,
