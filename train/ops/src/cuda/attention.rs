@@ -1,16 +1,20 @@
 //! Interim attention on CUDA, until a flash-attention kernel replaces it: the scores and the
-//! weighted sum are cuBLAS products (candle's matmul), and one kernel each way does the
-//! windowed, scaled softmax, so no mask tensor, no scaled copy of q and no chain of elementwise
-//! passes over the `[B, H, T, T]` scores exist.
+//! weighted sums are cuBLAS products (candle's matmul) and one kernel each way does the windowed,
+//! scaled softmax, so no mask tensor, no scaled copy of q and no chain of elementwise passes over
+//! the `[B, H, T, T]` scores exist. The whole core is one op whose backward runs the products
+//! itself: the graph keeps only the probabilities, not the scores beside them.
+
+use std::sync::Mutex;
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CudaStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use candle_core::Tensor;
+use candle_core::{bail, CpuStorage, CudaStorage, CustomOp1, CustomOp3, Layout, Result, Shape};
 
 use super::launch::{block_per_row, by_dtype, cuda_only, function, int, launch, output, storage};
-use super::launch::{tensor, view, Elem, Read, WINDOW_SOFTMAX_BWD, WINDOW_SOFTMAX_FWD};
+use super::launch::{stored, tensor, view, Elem, Read, WINDOW_SOFTMAX_BWD, WINDOW_SOFTMAX_FWD};
 
 /// `softmax(scale · q kᵀ + mask) v` on `[B, T, H, hd]`, query `i` seeing keys
-/// `i + 1 − window ..= i`. Saves the probabilities (`[B, H, T, T]`, q's dtype) for the backward.
+/// `i + 1 − window ..= i`. Saves the probabilities (`[B, H, T, T]`, q's dtype).
 pub(crate) fn attention(
     q: &Tensor,
     k: &Tensor,
@@ -18,18 +22,101 @@ pub(crate) fn attention(
     window: usize,
     scale: f64,
 ) -> Result<Tensor> {
-    let (b, t, h, hd) = q.dims4()?;
-    let heads_first = |x: &Tensor| x.transpose(1, 2)?.contiguous(); // [B, H, T, hd]
-    let (q, k, v) = (heads_first(q)?, heads_first(k)?, heads_first(v)?);
-    let scores = q.matmul(&k.t()?)?; // [B, H, T, T]
-    let p = scores.apply_op1(WindowSoftmax {
+    let t = q.dim(1)?;
+    let softmax = WindowSoftmax {
         t,
         window,
         scale: scale as f32,
-    })?;
-    p.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h, hd))
+    };
+    // Outside the graph: the op below is the graph's node, with its own backward.
+    let [qh, kh, vh] = heads_first([q, k, v])?;
+    let p = qh.matmul(&kh.t()?)?.apply_op1_no_bwd(&softmax)?; // [B, H, T, T]
+    let o = p.matmul(&vh)?.transpose(1, 2)?.contiguous()?; // [B, T, H, hd]
+    let op = Attention {
+        softmax,
+        p,
+        o: Mutex::new(Some(o)),
+    };
+    q.contiguous()?
+        .apply_op3(&k.contiguous()?, &v.contiguous()?, op)
 }
 
+/// `[B, T, H, hd]` tensors as `[B, H, T, hd]` copies outside the graph.
+fn heads_first<const N: usize>(xs: [&Tensor; N]) -> Result<[Tensor; N]> {
+    let mut out = Vec::with_capacity(N);
+    for x in xs {
+        out.push(x.detach().transpose(1, 2)?.contiguous()?);
+    }
+    Ok(out
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("N tensors in, N out")))
+}
+
+struct Attention {
+    softmax: WindowSoftmax,
+    /// The probabilities, `[B, H, T, T]`.
+    p: Tensor,
+    /// The output, computed before the op runs; handed over (and dropped here) by the forward.
+    o: Mutex<Option<Tensor>>,
+}
+
+impl CustomOp3 for Attention {
+    fn name(&self) -> &'static str {
+        "attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        cuda_only(self.name())
+    }
+
+    /// The output computed already, as this op's.
+    fn cuda_fwd(
+        &self,
+        _: &CudaStorage,
+        l1: &Layout,
+        _: &CudaStorage,
+        _: &Layout,
+        _: &CudaStorage,
+        _: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let o = self.o.lock().ok().and_then(|mut o| o.take());
+        let Some(o) = o else {
+            bail!("attention: the output was handed over already");
+        };
+        Ok((stored(&o)?, l1.shape().clone()))
+    }
+
+    /// `dP = dO vᵀ`, `dv = Pᵀ dO`, `dS = scale · P ∘ (dP − Σ P∘dP)` (the kernel), `dq = dS k`,
+    /// `dk = dSᵀ q`, in `[B, H, T, ·]` and back.
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _o: &Tensor,
+        d_o: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let [qh, kh, vh, d_o] = heads_first([q, k, v, d_o])?;
+        let dp = d_o.matmul(&vh.t()?)?;
+        let dv = self.p.t()?.matmul(&d_o)?;
+        let ds = self.softmax.backward(&self.p, &dp)?;
+        let dq = ds.matmul(&kh)?;
+        let dk = ds.t()?.matmul(&qh)?;
+        let back = |x: Tensor| x.transpose(1, 2)?.contiguous();
+        Ok((Some(back(dq)?), Some(back(dk)?), Some(back(dv)?)))
+    }
+}
+
+/// The windowed, scaled softmax over rows of `[B, H, T, T]` scores (forward only: its backward
+/// is [`WindowSoftmax::backward`], which the attention op calls).
 struct WindowSoftmax {
     t: usize,
     window: usize,
@@ -40,7 +127,7 @@ impl WindowSoftmax {
     /// `(rows, t, window)` as the kernels' ints.
     fn dims(&self, len: usize) -> Result<(usize, i32, i32, i32)> {
         let rows = len / self.t;
-        let name = self.name();
+        let name = "window_softmax";
         let window = self.window.min(self.t);
         Ok((
             rows,
@@ -48,6 +135,37 @@ impl WindowSoftmax {
             int(name, self.t)?,
             int(name, window)?,
         ))
+    }
+
+    /// The scores' gradient from the probabilities and theirs (contiguous, one shape).
+    fn backward(&self, p: &Tensor, dp: &Tensor) -> Result<Tensor> {
+        fn run<T: Elem>(op: &WindowSoftmax, p: &Tensor, dp: &Tensor) -> Result<Tensor> {
+            let name = "window_softmax";
+            let (pr, dpr) = (Read::new(name, p)?, Read::new(name, dp)?);
+            let dev = pr.device()?;
+            let (ps, dps) = (pr.view::<T>()?, dpr.view::<T>()?);
+            let (rows, r, t, w) = op.dims(ps.len())?;
+            let mut ds = output::<T>(&dev, ps.len())?;
+            let f = function::<T>(&dev, WINDOW_SOFTMAX_BWD)?;
+            // SAFETY: window_softmax_bwd(int rows, int t, int window, float scale, const T* p,
+            // const T* dp, T* ds); each rows·t long; one block per row.
+            unsafe {
+                launch!(
+                    dev,
+                    f,
+                    block_per_row(rows),
+                    &r,
+                    &t,
+                    &w,
+                    &op.scale,
+                    &ps,
+                    &dps,
+                    &mut ds
+                )
+            }?;
+            Ok(tensor(ds, &dev, p.shape()))
+        }
+        by_dtype!("window_softmax", p.dtype(), run(self, p, &dp.contiguous()?))
     }
 }
 
@@ -86,39 +204,5 @@ impl CustomOp1 for WindowSoftmax {
         }
         let p = by_dtype!(self.name(), s.dtype(), run(self, s, l))?;
         Ok((p, l.shape().clone()))
-    }
-
-    fn bwd(&self, scores: &Tensor, p: &Tensor, dp: &Tensor) -> Result<Option<Tensor>> {
-        fn run<T: Elem>(op: &WindowSoftmax, p: &Tensor, dp: &Tensor) -> Result<Tensor> {
-            let (pr, dpr) = (Read::new(op.name(), p)?, Read::new(op.name(), dp)?);
-            let dev = pr.device()?;
-            let (ps, dps) = (pr.view::<T>()?, dpr.view::<T>()?);
-            let (rows, r, t, w) = op.dims(ps.len())?;
-            let mut ds = output::<T>(&dev, ps.len())?;
-            let f = function::<T>(&dev, WINDOW_SOFTMAX_BWD)?;
-            // SAFETY: window_softmax_bwd(int rows, int t, int window, float scale, const T* p,
-            // const T* dp, T* ds), as the forward's buffers.
-            unsafe {
-                launch!(
-                    dev,
-                    f,
-                    block_per_row(rows),
-                    &r,
-                    &t,
-                    &w,
-                    &op.scale,
-                    &ps,
-                    &dps,
-                    &mut ds
-                )
-            }?;
-            Ok(tensor(ds, &dev, p.shape()))
-        }
-        let dp = dp.contiguous()?;
-        Ok(Some(by_dtype!(
-            self.name(),
-            scores.dtype(),
-            run(self, p, &dp)
-        )?))
     }
 }

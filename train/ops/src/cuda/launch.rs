@@ -200,6 +200,16 @@ impl<'a> Read<'a> {
     }
 }
 
+/// A copy of a CUDA tensor's elements (contiguous), as a custom op's output: for ops whose
+/// result was computed with tensor ops before the op that carries its backward runs.
+pub(crate) fn stored(t: &Tensor) -> Result<CudaStorage> {
+    let (s, layout) = t.storage_and_layout();
+    match &*s {
+        Storage::Cuda(s) => s.try_clone(layout),
+        _ => bail!("a CUDA tensor was expected"),
+    }
+}
+
 /// A buffer of `len` elements, uninitialised: every kernel here writes all of its output.
 pub(crate) fn output<T: DeviceRepr>(dev: &CudaDevice, len: usize) -> Result<CudaSlice<T>> {
     // SAFETY: the launch that follows writes every element before anything reads it.

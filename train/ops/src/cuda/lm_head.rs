@@ -3,12 +3,11 @@
 //! over all rows would hold both whole (1 GiB each in bf16 at the gpu profile's 65,536 rows).
 //! As on the CPU, the gradients are computed in the forward and saved; the backward scales them.
 
-use candle_core::backend::BackendStorage;
+use candle_core::Tensor;
 use candle_core::{bail, CpuStorage, CudaStorage, CustomOp2, DType, Layout, Result, Shape};
-use candle_core::{Storage, Tensor};
 
 use super::cross_entropy::loss_and_gradient;
-use super::launch::cuda_only;
+use super::launch::{cuda_only, stored};
 
 /// Rows per chunk: 128 MiB of bf16 logits at V = 8192.
 const CHUNK: usize = 8192;
@@ -89,11 +88,7 @@ impl CustomOp2 for Saved {
         _: &CudaStorage,
         _: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        let (storage, layout) = self.loss.storage_and_layout();
-        let Storage::Cuda(loss) = &*storage else {
-            bail!("{}: the loss is not on the CUDA device", self.name());
-        };
-        Ok((loss.try_clone(layout)?, Shape::from(())))
+        Ok((stored(&self.loss)?, Shape::from(())))
     }
 
     fn bwd(
