@@ -366,6 +366,19 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
             },
         )?;
     }
+    // More rows than one chunk of the CUDA lm head (8,192).
+    let many = seeded_ids(&[8229], 97, 24, dev)?;
+    check_op(
+        report,
+        "linear_softcap_cross_entropy [8229, 32] x [97, 32]",
+        dtype,
+        &[n(&[8229, 32], 25)?, n(&[97, 32], 26)?, many],
+        &|x| ops::linear_softcap_cross_entropy(&x[0], &x[1], &x[2], CAP),
+        &|x| {
+            let logits = composite::softcap(&composite::linear(&x[0], &x[1])?, CAP)?;
+            composite::cross_entropy(&logits, &x[2])
+        },
+    )?;
     check_op(
         report,
         "mlp [37, 64] x [256, 64] x [64, 256]",

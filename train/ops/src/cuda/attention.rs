@@ -81,7 +81,7 @@ impl CustomOp3 for Attention {
     fn cuda_fwd(
         &self,
         _: &CudaStorage,
-        l1: &Layout,
+        _: &Layout,
         _: &CudaStorage,
         _: &Layout,
         _: &CudaStorage,
@@ -91,7 +91,7 @@ impl CustomOp3 for Attention {
         let Some(o) = o else {
             bail!("attention: the output was handed over already");
         };
-        Ok((stored(&o)?, l1.shape().clone()))
+        Ok((stored(&o)?, o.shape().clone()))
     }
 
     /// `dP = dO vᵀ`, `dv = Pᵀ dO`, `dS = scale · P ∘ (dP − Σ P∘dP)` (the kernel), `dq = dS k`,
@@ -108,6 +108,8 @@ impl CustomOp3 for Attention {
         let dp = d_o.matmul(&vh.t()?)?;
         let dv = self.p.t()?.matmul(&d_o)?;
         let ds = self.softmax.backward(&self.p, &dp)?;
+        drop(dp); // three [B, H, T, T] tensors at once would be one too many
+
         let dq = ds.matmul(&kh)?;
         let dk = ds.t()?.matmul(&qh)?;
         let back = |x: Tensor| x.transpose(1, 2)?.contiguous();

@@ -200,13 +200,17 @@ impl<'a> Read<'a> {
     }
 }
 
-/// A copy of a CUDA tensor's elements (contiguous), as a custom op's output: for ops whose
-/// result was computed with tensor ops before the op that carries its backward runs.
+/// A copy of a CUDA tensor's elements, as a custom op's output: for ops whose result was
+/// computed with tensor ops before the op that carries its backward runs. The tensor must start
+/// its storage and be contiguous (candle copies the whole buffer, whatever the layout).
 pub(crate) fn stored(t: &Tensor) -> Result<CudaStorage> {
     let (s, layout) = t.storage_and_layout();
+    if layout.contiguous_offsets().map(|(start, _)| start) != Some(0) {
+        bail!("stored: a contiguous tensor at the start of its storage was expected");
+    }
     match &*s {
         Storage::Cuda(s) => s.try_clone(layout),
-        _ => bail!("a CUDA tensor was expected"),
+        _ => bail!("stored: a CUDA tensor was expected"),
     }
 }
 
