@@ -8,9 +8,10 @@ use std::sync::Mutex;
 
 use candle_core::backend::BackendStorage;
 use candle_core::Tensor;
-use candle_core::{bail, CpuStorage, CudaStorage, CustomOp1, CustomOp3, Layout, Result, Shape};
+use candle_core::{bail, CudaStorage, CustomOp1, CustomOp3, Layout, Result, Shape};
 
-use super::launch::{block_per_row, by_dtype, cuda_only, function, int, launch, output, storage};
+use super::launch::cpu_fwd_cuda_only;
+use super::launch::{block_per_row, by_dtype, function, int, launch, output, storage};
 use super::launch::{stored, tensor, view, Elem, Read, WINDOW_SOFTMAX_BWD, WINDOW_SOFTMAX_FWD};
 
 /// `softmax(scale · q kᵀ + mask) v` on `[B, T, H, hd]`, query `i` seeing keys
@@ -65,17 +66,7 @@ impl CustomOp3 for Attention {
         "attention"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        cuda_only(self.name())
-    }
+    cpu_fwd_cuda_only!(3);
 
     /// The output computed already, as this op's.
     fn cuda_fwd(
@@ -176,9 +167,7 @@ impl CustomOp1 for WindowSoftmax {
         "window_softmax"
     }
 
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        cuda_only(self.name())
-    }
+    cpu_fwd_cuda_only!(1);
 
     fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
         fn run<T: Elem>(op: &WindowSoftmax, s: &CudaStorage, l: &Layout) -> Result<CudaStorage> {

@@ -5,10 +5,11 @@ use std::sync::OnceLock;
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView};
-use candle_core::{bail, CpuStorage, CudaDevice, CudaStorage, CustomOp2, DType, Layout, Result};
+use candle_core::{bail, CudaDevice, CudaStorage, CustomOp2, DType, Layout, Result};
 use candle_core::{Shape, Tensor};
 
-use super::launch::{block_per_row, by_dtype, cuda_only, function, ids, int, launch, output};
+use super::launch::cpu_fwd_cuda_only;
+use super::launch::{block_per_row, by_dtype, function, ids, int, launch, output};
 use super::launch::{storage, tensor, view, Elem, Read, SOFTCAP_CE_BWD, SOFTCAP_CE_FWD};
 
 /// The mean over rows of `−log softmax(cap · tanh(logits / cap))[target]`, `logits: [N, V]`
@@ -44,15 +45,7 @@ impl CustomOp2 for SoftcapCrossEntropy {
         "softcap_cross_entropy"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        cuda_only(self.name())
-    }
+    cpu_fwd_cuda_only!(2);
 
     /// The loss of every row, `[N]` f32.
     fn cuda_fwd(

@@ -3,9 +3,10 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::Tensor;
-use candle_core::{bail, CpuStorage, CudaStorage, CustomOp2, DType, Layout, Result, Shape};
+use candle_core::{bail, CudaStorage, CustomOp2, DType, Layout, Result, Shape};
 
-use super::launch::{cuda_only, elementwise, function, ids, int, launch, output, storage, tensor};
+use super::launch::cpu_fwd_cuda_only;
+use super::launch::{elementwise, function, ids, int, launch, output, storage, tensor};
 use super::launch::{view, Read, EMBEDDING_BWD, EMBEDDING_FWD};
 
 /// Rows of `table: [V, C]` (f32) at `ids` (any shape, moved to the table's device as u32):
@@ -37,15 +38,7 @@ impl CustomOp2 for Embedding {
         "embedding"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        cuda_only(self.name())
-    }
+    cpu_fwd_cuda_only!(2);
 
     /// `[N, C]` for N ids.
     fn cuda_fwd(

@@ -2,9 +2,10 @@
 //! one kernel each way does the mix, one warp per (token, head).
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CudaStorage, CustomOp3, Layout, Result, Shape, Tensor, D};
+use candle_core::{CudaStorage, CustomOp3, Layout, Result, Shape, Tensor, D};
 
-use super::launch::{by_dtype, cuda_only, function, int, launch, output, storage, tensor};
+use super::launch::cpu_fwd_cuda_only;
+use super::launch::{by_dtype, function, int, launch, output, storage, tensor};
 use super::launch::{view, warp_per_row, Elem, Read, GATE_MIX_BWD, GATE_MIX_FWD};
 use crate::composite;
 
@@ -25,17 +26,7 @@ impl CustomOp3 for GateMix {
         "value_gate"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        cuda_only(self.name())
-    }
+    cpu_fwd_cuda_only!(3);
 
     fn cuda_fwd(
         &self,

@@ -280,10 +280,47 @@ pub(crate) fn block_per_row(rows: usize) -> LaunchConfig {
     }
 }
 
-/// The error of a forward run on the CPU: these ops exist for CUDA tensors only.
-pub(crate) fn cuda_only<T>(op: &str) -> Result<T> {
-    bail!("{op}: the CUDA op was given CPU tensors")
+/// The `cpu_fwd` of a custom op with 1, 2 or 3 inputs that exists for CUDA tensors only (the
+/// public functions send CPU tensors to the CPU code): an error, never reached through them.
+macro_rules! cpu_fwd_cuda_only {
+    (@error $self:ident) => {
+        candle_core::bail!("{}: the CUDA op was given CPU tensors", $self.name())
+    };
+    (1) => {
+        fn cpu_fwd(
+            &self,
+            _: &candle_core::CpuStorage,
+            _: &candle_core::Layout,
+        ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+            cpu_fwd_cuda_only!(@error self)
+        }
+    };
+    (2) => {
+        fn cpu_fwd(
+            &self,
+            _: &candle_core::CpuStorage,
+            _: &candle_core::Layout,
+            _: &candle_core::CpuStorage,
+            _: &candle_core::Layout,
+        ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+            cpu_fwd_cuda_only!(@error self)
+        }
+    };
+    (3) => {
+        fn cpu_fwd(
+            &self,
+            _: &candle_core::CpuStorage,
+            _: &candle_core::Layout,
+            _: &candle_core::CpuStorage,
+            _: &candle_core::Layout,
+            _: &candle_core::CpuStorage,
+            _: &candle_core::Layout,
+        ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+            cpu_fwd_cuda_only!(@error self)
+        }
+    };
 }
+pub(crate) use cpu_fwd_cuda_only;
 
 /// `n` as the kernels' `int`, refusing sizes past its range.
 pub(crate) fn int(op: &str, n: usize) -> Result<i32> {

@@ -4,10 +4,11 @@
 //! As on the CPU, the gradients are computed in the forward and saved; the backward scales them.
 
 use candle_core::Tensor;
-use candle_core::{bail, CpuStorage, CudaStorage, CustomOp2, DType, Layout, Result, Shape};
+use candle_core::{bail, CudaStorage, CustomOp2, DType, Layout, Result, Shape};
 
 use super::cross_entropy::loss_and_gradient;
-use super::launch::{cuda_only, stored};
+use super::launch::cpu_fwd_cuda_only;
+use super::launch::stored;
 
 /// Rows per chunk: 128 MiB of bf16 logits at V = 8192.
 const CHUNK: usize = 8192;
@@ -70,15 +71,7 @@ impl CustomOp2 for Saved {
         "linear_softcap_cross_entropy"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        cuda_only(self.name())
-    }
+    cpu_fwd_cuda_only!(2);
 
     /// The loss computed already, as this op's scalar output.
     fn cuda_fwd(

@@ -3,11 +3,12 @@
 use std::sync::OnceLock;
 
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CudaStorage, CustomOp1, CustomOp3, DType, Layout};
+use candle_core::{bail, CudaStorage, CustomOp1, CustomOp3, DType, Layout};
 use candle_core::{Result, Shape, Tensor};
 
+use super::launch::cpu_fwd_cuda_only;
 use super::launch::storage;
-use super::launch::{by_dtype, cuda_only, elementwise, function, int, launch, output, reduction};
+use super::launch::{by_dtype, elementwise, function, int, launch, output, reduction};
 use super::launch::{
     tensor, view, warp_per_row, Elem, Read, LAMBDA_MIX_BWD, LAMBDA_MIX_FWD, RMS_NORM_BWD,
     RMS_NORM_FWD,
@@ -31,9 +32,7 @@ impl CustomOp1 for RmsNorm {
         "rms_norm"
     }
 
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        cuda_only(self.name())
-    }
+    cpu_fwd_cuda_only!(1);
 
     fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
         fn run<T: Elem>(op: &RmsNorm, s: &CudaStorage, l: &Layout) -> Result<CudaStorage> {
@@ -100,17 +99,7 @@ impl CustomOp3 for LambdaMix {
         "lambda_mix"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        cuda_only(self.name())
-    }
+    cpu_fwd_cuda_only!(3);
 
     fn cuda_fwd(
         &self,

@@ -1,9 +1,10 @@
 //! ReLU² on CUDA: one kernel each way.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CudaStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use candle_core::{CudaStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
-use super::launch::{by_dtype, cuda_only, elementwise, function, launch, output, storage};
+use super::launch::cpu_fwd_cuda_only;
+use super::launch::{by_dtype, elementwise, function, launch, output, storage};
 use super::launch::{tensor, view, Elem, Read, RELU_SQ_BWD, RELU_SQ_FWD};
 
 /// `relu(x)²`, any shape; the backward reads `x`.
@@ -18,9 +19,7 @@ impl CustomOp1 for ReluSq {
         "relu_sq"
     }
 
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        cuda_only(self.name())
-    }
+    cpu_fwd_cuda_only!(1);
 
     fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
         fn run<T: Elem>(s: &CudaStorage, l: &Layout) -> Result<CudaStorage> {

@@ -4,9 +4,10 @@ use std::sync::OnceLock;
 
 use candle_core::backend::BackendStorage;
 use candle_core::Tensor;
-use candle_core::{bail, CpuStorage, CudaStorage, CustomOp3, DType, Layout, Result, Shape};
+use candle_core::{bail, CudaStorage, CustomOp3, DType, Layout, Result, Shape};
 
-use super::launch::{by_dtype, cuda_only, function, int, launch, output, storage, tensor};
+use super::launch::cpu_fwd_cuda_only;
+use super::launch::{by_dtype, function, int, launch, output, storage, tensor};
 use super::launch::{view, warp_per_row, Elem, Read, ROPE_NORM_BWD, ROPE_NORM_FWD};
 use crate::composite;
 
@@ -61,17 +62,7 @@ impl CustomOp3 for RopeNorm {
         "rope_norm"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        cuda_only(self.name())
-    }
+    cpu_fwd_cuda_only!(3);
 
     fn cuda_fwd(
         &self,
