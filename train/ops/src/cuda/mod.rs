@@ -1,8 +1,10 @@
 //! CUDA kernels behind the fused ops (feature `cuda`): `kernels/*.cu`, compiled to PTX by
-//! `build.rs` and loaded once per device. Each op runs its own forward kernel as a candle custom
-//! op and launches its backward kernel from the op's `bwd`, on candle's stream (so ordering with
-//! candle's own kernels holds). f32 and bf16, arithmetic in f32; other dtypes run the composite
-//! code. Gradients and saved state are tensors without a graph (`Tensor::from_storage`).
+//! `build.rs` and loaded once per device, launched on candle's stream (so ordering with candle's
+//! own kernels holds). Most ops run their forward kernel as a candle custom op and launch their
+//! backward kernel from the op's `bwd`; attention and the lm head compute their forward with
+//! tensor ops outside the graph and hand the result to an op that carries their backward (which
+//! for the lm head was computed in the forward). f32 and bf16, arithmetic in f32; other dtypes
+//! run the composite code. Gradients and saved state are tensors without a graph.
 
 mod attention;
 mod cross_entropy;
