@@ -123,16 +123,17 @@ pub fn lambda_mix(
     if resid_lambda.elem_count() != 1 || x0_lambda.elem_count() != 1 {
         bail!("lambda_mix: the lambdas must have one element each");
     }
+    // The fused ops take the two lambdas as one `[2]` tensor (the CUDA kernel in f32).
+    let lambdas = || Tensor::cat(&[resid_lambda.flatten_all()?, x0_lambda.flatten_all()?], 0);
     #[cfg(feature = "cuda")]
     if crate::cuda::applies(&[x, x0]) && x.dtype() == x0.dtype() {
-        return crate::cuda::lambda_mix(x, x0, resid_lambda, x0_lambda);
+        return crate::cuda::lambda_mix(x, x0, &lambdas()?.to_dtype(candle_core::DType::F32)?);
     }
     if !is_cpu_f32(&[x, x0, resid_lambda, x0_lambda]) {
         return composite::lambda_mix(x, x0, resid_lambda, x0_lambda);
     }
-    let lambdas = Tensor::cat(&[resid_lambda.flatten_all()?, x0_lambda.flatten_all()?], 0)?;
     x.contiguous()?
-        .apply_op3(&x0.contiguous()?, &lambdas, LambdaMix)
+        .apply_op3(&x0.contiguous()?, &lambdas()?, LambdaMix)
 }
 
 struct LambdaMix;

@@ -24,11 +24,26 @@ use crate::simd::{dispatch, dot, sum_sq};
 pub fn rope_norm(x: &Tensor, cos: &Tensor, sin: &Tensor, scale: f64) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
     if crate::cuda::applies(&[x]) {
+        check(x, cos, sin, scale)?;
         return crate::cuda::rope_norm(x, cos, sin, scale);
     }
     if !is_cpu_f32(&[x, cos, sin]) {
         return composite::rope_norm(x, cos, sin, scale);
     }
+    check(x, cos, sin, scale)?;
+    x.contiguous()?.apply_op3(
+        &cos.contiguous()?,
+        &sin.contiguous()?,
+        RopeNorm {
+            scale: scale as f32,
+            rstd: OnceLock::new(),
+        },
+    )
+}
+
+/// What the fused ops (CPU and CUDA) need: an even head dimension, `T x hd/2` table values each
+/// and a positive scale (their backward divides by it).
+fn check(x: &Tensor, cos: &Tensor, sin: &Tensor, scale: f64) -> Result<()> {
     let (_, t, _, hd) = x.dims4()?;
     if hd % 2 != 0 {
         bail!("rope_norm: the head dimension must be even, got {hd}");
@@ -44,14 +59,7 @@ pub fn rope_norm(x: &Tensor, cos: &Tensor, sin: &Tensor, scale: f64) -> Result<T
     if !(scale > 0.0 && scale.is_finite()) {
         bail!("rope_norm: the scale must be positive, got {scale}");
     }
-    x.contiguous()?.apply_op3(
-        &cos.contiguous()?,
-        &sin.contiguous()?,
-        RopeNorm {
-            scale: scale as f32,
-            rstd: OnceLock::new(),
-        },
-    )
+    Ok(())
 }
 
 struct RopeNorm {

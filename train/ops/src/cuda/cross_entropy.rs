@@ -5,11 +5,11 @@ use std::sync::OnceLock;
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView};
-use candle_core::{bail, CudaDevice, CudaStorage, CustomOp2, DType, Layout, Result};
+use candle_core::{bail, CudaDevice, CudaStorage, CustomOp2, DType, Device, Layout, Result};
 use candle_core::{Shape, Tensor};
 
 use super::launch::cpu_fwd_cuda_only;
-use super::launch::{block_per_row, by_dtype, function, ids, int, launch, output};
+use super::launch::{block_per_row, by_dtype, function, int, launch, output};
 use super::launch::{storage, tensor, view, Elem, Read, SOFTCAP_CE_BWD, SOFTCAP_CE_FWD};
 
 /// The mean over rows of `−log softmax(cap · tanh(logits / cap))[target]`, `logits: [N, V]`
@@ -17,21 +17,23 @@ use super::launch::{storage, tensor, view, Elem, Read, SOFTCAP_CE_BWD, SOFTCAP_C
 /// vocabulary makes the loss NaN. Saves the log-sum-exp of every row.
 pub(crate) fn softcap_cross_entropy(logits: &Tensor, targets: &Tensor, cap: f64) -> Result<Tensor> {
     let (n, _) = logits.dims2()?;
-    let targets = targets
-        .flatten_all()?
-        .to_device(logits.device())?
-        .to_dtype(DType::U32)?;
-    if targets.elem_count() != n {
-        bail!(
-            "softcap_cross_entropy: {} targets for {n} rows of logits",
-            targets.elem_count()
-        );
-    }
+    let targets = targets_on("softcap_cross_entropy", targets, n, logits.device())?;
     let op = SoftcapCrossEntropy {
         cap: cap as f32,
         lse: OnceLock::new(),
     };
     logits.contiguous()?.apply_op2(&targets, op)?.mean_all()
+}
+
+/// `targets` (any shape, any integer dtype) as `n` u32 ids on `device`.
+pub(super) fn targets_on(op: &str, targets: &Tensor, n: usize, device: &Device) -> Result<Tensor> {
+    if targets.elem_count() != n {
+        bail!("{op}: {} targets for {n} rows", targets.elem_count());
+    }
+    targets
+        .flatten_all()?
+        .to_device(device)?
+        .to_dtype(DType::U32)
 }
 
 struct SoftcapCrossEntropy {
@@ -63,7 +65,7 @@ impl CustomOp2 for SoftcapCrossEntropy {
             let dev = s1.device();
             let dims = l1.shape().dims2()?;
             let logits = view::<T>(op.name(), s1, l1)?;
-            let targets = ids(op.name(), s2, l2)?;
+            let targets = view::<u32>(op.name(), s2, l2)?;
             let (loss, lse) = forward_rows(dev, &logits, &targets, dims, op.cap)?;
             let _ = op.lse.set(tensor(lse, dev, dims.0));
             Ok(storage(loss, dev))
@@ -85,7 +87,7 @@ impl CustomOp2 for SoftcapCrossEntropy {
             let (lr, tr) = (Read::new(name, logits)?, Read::new(name, targets)?);
             let (sr, gr) = (Read::new(name, lse)?, Read::new(name, dloss)?);
             let dev = lr.device()?;
-            let (ls, ts) = (lr.view::<T>()?, tr.ids()?);
+            let (ls, ts) = (lr.view::<T>()?, tr.view::<u32>()?);
             let (ss, gs) = (sr.view::<f32>()?, gr.view::<f32>()?);
             let dl = backward_rows(&dev, (&ls, &ts), (&ss, &gs), logits.dims2()?, op.cap)?;
             Ok(tensor(dl, &dev, logits.shape()))
@@ -182,7 +184,7 @@ pub(super) fn loss_and_gradient(
         let dims = logits.dims2()?;
         let (lr, tr) = (Read::new(name, logits)?, Read::new(name, targets)?);
         let dev = lr.device()?;
-        let (ls, ts) = (lr.view::<T>()?, tr.ids()?);
+        let (ls, ts) = (lr.view::<T>()?, tr.view::<u32>()?);
         let (loss, lse) = forward_rows(&dev, &ls, &ts, dims, cap)?;
         let dloss = dev.clone_htod(&vec![scale; dims.0])?;
         let dl = backward_rows(

@@ -3,21 +3,15 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::Tensor;
-use candle_core::{bail, CudaStorage, CustomOp2, DType, Layout, Result, Shape};
+use candle_core::{CudaStorage, CustomOp2, DType, Layout, Result, Shape};
 
 use super::launch::cpu_fwd_cuda_only;
-use super::launch::{elementwise, function, ids, int, launch, output, storage, tensor};
+use super::launch::{elementwise, function, int, launch, output, storage, tensor};
 use super::launch::{view, Read, EMBEDDING_BWD, EMBEDDING_FWD};
 
 /// Rows of `table: [V, C]` (f32) at `ids` (any shape, moved to the table's device as u32):
 /// `[ids..., C]`. An id outside the table gives a row of NaNs.
 pub(crate) fn embedding(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
-    if table.dtype() != DType::F32 {
-        bail!(
-            "embedding: the CUDA kernel takes f32 tables, got {:?}",
-            table.dtype()
-        );
-    }
     let (_, c) = table.dims2()?;
     let mut shape = ids.dims().to_vec();
     shape.push(c);
@@ -51,7 +45,7 @@ impl CustomOp2 for Embedding {
         let dev = s1.device();
         let (vocab, cols) = l1.shape().dims2()?;
         let table = view::<f32>(self.name(), s1, l1)?;
-        let ids = ids(self.name(), s2, l2)?;
+        let ids = view::<u32>(self.name(), s2, l2)?;
         let n = ids.len();
         let mut out = output::<f32>(dev, n * cols)?;
         let f = function::<f32>(dev, EMBEDDING_FWD)?;
@@ -85,7 +79,7 @@ impl CustomOp2 for Embedding {
         let name = self.name();
         let (gr, ir) = (Read::new(name, &g)?, Read::new(name, ids)?);
         let dev = gr.device()?;
-        let (gs, is) = (gr.view::<f32>()?, ir.ids()?);
+        let (gs, is) = (gr.view::<f32>()?, ir.view::<u32>()?);
         let (vocab, cols) = table.dims2()?;
         let n = is.len();
         let mut dtable = dev.alloc_zeros::<f32>(vocab * cols)?;

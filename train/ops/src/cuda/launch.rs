@@ -134,8 +134,8 @@ pub(crate) fn function<T: Elem>(dev: &CudaDevice, kernel: Kernel) -> Result<Cuda
         .into_cuda_function())
 }
 
-/// The contiguous elements of a custom-op input.
-pub(crate) fn view<'a, T: Elem>(
+/// The contiguous elements of a custom-op input (values, or u32 ids and targets).
+pub(crate) fn view<'a, T: CudaDType>(
     op: &str,
     storage: &'a CudaStorage,
     layout: &Layout,
@@ -144,18 +144,6 @@ pub(crate) fn view<'a, T: Elem>(
         bail!("{op}: contiguous tensors only");
     };
     Ok(storage.as_cuda_slice::<T>()?.slice(start..end))
-}
-
-/// The contiguous u32 elements (ids, targets) of a custom-op input.
-pub(crate) fn ids<'a>(
-    op: &str,
-    storage: &'a CudaStorage,
-    layout: &Layout,
-) -> Result<CudaView<'a, u32>> {
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        bail!("{op}: contiguous ids only");
-    };
-    Ok(storage.as_cuda_slice::<u32>()?.slice(start..end))
 }
 
 /// A read lock on a contiguous CUDA tensor's storage, for the backward passes (which get
@@ -184,14 +172,9 @@ impl<'a> Read<'a> {
         }
     }
 
-    /// The elements, as `T`.
-    pub(crate) fn view<T: Elem>(&self) -> Result<CudaView<'_, T>> {
+    /// The elements, as `T` (values, or u32 ids and targets).
+    pub(crate) fn view<T: CudaDType>(&self) -> Result<CudaView<'_, T>> {
         view(self.op, self.cuda()?, self.layout)
-    }
-
-    /// The elements, as u32 ids.
-    pub(crate) fn ids(&self) -> Result<CudaView<'_, u32>> {
-        ids(self.op, self.cuda()?, self.layout)
     }
 
     /// The device the tensor lives on.
@@ -242,42 +225,34 @@ pub(crate) fn tensor<T: Elem>(
 /// Threads per block of every kernel (a multiple of 32, as the block reductions need).
 const THREADS: u32 = 256;
 
-/// A grid-stride loop over `n` elements.
-pub(crate) fn elementwise(n: usize) -> LaunchConfig {
-    let blocks = n.div_ceil(THREADS as usize).clamp(1, 1 << 16) as u32;
+/// `blocks` blocks (at least one) of `THREADS` threads.
+fn blocks(blocks: usize) -> LaunchConfig {
     LaunchConfig {
-        grid_dim: (blocks, 1, 1),
+        grid_dim: (blocks.max(1) as u32, 1, 1),
         block_dim: (THREADS, 1, 1),
         shared_mem_bytes: 0,
     }
+}
+
+/// A grid-stride loop over `n` elements.
+pub(crate) fn elementwise(n: usize) -> LaunchConfig {
+    blocks(n.div_ceil(THREADS as usize).min(1 << 16))
 }
 
 /// A grid-stride loop over `n` elements whose blocks each add into one shared total (an atomic
 /// per block): a few blocks per SM, so the atomics do not queue up.
 pub(crate) fn reduction(n: usize) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (n.div_ceil(THREADS as usize).clamp(1, 1024) as u32, 1, 1),
-        ..elementwise(n)
-    }
+    blocks(n.div_ceil(THREADS as usize).min(1024))
 }
 
 /// One warp per row.
 pub(crate) fn warp_per_row(rows: usize) -> LaunchConfig {
-    let blocks = rows.div_ceil(THREADS as usize / 32).max(1) as u32;
-    LaunchConfig {
-        grid_dim: (blocks, 1, 1),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    }
+    blocks(rows.div_ceil(THREADS as usize / 32))
 }
 
 /// One block per row.
 pub(crate) fn block_per_row(rows: usize) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (rows.max(1) as u32, 1, 1),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    }
+    blocks(rows)
 }
 
 /// The `cpu_fwd` of a custom op with 1, 2 or 3 inputs that exists for CUDA tensors only (the

@@ -4,9 +4,9 @@
 //! As on the CPU, the gradients are computed in the forward and saved; the backward scales them.
 
 use candle_core::Tensor;
-use candle_core::{bail, CudaStorage, CustomOp2, DType, Layout, Result, Shape};
+use candle_core::{CudaStorage, CustomOp2, DType, Layout, Result, Shape};
 
-use super::cross_entropy::loss_and_gradient;
+use super::cross_entropy::{loss_and_gradient, targets_on};
 use super::launch::cpu_fwd_cuda_only;
 use super::launch::stored;
 
@@ -23,16 +23,7 @@ pub(crate) fn linear_softcap_cross_entropy(
     cap: f64,
 ) -> Result<Tensor> {
     let (n, _) = x.dims2()?;
-    let targets = targets
-        .flatten_all()?
-        .to_device(x.device())?
-        .to_dtype(DType::U32)?;
-    if targets.elem_count() != n {
-        bail!(
-            "linear_softcap_cross_entropy: {} targets for {n} rows",
-            targets.elem_count()
-        );
-    }
+    let targets = targets_on("linear_softcap_cross_entropy", targets, n, x.device())?;
     // The products run outside the graph: the op below carries the gradients.
     let xs = x.detach();
     let ws = w.detach().to_dtype(x.dtype())?;

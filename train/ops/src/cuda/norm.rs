@@ -3,7 +3,7 @@
 use std::sync::OnceLock;
 
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CudaStorage, CustomOp1, CustomOp3, DType, Layout};
+use candle_core::{bail, CudaStorage, CustomOp1, CustomOp3, Layout};
 use candle_core::{Result, Shape, Tensor};
 
 use super::launch::cpu_fwd_cuda_only;
@@ -78,18 +78,11 @@ impl CustomOp1 for RmsNorm {
     }
 }
 
-/// `λr·x + λ0·x0` with the two lambdas read on the device; the backward reduces dλr and dλ0
-/// across the grid.
-pub(crate) fn lambda_mix(
-    x: &Tensor,
-    x0: &Tensor,
-    resid_lambda: &Tensor,
-    x0_lambda: &Tensor,
-) -> Result<Tensor> {
-    let lambdas = Tensor::cat(&[resid_lambda.flatten_all()?, x0_lambda.flatten_all()?], 0)?
-        .to_dtype(DType::F32)?;
+/// `λr·x + λ0·x0` with the two lambdas (`[2]`, f32) read on the device; the backward reduces
+/// dλr and dλ0 across the grid.
+pub(crate) fn lambda_mix(x: &Tensor, x0: &Tensor, lambdas: &Tensor) -> Result<Tensor> {
     x.contiguous()?
-        .apply_op3(&x0.contiguous()?, &lambdas, LambdaMix)
+        .apply_op3(&x0.contiguous()?, lambdas, LambdaMix)
 }
 
 struct LambdaMix;

@@ -9,19 +9,12 @@ use candle_core::{bail, CudaStorage, CustomOp3, DType, Layout, Result, Shape};
 use super::launch::cpu_fwd_cuda_only;
 use super::launch::{by_dtype, function, int, launch, output, storage, tensor};
 use super::launch::{view, warp_per_row, Elem, Read, ROPE_NORM_BWD, ROPE_NORM_FWD};
-use crate::composite;
 
 /// `scale · rms_norm(rope(x))` on `x: [B, T, H, hd]`, tables of `T' >= T` positions (`hd/2`
-/// each, any shape). Saves the norm's reciprocal RMS per row; the tables get no gradient.
+/// each, any shape), the inputs checked by the caller (even hd, positive scale). Saves the norm's
+/// reciprocal RMS per row; the tables get no gradient.
 pub(crate) fn rope_norm(x: &Tensor, cos: &Tensor, sin: &Tensor, scale: f64) -> Result<Tensor> {
-    if scale == 0.0 || !scale.is_finite() {
-        // The backward divides by the scale; a zero scale has a zero output and gradient anyway.
-        return composite::rope_norm(x, cos, sin, scale);
-    }
     let (_, t, h, hd) = x.dims4()?;
-    if hd % 2 != 0 {
-        bail!("rope_norm: the head dimension must be even, got {hd}");
-    }
     let table = |c: &Tensor| -> Result<Tensor> {
         c.flatten_all()?
             .narrow(0, 0, t * hd / 2)?
