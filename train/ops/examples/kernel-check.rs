@@ -172,10 +172,12 @@ fn variables(inputs: &[Tensor]) -> Result<Vec<Tensor>> {
 }
 
 /// `f`'s value at `vars` and every variable's gradient under `Σ f ∘ r`, `r` a fixed random
-/// tensor of the output's shape (cast to the output's dtype), so every gradient entry counts.
-fn value_and_grads(vars: &[Tensor], r: &Tensor, f: Op) -> Result<(Tensor, Vec<Tensor>)> {
+/// tensor of the output's shape (seeded: the same for every `f` of that shape; cast to the
+/// output's dtype), so every gradient entry counts.
+fn value_and_grads(vars: &[Tensor], f: Op) -> Result<(Tensor, Vec<Tensor>)> {
     let y = f(vars)?;
-    let grads = (&y * r.to_dtype(y.dtype())?)?.sum_all()?.backward()?;
+    let r = seeded(y.dims(), 1.0, 99, y.device())?.to_dtype(y.dtype())?;
+    let grads = (&y * r)?.sum_all()?.backward()?;
     let grads = vars
         .iter()
         .filter(|t| t.dtype() != DType::U32)
@@ -218,9 +220,8 @@ fn check_op(
         .collect::<Result<Vec<_>>>()?;
     let tol = if dtype == DType::F32 { OP_F32 } else { OP_BF16 };
     let wide = variables(&wide)?;
-    let r = r_like(&wide, reference)?;
-    let (y_ref, g_ref) = value_and_grads(&wide, &r, reference)?;
-    match value_and_grads(&variables(&low)?, &r, fused) {
+    let (y_ref, g_ref) = value_and_grads(&wide, reference)?;
+    match value_and_grads(&variables(&low)?, fused) {
         Ok((y, g)) => {
             report.compare(&format!("{what}: value"), &y, &y_ref, tol)?;
             for (i, (g, g_ref)) in g.iter().zip(&g_ref).enumerate() {
@@ -230,12 +231,6 @@ fn check_op(
         Err(e) => report.fail(&what, e),
     }
     Ok(())
-}
-
-/// A fixed random output gradient for `f` at `inputs` (the same for both sides: seeded).
-fn r_like(inputs: &[Tensor], f: Op) -> Result<Tensor> {
-    let y = f(inputs)?;
-    seeded(y.dims(), 1.0, 99, y.device())
 }
 
 /// A reproducible normal tensor (SplitMix64 and Box-Muller on the host, then moved).
