@@ -136,7 +136,9 @@ fn cargo_build(
         workspace.join("train/Cargo.toml"),
         workspace.join("Cargo.toml"),
     ];
+    let patches = workspace_patches();
     let mut read: Vec<&Path> = harness.iter().map(PathBuf::as_path).collect();
+    read.extend(patches.iter().map(|(_, path)| path.as_path()));
     read.extend(toolchain.read.iter().map(PathBuf::as_path));
     let mut write: Vec<&Path> = vec![target];
     write.extend(toolchain.write.iter().map(PathBuf::as_path));
@@ -313,9 +315,39 @@ harness = {{ package = "autoresearch-harness", path = "{harness}" }}
 debug = false
 
 [workspace]
-"#,
-        harness = Path::new(WORKSPACE).join("train/harness").display()
+
+# The workspace's patched crates (vendor/): the same candle as the appliance's own build.
+[patch.crates-io]
+{patches}"#,
+        harness = Path::new(WORKSPACE).join("train/harness").display(),
+        patches = workspace_patches()
+            .iter()
+            .map(|(name, path)| format!("{name} = {{ path = \"{}\" }}\n", path.display()))
+            .collect::<String>(),
     )
+}
+
+/// The workspace's `[patch.crates-io]` crates, by name, at absolute paths. The staged crate is a
+/// workspace of its own, so it names them again, or it would build against the published crates
+/// and miss `Cargo.lock`'s entries for them.
+fn workspace_patches() -> Vec<(String, PathBuf)> {
+    let manifest: toml::Table = toml::from_str(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/Cargo.toml"
+    )))
+    .expect("the workspace's Cargo.toml is valid TOML: cargo read it to build this");
+    let crates = manifest
+        .get("patch")
+        .and_then(|p| p.get("crates-io"))
+        .and_then(toml::Value::as_table);
+    crates
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, spec)| {
+            let path = spec.get("path")?.as_str()?;
+            Some((name.clone(), Path::new(WORKSPACE).join(path)))
+        })
+        .collect()
 }
 
 /// Rewriting an unchanged file would only make cargo rebuild it.
@@ -358,6 +390,21 @@ fn executable(json_lines: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_staged_crate_builds_against_the_workspaces_patched_candle() {
+        let vendored = Path::new(WORKSPACE).join("vendor/candle-core");
+        assert_eq!(
+            workspace_patches(),
+            [("candle-core".to_string(), vendored.clone())]
+        );
+        assert!(vendored.join("Cargo.toml").is_file());
+        let manifest: toml::Table = toml::from_str(&manifest_text("slot")).unwrap();
+        assert_eq!(
+            manifest["patch"]["crates-io"]["candle-core"]["path"].as_str(),
+            vendored.to_str()
+        );
+    }
 
     /// The second line of defence, with the gate out of the way: a crate that reads a file
     /// outside what the build may read at compile time does not build.
