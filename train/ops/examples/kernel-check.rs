@@ -396,6 +396,7 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
         return Ok(());
     }
     adamw_against_composite(dev, report)?;
+    ids_outside_are_refused(dev, report)?;
     // The tables are f32 (as the training file keeps them); the lookup is cast after.
     let ids = seeded_ids(&[3, 37], 101, 18, dev)?;
     check_op(
@@ -406,6 +407,41 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
         &|x| ops::embedding(&x[0], &x[1]),
         &|x| composite::embedding(&x[0], &x[1]),
     )?;
+    Ok(())
+}
+
+/// An id or target past the table or the vocabulary is an error that names it, as on the CPU,
+/// not NaNs out of a kernel.
+fn ids_outside_are_refused(dev: &Device, report: &mut Report) -> Result<()> {
+    let (v, c) = (17, 8);
+    let table = seeded(&[v, c], 1.0, 20, dev)?;
+    let x = seeded(&[3, c], 1.0, 21, dev)?;
+    let bad = Tensor::new(&[0u32, v as u32, 1], dev)?;
+    let logits = x.matmul(&table.t()?)?;
+    let cases: [(&str, Result<Tensor>); 3] = [
+        ("embedding", ops::embedding(&table, &bad)),
+        (
+            "softcap_cross_entropy",
+            ops::softcap_cross_entropy(&logits, &bad, CAP),
+        ),
+        (
+            "linear_softcap_cross_entropy",
+            ops::linear_softcap_cross_entropy(&x, &table, &bad, CAP),
+        ),
+    ];
+    for (op, result) in cases {
+        let what = format!("{op} refuses id {v} of {v}");
+        match result {
+            Err(e) if e.to_string().contains(&format!("{v} is outside")) => {
+                report.checks += 1;
+                // The message's first line: a backtrace may follow it.
+                let message = e.to_string();
+                println!("PASS {what}: {}", message.lines().next().unwrap_or(""));
+            }
+            Err(e) => report.fail(&what, e),
+            Ok(_) => report.fail(&what, candle_core::Error::Msg("no error".into())),
+        }
+    }
     Ok(())
 }
 

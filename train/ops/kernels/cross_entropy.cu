@@ -5,7 +5,8 @@
 
 __device__ __forceinline__ float capped(float l, float cap) { return cap * tanhf(l / cap); }
 
-// loss[r] and lse[r] (f32); a target outside the vocabulary gives a NaN loss (no host check).
+// loss[r] and lse[r] (f32); a target outside the vocabulary (which the caller refuses first) gives
+// a NaN loss.
 template <typename T>
 __device__ void softcap_ce_fwd(int n, int v, float cap, const T* l, const uint32_t* targets,
                                float* loss, float* lse) {

@@ -3,7 +3,8 @@
 // where candle's index_add walks the ids one by one). The summation order is not deterministic.
 #include "common.cuh"
 
-// out[r, :] = table[ids[r], :] for r < n, rows of c; an id outside the table gives NaNs.
+// out[r, :] = table[ids[r], :] for r < n, rows of c; an id outside the table (which the caller
+// refuses first) gives NaNs.
 extern "C" __global__ void embedding_fwd_f32(size_t n, int c, int vocab, const float* table,
                                              const uint32_t* ids, float* out) {
     FOR_EACH(i, n * c) {

@@ -5,19 +5,19 @@ use std::sync::OnceLock;
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView};
-use candle_core::{bail, CudaDevice, CudaStorage, CustomOp2, DType, Device, Layout, Result};
+use candle_core::{bail, CudaDevice, CudaStorage, CustomOp2, Device, Layout, Result};
 use candle_core::{Shape, Tensor};
 
 use super::launch::cpu_fwd_cuda_only;
-use super::launch::{block_per_row, by_dtype, function, int, launch, output};
+use super::launch::{block_per_row, by_dtype, function, ids_below, int, launch, output};
 use super::launch::{storage, tensor, view, Elem, Read, SOFTCAP_CE_BWD, SOFTCAP_CE_FWD};
 
 /// The mean over rows of `−log softmax(cap · tanh(logits / cap))[target]`, `logits: [N, V]`
-/// (f32 or bf16), `targets`: N ids (moved to the logits' device as u32). A target outside the
-/// vocabulary makes the loss NaN. Saves the log-sum-exp of every row.
+/// (f32 or bf16), `targets`: N ids below V (moved to the logits' device as u32). Saves the
+/// log-sum-exp of every row.
 pub(crate) fn softcap_cross_entropy(logits: &Tensor, targets: &Tensor, cap: f64) -> Result<Tensor> {
-    let (n, _) = logits.dims2()?;
-    let targets = targets_on("softcap_cross_entropy", targets, n, logits.device())?;
+    let (n, v) = logits.dims2()?;
+    let targets = targets_on("softcap_cross_entropy", targets, n, v, logits.device())?;
     let op = SoftcapCrossEntropy {
         cap: cap as f32,
         lse: OnceLock::new(),
@@ -25,15 +25,20 @@ pub(crate) fn softcap_cross_entropy(logits: &Tensor, targets: &Tensor, cap: f64)
     logits.contiguous()?.apply_op2(&targets, op)?.mean_all()
 }
 
-/// `targets` (any shape, any integer dtype) as `n` u32 ids on `device`.
-pub(super) fn targets_on(op: &str, targets: &Tensor, n: usize, device: &Device) -> Result<Tensor> {
+/// `targets` (any shape, any integer dtype) as `n` u32 ids on `device`, each below `vocab`.
+pub(super) fn targets_on(
+    op: &str,
+    targets: &Tensor,
+    n: usize,
+    vocab: usize,
+    device: &Device,
+) -> Result<Tensor> {
     if targets.elem_count() != n {
         bail!("{op}: {} targets for {n} rows", targets.elem_count());
     }
-    targets
-        .flatten_all()?
-        .to_device(device)?
-        .to_dtype(DType::U32)
+    ids_below(targets, vocab, device, |t| {
+        format!("{op}: target {t} is outside the vocabulary of {vocab}")
+    })
 }
 
 struct SoftcapCrossEntropy {

@@ -3,22 +3,21 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::Tensor;
-use candle_core::{CudaStorage, CustomOp2, DType, Layout, Result, Shape};
+use candle_core::{CudaStorage, CustomOp2, Layout, Result, Shape};
 
 use super::launch::cpu_fwd_cuda_only;
-use super::launch::{elementwise, function, int, launch, output, storage, tensor};
+use super::launch::{elementwise, function, ids_below, int, launch, output, storage, tensor};
 use super::launch::{view, Read, EMBEDDING_BWD, EMBEDDING_FWD};
 
-/// Rows of `table: [V, C]` (f32) at `ids` (any shape, moved to the table's device as u32):
-/// `[ids..., C]`. An id outside the table gives a row of NaNs.
+/// Rows of `table: [V, C]` (f32) at `ids` (any shape, moved to the table's device as u32, each
+/// below V): `[ids..., C]`.
 pub(crate) fn embedding(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
-    let (_, c) = table.dims2()?;
+    let (v, c) = table.dims2()?;
     let mut shape = ids.dims().to_vec();
     shape.push(c);
-    let ids = ids
-        .flatten_all()?
-        .to_device(table.device())?
-        .to_dtype(DType::U32)?;
+    let ids = ids_below(ids, v, table.device(), |id| {
+        format!("embedding: id {id} is outside the table of {v} rows")
+    })?;
     table
         .contiguous()?
         .apply_op2(&ids, Embedding)?

@@ -8,7 +8,7 @@ use candle_core::cuda_backend::cudarc::driver::{
 };
 use candle_core::cuda_backend::CudaDType;
 use candle_core::op::BackpropOp;
-use candle_core::{bail, CudaDevice, CudaStorage, Layout, Result, Shape, Storage};
+use candle_core::{bail, CudaDevice, CudaStorage, DType, Device, Layout, Result, Shape, Storage};
 use candle_core::{StorageRef, Tensor};
 
 mod ptx {
@@ -296,6 +296,25 @@ macro_rules! cpu_fwd_cuda_only {
     };
 }
 pub(crate) use cpu_fwd_cuda_only;
+
+/// `ids` (any shape, any integer dtype) as flat u32 on `device`, each below `bound`; otherwise
+/// the error `refused(largest)` names, as the CPU paths refuse them, where the kernels would only
+/// give NaNs. The check costs one reduction and a 4-byte read.
+pub(crate) fn ids_below(
+    ids: &Tensor,
+    bound: usize,
+    device: &Device,
+    refused: impl FnOnce(u32) -> String,
+) -> Result<Tensor> {
+    let ids = ids.flatten_all()?.to_device(device)?.to_dtype(DType::U32)?;
+    if ids.elem_count() > 0 {
+        let largest = ids.max_all()?.to_scalar::<u32>()?;
+        if largest as usize >= bound {
+            bail!("{}", refused(largest));
+        }
+    }
+    Ok(ids)
+}
 
 /// `n` as the kernels' `int`, refusing sizes past its range.
 pub(crate) fn int(op: &str, n: usize) -> Result<i32> {

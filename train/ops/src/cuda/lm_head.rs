@@ -23,7 +23,8 @@ pub(crate) fn linear_softcap_cross_entropy(
     cap: f64,
 ) -> Result<Tensor> {
     let (n, _) = x.dims2()?;
-    let targets = targets_on("linear_softcap_cross_entropy", targets, n, x.device())?;
+    let (v, _) = w.dims2()?;
+    let targets = targets_on("linear_softcap_cross_entropy", targets, n, v, x.device())?;
     // The products run outside the graph: the op below carries the gradients.
     let xs = x.detach();
     let ws = w.detach().to_dtype(x.dtype())?;
