@@ -10,7 +10,8 @@
 #   PARTS="kernels ops agent train torch draft"  which parts run (to split the checks over calls);
 #                                    kernels: the CUDA kernels against the composite code
 #                                    (kernel-check); ops times the training file's operations one
-#                                    by one
+#                                    by one; train24 (not by default) trains as on a card of
+#                                    CARD_GIB=24 GiB, the harness holding the rest of this one
 #   BUDGET=60 DRAFT_BUDGET=30        training seconds of the train step and of each bench draft run
 #   STEP_LIMIT=240 TRAIN_LIMIT=420   seconds before a step (a training step) is killed; the gpu
 #                                    profile's 11 warm-up steps do not count against the budget
@@ -83,7 +84,7 @@ fi
 
 data="$work/data"
 confinement=()
-if wants train || wants draft; then
+if wants train || wants train24 || wants draft; then
     step "$limit" prepare "$bin/autoresearch" prepare --profile "$profile" --data-dir "$data"
 fi
 if wants train; then
@@ -99,6 +100,15 @@ if wants train; then
             --budget "$budget" --data-dir "$data" --run-dir "$work/train-run" --unconfined
         cp "$work/train-run/train.log" "$work/train-run/result.json" "$out/train-run/" 2>/dev/null
     fi
+fi
+if wants train24; then
+    # A small card's setting on this one: rows per micro-batch and the evaluation's batches fit
+    # themselves into CARD_GIB, and result.json's peak leaves out what the harness holds.
+    mkdir -p "$out/train-${CARD_GIB:-24}gib"
+    step "$train_limit" "train-${CARD_GIB:-24}gib" env AUTORESEARCH_GPU_MEMORY_GIB="${CARD_GIB:-24}" \
+        AUTORESEARCH_TIME_PARTS=1 "$bin/autoresearch" train --trainer-bin "$bin/train" \
+        --budget "$budget" --data-dir "$data" --run-dir "$work/train-small" "${confinement[@]}"
+    cp "$work/train-small/train.log" "$work/train-small/result.json" "$out/train-${CARD_GIB:-24}gib/" 2>/dev/null
 fi
 if wants torch; then
     if [[ -n $torch_ref ]]; then
@@ -136,6 +146,13 @@ p = json.load(open(sys.argv[1]))["parts"]
 n = p["steps"]
 print(f"per step: forward {p['forward_seconds'] / n:.3f} s, backward {p['backward_seconds'] / n:.3f} s, "
       f"optimizer {p['optimizer_seconds'] / n:.3f} s ({n} steps)")
+PY
+    echo "## as a ${CARD_GIB:-24} GiB card"
+    grep -hE "rows per step|do not fit|at a time" "$out/train-${CARD_GIB:-24}gib/train.log" 2>/dev/null
+    python3 - "$out/train-${CARD_GIB:-24}gib/result.json" <<'PY' 2>/dev/null
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"peak {r['peak_vram_mb'] / 1024:.2f} GiB, {r['tokens_per_second']:.0f} tokens/s, val_bpb {r['val_bpb']:.4f}")
 PY
     echo "## kernels (kernel-check: the CUDA kernels against the composite code)"
     grep -E "^(FAIL|TIME|kernel-check)" "$logs/kernel-check.txt" 2>/dev/null

@@ -592,19 +592,24 @@ fn train(h: &mut Harness) -> harness::Result<Trained> {
     // A step of fewer tokens than the rows of one pass holds takes fewer rows, so a smaller
     // TOKENS_PER_STEP is a smaller batch on its own (at least one row).
     let rows = rows.clamp(1, (tokens_per_step / profile.seq_len).max(1));
-    // On a GPU, as many of those rows as one forward and backward fit in its memory (a 24 GB
-    // card runs fewer rows in more micro-steps: the same tokens per step).
+    let mut optimizer = Optimizer::new(&vars, dim, dtype)?;
+    // On a GPU, as many of those rows as fit in its memory (a 24 GB card runs fewer rows in more
+    // micro-steps: the same tokens per step). The probe holds what training holds: the
+    // optimizer's state, and two micro-steps, so a backward runs beside the gradients summed so far.
     let rows = if h.is_gpu() {
-        harness::memory::fit_rows(rows, |rows| {
+        harness::memory::fit_rows(&device, rows, |rows| {
             let ids = Tensor::zeros((rows, profile.seq_len), DType::U32, &device)?;
-            model.loss(&ids, &ids)?.backward().map(|_| ())
+            let mut grads = HashMap::new();
+            for _ in 0..2 {
+                optimizer.accumulate(&model.loss(&ids, &ids)?, &mut grads)?;
+            }
+            Ok(())
         })?
     } else {
         rows
     };
     let micro_steps = (tokens_per_step / (rows * profile.seq_len)).max(1);
     println!("{summary} | {micro_steps} x {rows} rows per step | {dtype:?}");
-    let mut optimizer = Optimizer::new(&vars, dim, dtype)?;
     loop {
         let progress = h.progress();
         let mut grads = HashMap::new();

@@ -17,11 +17,42 @@ pub struct DeviceInfo {
     pub name: String,
     pub peak: Option<PeakFlops>,
     peak_used_bytes: u64,
+    /// Device memory held for the whole run so that the rest of it is a smaller card's
+    /// ([`held_bytes`]); not counted in the peak.
+    _held: Option<candle_core::Tensor>,
+    held_bytes: u64,
+}
+
+/// What to hold of a card of `total` bytes, `free` of them free now, for the run to have a card
+/// of `limit_gib` GiB: the difference, or why it cannot.
+pub fn held_bytes(total: u64, free: u64, limit_gib: f64) -> Result<u64, String> {
+    const GIB: f64 = (1u64 << 30) as f64;
+    if !(limit_gib.is_finite() && limit_gib > 0.0) {
+        return Err(format!("{limit_gib} GiB is not a positive size"));
+    }
+    let limit = (limit_gib * GIB) as u64;
+    if limit >= total {
+        return Err(format!(
+            "the card has {:.1} GiB, not more than {limit_gib} GiB",
+            total as f64 / GIB
+        ));
+    }
+    let held = total - limit;
+    if held > free {
+        return Err(format!(
+            "holding {:.1} GiB would need that much free; {:.1} GiB is",
+            held as f64 / GIB,
+            free as f64 / GIB
+        ));
+    }
+    Ok(held)
 }
 
 impl DeviceInfo {
-    /// CUDA device 0 when this build has CUDA and a GPU is present, else the CPU.
-    pub fn detect() -> candle_core::Result<Self> {
+    /// CUDA device 0 when this build has CUDA and a GPU is present, else the CPU. With
+    /// `gpu_memory_gib`, the run behaves as on a card of that size: the harness holds the rest of
+    /// the device's memory (a 24 GB card's setting, measured on a larger one).
+    pub fn detect(gpu_memory_gib: Option<f64>) -> candle_core::Result<Self> {
         #[cfg(feature = "cuda")]
         if candle_core::utils::cuda_is_available() {
             let device = Device::new_cuda(0)?;
@@ -36,16 +67,40 @@ impl DeviceInfo {
                 // Where the device has no memory pools, cudarc allocates without one.
                 eprintln!("note: the CUDA memory pool's release threshold stays as it is: {e}");
             }
-            let name = context
+            let mut name = context
                 .name()
                 .unwrap_or_else(|_| "unknown CUDA device".into());
             let peak = gpu_peak_bf16(&name);
+            let (held, held_bytes) = match gpu_memory_gib {
+                Some(gib) => {
+                    let (free, total) = context.mem_get_info().map_err(candle_core::Error::wrap)?;
+                    let bytes = held_bytes(total as u64, free as u64, gib).map_err(|why| {
+                        candle_core::Error::Msg(format!("cannot run as a {gib} GiB card: {why}"))
+                    })?;
+                    name = format!("{name} (as a {gib} GiB card)");
+                    let held = candle_core::Tensor::zeros(
+                        bytes as usize,
+                        candle_core::DType::U8,
+                        &device,
+                    )?;
+                    (Some(held), bytes)
+                }
+                None => (None, 0),
+            };
             return Ok(Self {
                 device,
                 name,
                 peak,
                 peak_used_bytes: 0,
+                _held: held,
+                held_bytes,
             });
+        }
+        if gpu_memory_gib.is_some() {
+            candle_core::bail!(
+                "AUTORESEARCH_GPU_MEMORY_GIB limits a GPU's memory, but the run is on the CPU: \
+                 unset it"
+            );
         }
         let (name, peak) = cpu_peak_f32();
         Ok(Self {
@@ -53,6 +108,8 @@ impl DeviceInfo {
             name,
             peak: Some(peak),
             peak_used_bytes: 0,
+            _held: None,
+            held_bytes: 0,
         })
     }
 
@@ -74,12 +131,13 @@ impl DeviceInfo {
         }
     }
 
-    /// Peak memory in MiB: device memory on a GPU, peak resident set on the CPU.
+    /// Peak memory in MiB: device memory on a GPU (without what the harness holds), peak resident
+    /// set on the CPU.
     pub fn peak_memory_mb(&mut self) -> f64 {
         self.sample_memory();
         match self.device {
             Device::Cpu => process_peak_rss_kb().unwrap_or(0) as f64 / 1024.0,
-            _ => self.peak_used_bytes as f64 / (1024.0 * 1024.0),
+            _ => self.peak_used_bytes.saturating_sub(self.held_bytes) as f64 / (1024.0 * 1024.0),
         }
     }
 }
@@ -107,6 +165,29 @@ fn keep_freed_memory(
             &mut threshold as *mut u64 as *mut std::ffi::c_void,
         )
         .map_err(candle_core::Error::wrap)
+    }
+}
+
+/// Gives the memory that freed tensors left in the device's pool back to the driver (after the
+/// stream finishes its frees), so that the memory in use reads as what live tensors hold. For
+/// after a probe that ran out of memory: [`keep_freed_memory`] would keep the whole card
+/// reserved. Nothing to do on the CPU.
+pub fn release_cached_memory(device: &Device) -> candle_core::Result<()> {
+    match device {
+        #[cfg(feature = "cuda")]
+        Device::Cuda(d) => {
+            use candle_core::cuda::cudarc::driver::result;
+            device.synchronize()?;
+            let context = d.cuda_stream().context().clone();
+            // SAFETY: the pool is the live device's default pool; trimming only returns memory
+            // no allocation holds.
+            unsafe {
+                let pool = result::device::get_default_mem_pool(context.cu_device())
+                    .map_err(candle_core::Error::wrap)?;
+                result::mem_pool::trim_to(pool, 0).map_err(candle_core::Error::wrap)
+            }
+        }
+        _ => Ok(()),
     }
 }
 
@@ -184,4 +265,47 @@ fn process_peak_rss_kb() -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn a_smaller_card_holds_the_difference() {
+        // An H200's 139.8 GiB as a 24 GiB card, with the context's half GiB already in use.
+        let total = 1398 * GIB / 10;
+        let held = held_bytes(total, total - GIB / 2, 24.0).unwrap();
+        assert_eq!(held, total - 24 * GIB);
+    }
+
+    #[test]
+    fn a_limit_the_card_cannot_give_is_refused_with_the_reason() {
+        let total = 24 * GIB;
+        assert_eq!(
+            held_bytes(total, total, 24.0).unwrap_err(),
+            "the card has 24.0 GiB, not more than 24 GiB"
+        );
+        assert_eq!(
+            held_bytes(80 * GIB, 40 * GIB, 24.0).unwrap_err(),
+            "holding 56.0 GiB would need that much free; 40.0 GiB is"
+        );
+        for bad in [0.0, -3.0, f64::NAN] {
+            assert!(held_bytes(total, total, bad)
+                .unwrap_err()
+                .contains("is not a positive size"));
+        }
+    }
+
+    #[test]
+    fn a_memory_limit_on_the_cpu_is_an_error() {
+        #[cfg(feature = "cuda")]
+        if candle_core::utils::cuda_is_available() {
+            return;
+        }
+        let err = DeviceInfo::detect(Some(24.0)).err().unwrap();
+        assert!(err.to_string().contains("the run is on the CPU"), "{err}");
+    }
 }

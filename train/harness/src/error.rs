@@ -17,6 +17,8 @@ pub enum HarnessError {
     },
     #[error("the time budget {0:?} is not a positive number of seconds")]
     BadBudget(String),
+    #[error("AUTORESEARCH_GPU_MEMORY_GIB={0:?} is not a number of GiB (e.g. 24 for a 24 GB card)")]
+    BadMemoryLimit(String),
     #[error("the model's logits have shape {got:?}, the harness expects [batch, seq_len, vocab] = {want:?}")]
     LogitsShape { got: Vec<usize>, want: Vec<usize> },
     #[error("these variables receive no usable gradient, so they never train: {0}. Use ops that carry gradients (candle_nn::ops::softmax, hand-written RMSNorm and RoPE)")]

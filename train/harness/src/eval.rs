@@ -76,6 +76,8 @@ pub fn evaluate(
             Err(HarnessError::Candle(e)) if batch.len() > 1 && is_out_of_memory(&e) => {
                 batch_rows = batch.len() / 2;
                 println!("note: evaluating {batch_rows} rows at a time: more do not fit in the device's memory");
+                // The failed batch filled the memory pool; the run's peak must not read it.
+                crate::device::release_cached_memory(device)?;
                 continue;
             }
             score => score?,

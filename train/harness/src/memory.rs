@@ -13,9 +13,12 @@ pub fn is_out_of_memory(e: &candle_core::Error) -> bool {
 }
 
 /// The most rows, from `rows` down by halving, at which `probe(rows)` (one micro-batch's forward
-/// and backward) runs without running out of device memory; says so when that is fewer than
+/// and backward) runs without running out of `device`'s memory; says so when that is fewer than
 /// `rows`. Any other error is returned as it is, and so is running out of memory at one row.
+/// What the probes left in the device's memory pool goes back to the driver, so the run's peak
+/// is its own, not the failed probe's full card.
 pub fn fit_rows(
+    device: &candle_core::Device,
     rows: usize,
     mut probe: impl FnMut(usize) -> candle_core::Result<()>,
 ) -> candle_core::Result<usize> {
@@ -27,6 +30,7 @@ pub fn fit_rows(
             Err(e) => return Err(e),
         }
     }
+    crate::device::release_cached_memory(device)?;
     if fits < rows {
         println!("note: {rows} rows per micro-batch do not fit in the device's memory; {fits} do");
     }
@@ -44,7 +48,7 @@ mod tests {
     #[test]
     fn rows_halve_until_they_fit() {
         let mut tried = Vec::new();
-        let rows = fit_rows(32, |rows| {
+        let rows = fit_rows(&candle_core::Device::Cpu, 32, |rows| {
             tried.push(rows);
             if rows > 5 {
                 Err(out_of_memory())
@@ -59,10 +63,12 @@ mod tests {
 
     #[test]
     fn other_errors_and_one_row_out_of_memory_are_returned() {
-        let err = fit_rows(8, |_| Err(candle_core::Error::Msg("shape mismatch".into())));
+        let err = fit_rows(&candle_core::Device::Cpu, 8, |_| {
+            Err(candle_core::Error::Msg("shape mismatch".into()))
+        });
         assert_eq!(err.unwrap_err().to_string(), "shape mismatch");
         let mut tried = Vec::new();
-        let err = fit_rows(4, |rows| {
+        let err = fit_rows(&candle_core::Device::Cpu, 4, |rows| {
             tried.push(rows);
             Err(out_of_memory())
         });
