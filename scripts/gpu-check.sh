@@ -11,7 +11,9 @@
 #                                    kernels: the CUDA kernels against the composite code
 #                                    (kernel-check); ops times the training file's operations one
 #                                    by one; train24 (not by default) trains as on a card of
-#                                    CARD_GIB=24 GiB, the harness holding the rest of this one
+#                                    CARD_GIB=24 GiB, the harness holding the rest of this one;
+#                                    zero-fill (not by default) trains with candle's backward as
+#                                    published (CANDLE_GRAD_ZERO_FILL=1), against part train
 #   BUDGET=60 DRAFT_BUDGET=30        training seconds of the train step and of each bench draft run
 #   STEP_LIMIT=240 TRAIN_LIMIT=420   seconds before a step (a training step) is killed; the gpu
 #                                    profile's 11 warm-up steps do not count against the budget
@@ -84,7 +86,7 @@ fi
 
 data="$work/data"
 confinement=()
-if wants train || wants train24 || wants draft; then
+if wants train || wants train24 || wants zero-fill || wants draft; then
     step "$limit" prepare "$bin/autoresearch" prepare --profile "$profile" --data-dir "$data"
 fi
 if wants train; then
@@ -109,6 +111,15 @@ if wants train24; then
         AUTORESEARCH_TIME_PARTS=1 "$bin/autoresearch" train --trainer-bin "$bin/train" \
         --budget "$budget" --data-dir "$data" --run-dir "$work/train-small" "${confinement[@]}"
     cp "$work/train-small/train.log" "$work/train-small/result.json" "$out/train-${CARD_GIB:-24}gib/" 2>/dev/null
+fi
+if wants zero-fill; then
+    # The candle patch's A/B: the same program with the backward as published, run directly (the
+    # confinement passes only AUTORESEARCH_* variables; this is the archive's own program).
+    mkdir -p "$out/train-zero-fill" "$work/train-zero-fill"
+    step "$train_limit" train-zero-fill env CANDLE_GRAD_ZERO_FILL=1 AUTORESEARCH_TIME_PARTS=1 \
+        AUTORESEARCH_DATA_DIR="$data" AUTORESEARCH_RUN_DIR="$work/train-zero-fill" \
+        AUTORESEARCH_BUDGET="$budget" "$bin/train"
+    cp "$work/train-zero-fill/result.json" "$out/train-zero-fill/" 2>/dev/null
 fi
 if wants torch; then
     if [[ -n $torch_ref ]]; then
@@ -139,14 +150,18 @@ ref = dict(re.findall(r"(\w+)=(\S+)", open(sys.argv[2]).read()))
 print(f"trainer / torch.compile: tokens/s {ours['tokens_per_second'] / float(ref['tok_per_s']):.3f}, "
       f"MFU {ours['mfu_percent']:.2f}% / {float(ref['mfu_pct']):.1f}%")
 PY
-    # Seconds per step by part, when the trainer timed them.
-    python3 - "$out/train-run/result.json" <<'PY' 2>/dev/null
+    # Seconds per step by part, when the trainer timed them; and with candle's backward as
+    # published, when part zero-fill ran.
+    for run in train-run train-zero-fill; do
+        python3 - "$out/$run/result.json" "$run" <<'PY' 2>/dev/null
 import json, sys
-p = json.load(open(sys.argv[1]))["parts"]
+r = json.load(open(sys.argv[1]))
+p = r["parts"]
 n = p["steps"]
-print(f"per step: forward {p['forward_seconds'] / n:.3f} s, backward {p['backward_seconds'] / n:.3f} s, "
-      f"optimizer {p['optimizer_seconds'] / n:.3f} s ({n} steps)")
+print(f"{sys.argv[2]} per step: forward {p['forward_seconds'] / n:.3f} s, backward {p['backward_seconds'] / n:.3f} s, "
+      f"optimizer {p['optimizer_seconds'] / n:.3f} s ({n} steps), {r['tokens_per_second']:.0f} tokens/s")
 PY
+    done
     echo "## as a ${CARD_GIB:-24} GiB card"
     grep -hE "rows per step|do not fit|at a time" "$out/train-${CARD_GIB:-24}gib/train.log" 2>/dev/null
     python3 - "$out/train-${CARD_GIB:-24}gib/result.json" <<'PY' 2>/dev/null
