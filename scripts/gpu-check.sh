@@ -13,7 +13,9 @@
 #                                    by one; train24 (not by default) trains as on a card of
 #                                    CARD_GIB=24 GiB, the harness holding the rest of this one;
 #                                    zero-fill (not by default) trains with candle's backward as
-#                                    published (CANDLE_GRAD_ZERO_FILL=1), against part train
+#                                    published (CANDLE_GRAD_ZERO_FILL=1), against part train;
+#                                    profile (not by default) lists the trainer's kernels by time
+#                                    under Nsight Systems, where nsys is installed
 #   BUDGET=60 DRAFT_BUDGET=30        training seconds of the train step and of each bench draft run
 #   STEP_LIMIT=240 TRAIN_LIMIT=420   seconds before a step (a training step) is killed; the gpu
 #                                    profile's 11 warm-up steps do not count against the budget
@@ -86,7 +88,7 @@ fi
 
 data="$work/data"
 confinement=()
-if wants train || wants train24 || wants zero-fill || wants draft; then
+if wants train || wants train24 || wants zero-fill || wants profile || wants draft; then
     step "$limit" prepare "$bin/autoresearch" prepare --profile "$profile" --data-dir "$data"
 fi
 if wants train; then
@@ -120,6 +122,20 @@ if wants zero-fill; then
         AUTORESEARCH_DATA_DIR="$data" AUTORESEARCH_RUN_DIR="$work/train-zero-fill" \
         AUTORESEARCH_BUDGET="$budget" "$bin/train"
     cp "$work/train-zero-fill/result.json" "$out/train-zero-fill/" 2>/dev/null
+fi
+if wants profile; then
+    # The per-kernel table (CUDA's own tracing): the warm-up steps and a few timed ones.
+    nsys_bin=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -n 1)
+    if [[ -n $nsys_bin ]]; then
+        mkdir -p "$work/train-profile"
+        step "$train_limit" profile "$nsys_bin" profile --trace=cuda --force-overwrite=true \
+            -o "$work/profile" env AUTORESEARCH_DATA_DIR="$data" \
+            AUTORESEARCH_RUN_DIR="$work/train-profile" AUTORESEARCH_BUDGET=5 "$bin/train"
+        step "$limit" kernel-table "$nsys_bin" stats --report cuda_gpu_kern_sum --format table \
+            "$work/profile.nsys-rep"
+    else
+        echo "no nsys on this machine: no per-kernel table" | tee -a "$logs/steps.txt"
+    fi
 fi
 if wants torch; then
     if [[ -n $torch_ref ]]; then
@@ -169,6 +185,8 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 print(f"peak {r['peak_vram_mb'] / 1024:.2f} GiB, {r['tokens_per_second']:.0f} tokens/s, val_bpb {r['val_bpb']:.4f}")
 PY
+    echo "## the trainer's kernels by time (nsys)"
+    head -n 40 "$logs/kernel-table.txt" 2>/dev/null
     echo "## kernels (kernel-check: the CUDA kernels against the composite code)"
     grep -E "^(FAIL|TIME|kernel-check)" "$logs/kernel-check.txt" 2>/dev/null
     echo "## operations (ms per micro-batch, forward + backward)"
