@@ -91,28 +91,32 @@ confinement=()
 if wants train || wants train24 || wants zero-fill || wants profile || wants draft; then
     step "$limit" prepare "$bin/autoresearch" prepare --profile "$profile" --data-dir "$data"
 fi
-if wants train; then
-    # The run's weights stay behind: only its log and result come back.
-    # Each step's forward, backward and optimizer timed apart, synchronised (result.json's parts).
-    step "$train_limit" train env AUTORESEARCH_TIME_PARTS=1 "$bin/autoresearch" train --trainer-bin "$bin/train" \
-        --budget "$budget" --data-dir "$data" --run-dir "$work/train-run"
-    cp "$work/train-run/train.log" "$work/train-run/result.json" "$out/train-run/" 2>/dev/null
-    # When the confined run fails, the figures still come back from an unconfined one, said so.
-    if [[ ! -f $work/train-run/result.json ]] && grep -q "CUDA\|Landlock\|confine" "$logs/train.txt"; then
+# train_part NAME OUTDIR [VAR=VALUE...]: `autoresearch train` on the prepared data with the variables
+# set, each step's forward, backward and optimizer timed apart (result.json's parts); its log and
+# result go to $out/OUTDIR (the weights stay behind). When the confined run fails, the figures
+# still come back from an unconfined one, said so, and later runs go unconfined too.
+train_part() {
+    local name=$1 dir=$2; shift 2
+    mkdir -p "$out/$dir"
+    step "$train_limit" "$name" env AUTORESEARCH_TIME_PARTS=1 "$@" "$bin/autoresearch" train \
+        --trainer-bin "$bin/train" --budget "$budget" --data-dir "$data" --run-dir "$work/$dir" \
+        "${confinement[@]}"
+    if [[ ! -f $work/$dir/result.json && ${#confinement[@]} -eq 0 ]] \
+        && grep -q "CUDA\|Landlock\|confine" "$logs/$name.txt"; then
         confinement=(--unconfined)
-        step "$train_limit" train-unconfined env AUTORESEARCH_TIME_PARTS=1 "$bin/autoresearch" train --trainer-bin "$bin/train" \
-            --budget "$budget" --data-dir "$data" --run-dir "$work/train-run" --unconfined
-        cp "$work/train-run/train.log" "$work/train-run/result.json" "$out/train-run/" 2>/dev/null
+        step "$train_limit" "$name-unconfined" env AUTORESEARCH_TIME_PARTS=1 "$@" "$bin/autoresearch" \
+            train --trainer-bin "$bin/train" --budget "$budget" --data-dir "$data" \
+            --run-dir "$work/$dir" --unconfined
     fi
+    cp "$work/$dir/train.log" "$work/$dir/result.json" "$out/$dir/" 2>/dev/null
+}
+if wants train; then
+    train_part train train-run
 fi
 if wants train24; then
     # A small card's setting on this one: rows per micro-batch and the evaluation's batches fit
     # themselves into CARD_GIB, and result.json's peak leaves out what the harness holds.
-    mkdir -p "$out/train-${CARD_GIB:-24}gib"
-    step "$train_limit" "train-${CARD_GIB:-24}gib" env AUTORESEARCH_GPU_MEMORY_GIB="${CARD_GIB:-24}" \
-        AUTORESEARCH_TIME_PARTS=1 "$bin/autoresearch" train --trainer-bin "$bin/train" \
-        --budget "$budget" --data-dir "$data" --run-dir "$work/train-small" "${confinement[@]}"
-    cp "$work/train-small/train.log" "$work/train-small/result.json" "$out/train-${CARD_GIB:-24}gib/" 2>/dev/null
+    train_part "train-${CARD_GIB:-24}gib" "train-${CARD_GIB:-24}gib" AUTORESEARCH_GPU_MEMORY_GIB="${CARD_GIB:-24}"
 fi
 if wants zero-fill; then
     # The candle patch's A/B: the same program with the backward as published, run directly (the
@@ -124,12 +128,16 @@ if wants zero-fill; then
     cp "$work/train-zero-fill/result.json" "$out/train-zero-fill/" 2>/dev/null
 fi
 if wants profile; then
-    # The per-kernel table (CUDA's own tracing): the warm-up steps and a few timed ones.
+    # The per-kernel table (CUDA's own tracing): the row-fitting probes, the warm-up steps and a
+    # few timed ones, then an evaluation of one batch (its own data folder), so that the table is
+    # the training's.
     nsys_bin=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -n 1)
     if [[ -n $nsys_bin ]]; then
         mkdir -p "$work/train-profile"
+        step "$limit" prepare-profile "$bin/autoresearch" prepare --profile "$profile" \
+            --data-dir "$work/data-profile" --eval-tokens 65536
         step "$train_limit" profile "$nsys_bin" profile --trace=cuda --force-overwrite=true \
-            -o "$work/profile" env AUTORESEARCH_DATA_DIR="$data" \
+            -o "$work/profile" env AUTORESEARCH_DATA_DIR="$work/data-profile" \
             AUTORESEARCH_RUN_DIR="$work/train-profile" AUTORESEARCH_BUDGET=5 "$bin/train"
         step "$limit" kernel-table "$nsys_bin" stats --report cuda_gpu_kern_sum --format table \
             "$work/profile.nsys-rep"
@@ -155,7 +163,7 @@ fi
     echo "# GPU check, $(date -u +%FT%TZ), parts:$parts"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
     echo "## trainer (result.json)"
-    cat "$out/train-run/result.json" 2>/dev/null || echo "no result"
+    cat "$out/train-run/result.json" 2>/dev/null && echo || echo "no result"
     echo "## torch.compile reference"
     grep -E "tok_per_s" "$logs/torch-ref.txt" 2>/dev/null
     # The ratio, when both ran in this call.

@@ -12,8 +12,8 @@ pub fn is_out_of_memory(e: &candle_core::Error) -> bool {
         .any(|mark| text.contains(mark))
 }
 
-/// The most rows, from `rows` down by halving, at which `probe(rows)` (one micro-batch's forward
-/// and backward) runs without running out of `device`'s memory; says so when that is fewer than
+/// The most rows, from `rows` down by halving, at which `probe(rows)` (what training holds at that
+/// many rows per micro-batch) runs without running out of `device`'s memory; says so when that is fewer than
 /// `rows`. Any other error is returned as it is, and so is running out of memory at one row.
 /// What the probes left in the device's memory pool goes back to the driver, so the run's peak
 /// is its own, not the failed probe's full card.

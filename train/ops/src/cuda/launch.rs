@@ -298,22 +298,36 @@ macro_rules! cpu_fwd_cuda_only {
 pub(crate) use cpu_fwd_cuda_only;
 
 /// `ids` (any shape, any integer dtype) as flat u32 on `device`, each below `bound`; otherwise
-/// the error `refused(largest)` names, as the CPU paths refuse them, where the kernels would only
-/// give NaNs. The check costs one reduction and a 4-byte read.
+/// the error `refused(id)` names, as the CPU paths refuse them, where the kernels would only give
+/// NaNs. The check is a reduction and a 4-byte read, which waits for the device's queue: once
+/// per call, a few times per forward. i64 ids are checked before the cast, so a negative or
+/// too-large one cannot wrap into range.
 pub(crate) fn ids_below(
     ids: &Tensor,
     bound: usize,
     device: &Device,
-    refused: impl FnOnce(u32) -> String,
+    refused: impl FnOnce(i64) -> String,
 ) -> Result<Tensor> {
-    let ids = ids.flatten_all()?.to_device(device)?.to_dtype(DType::U32)?;
+    let ids = ids.flatten_all()?.to_device(device)?;
     if ids.elem_count() > 0 {
-        let largest = ids.max_all()?.to_scalar::<u32>()?;
-        if largest as usize >= bound {
-            bail!("{}", refused(largest));
+        // The scalar comes to the host first: the cast there serves every integer dtype.
+        let as_i64 = |t: Tensor| {
+            t.to_device(&Device::Cpu)?
+                .to_dtype(DType::I64)?
+                .to_scalar::<i64>()
+        };
+        let smallest = match ids.dtype() {
+            DType::I64 => as_i64(ids.min_all()?)?,
+            _ => 0,
+        };
+        let largest = as_i64(ids.max_all()?)?;
+        for id in [smallest, largest] {
+            if id < 0 || id as u64 >= bound as u64 {
+                bail!("{}", refused(id));
+            }
         }
     }
-    Ok(ids)
+    ids.to_dtype(DType::U32)
 }
 
 /// `n` as the kernels' `int`, refusing sizes past its range.
