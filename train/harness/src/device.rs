@@ -18,14 +18,14 @@ pub struct DeviceInfo {
     pub peak: Option<PeakFlops>,
     peak_used_bytes: u64,
     /// Device memory held for the whole run so that the rest of it is a smaller card's
-    /// ([`held_bytes`]); not counted in the peak.
+    /// ([`bytes_to_hold`]); not counted in the peak.
     _held: Option<candle_core::Tensor>,
     held_bytes: u64,
 }
 
 /// What to hold of a card of `total` bytes, `free` of them free now, for the run to have a card
 /// of `limit_gib` GiB: the difference, or why it cannot.
-pub fn held_bytes(total: u64, free: u64, limit_gib: f64) -> Result<u64, String> {
+pub fn bytes_to_hold(total: u64, free: u64, limit_gib: f64) -> Result<u64, String> {
     const GIB: f64 = (1u64 << 30) as f64;
     if !(limit_gib.is_finite() && limit_gib > 0.0) {
         return Err(format!("{limit_gib} GiB is not a positive size"));
@@ -74,7 +74,7 @@ impl DeviceInfo {
             let (held, held_bytes) = match gpu_memory_gib {
                 Some(gib) => {
                     let (free, total) = context.mem_get_info().map_err(candle_core::Error::wrap)?;
-                    let bytes = held_bytes(total as u64, free as u64, gib).map_err(|why| {
+                    let bytes = bytes_to_hold(total as u64, free as u64, gib).map_err(|why| {
                         candle_core::Error::Msg(format!("cannot run as a {gib} GiB card: {why}"))
                     })?;
                     name = format!("{name} (as a {gib} GiB card)");
@@ -283,7 +283,7 @@ mod tests {
     fn a_smaller_card_holds_the_difference() {
         // An H200's 139.8 GiB as a 24 GiB card, with the context's half GiB already in use.
         let total = 1398 * GIB / 10;
-        let held = held_bytes(total, total - GIB / 2, 24.0).unwrap();
+        let held = bytes_to_hold(total, total - GIB / 2, 24.0).unwrap();
         assert_eq!(held, total - 24 * GIB);
     }
 
@@ -291,15 +291,15 @@ mod tests {
     fn a_limit_the_card_cannot_give_is_refused_with_the_reason() {
         let total = 24 * GIB;
         assert_eq!(
-            held_bytes(total, total, 24.0).unwrap_err(),
+            bytes_to_hold(total, total, 24.0).unwrap_err(),
             "the card has 24.0 GiB, not more than 24 GiB"
         );
         assert_eq!(
-            held_bytes(80 * GIB, 40 * GIB, 24.0).unwrap_err(),
+            bytes_to_hold(80 * GIB, 40 * GIB, 24.0).unwrap_err(),
             "holding 56.0 GiB would need that much free; 40.0 GiB is"
         );
         for bad in [0.0, -3.0, f64::NAN] {
-            assert!(held_bytes(total, total, bad)
+            assert!(bytes_to_hold(total, total, bad)
                 .unwrap_err()
                 .contains("is not a positive size"));
         }
