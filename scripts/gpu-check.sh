@@ -14,6 +14,8 @@
 #                                    CARD_GIB=24 GiB, the harness holding the rest of this one;
 #                                    zero-fill (not by default) trains with candle's backward as
 #                                    published (CANDLE_GRAD_ZERO_FILL=1), against part train;
+#                                    interim (not by default) trains with the interim attention
+#                                    (AUTORESEARCH_ATTENTION=interim) instead of the flash kernels;
 #                                    profile (not by default) lists the trainer's kernels by time
 #                                    under Nsight Systems, where nsys is installed
 #   BUDGET=60 DRAFT_BUDGET=30        training seconds of the train step and of each bench draft run
@@ -88,7 +90,7 @@ fi
 
 data="$work/data"
 confinement=()
-if wants train || wants train24 || wants zero-fill || wants profile || wants draft; then
+if wants train || wants train24 || wants zero-fill || wants interim || wants profile || wants draft; then
     step "$limit" prepare "$bin/autoresearch" prepare --profile "$profile" --data-dir "$data"
 fi
 # train_part NAME OUTDIR [VAR=VALUE...]: `autoresearch train` on the prepared data with the variables
@@ -117,6 +119,10 @@ if wants train24; then
     # A small card's setting on this one: rows per micro-batch and the evaluation's batches fit
     # themselves into CARD_GIB, and result.json's peak leaves out what the harness holds.
     train_part "train-${CARD_GIB:-24}gib" "train-${CARD_GIB:-24}gib" AUTORESEARCH_GPU_MEMORY_GIB="${CARD_GIB:-24}"
+fi
+if wants interim; then
+    # The flash kernels' A/B: cuBLAS scores with the windowed-softmax kernels instead.
+    train_part train-interim train-interim AUTORESEARCH_ATTENTION=interim
 fi
 if wants zero-fill; then
     # The candle patch's A/B: the same program with the backward as published, run directly (the
@@ -175,8 +181,8 @@ print(f"trainer / torch.compile: tokens/s {ours['tokens_per_second'] / float(ref
       f"MFU {ours['mfu_percent']:.2f}% / {float(ref['mfu_pct']):.1f}%")
 PY
     # Seconds per step by part, when the trainer timed them; and with candle's backward as
-    # published, when part zero-fill ran.
-    for run in train-run train-zero-fill; do
+    # published, when part zero-fill ran; with the interim attention, when part interim ran.
+    for run in train-run train-zero-fill train-interim; do
         python3 - "$out/$run/result.json" "$run" <<'PY' 2>/dev/null
 import json, sys
 r = json.load(open(sys.argv[1]))

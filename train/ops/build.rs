@@ -12,7 +12,7 @@ fn main() {
         let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
         let ptx = cudaforge::KernelBuilder::new()
             .source_glob("kernels/*.cu")
-            .watch(["kernels/common.cuh"])
+            .watch(["kernels/common.cuh", "kernels/mma.cuh"])
             .compute_cap(80)
             .arg("-std=c++17")
             .arg("-O3")

@@ -1,4 +1,6 @@
-//! Interim attention on CUDA, until a flash-attention kernel replaces it: the scores and the
+//! Attention on CUDA: the flash kernels (`flash.rs`) where they apply (bf16, heads of 64 or 128);
+//! otherwise (f32, other head sizes, or `AUTORESEARCH_ATTENTION=interim`) this interim op: the
+//! scores and the
 //! weighted sums are cuBLAS products (candle's matmul) and one kernel each way does the windowed,
 //! scaled softmax, so no mask tensor, no scaled copy of q and no chain of elementwise passes over
 //! the `[B, H, T, T]` scores exist. The whole core is one op whose backward runs the products
@@ -15,7 +17,7 @@ use super::launch::{block_per_row, by_dtype, function, int, launch, output, stor
 use super::launch::{stored, tensor, view, Elem, Read, WINDOW_SOFTMAX_BWD, WINDOW_SOFTMAX_FWD};
 
 /// `softmax(scale · q kᵀ + mask) v` on `[B, T, H, hd]`, query `i` seeing keys
-/// `i + 1 − window ..= i`. Saves the probabilities (`[B, H, T, T]`, q's dtype).
+/// `i + 1 − window ..= i`. The interim op saves the probabilities (`[B, H, T, T]`, q's dtype).
 pub(crate) fn attention(
     q: &Tensor,
     k: &Tensor,
@@ -23,6 +25,11 @@ pub(crate) fn attention(
     window: usize,
     scale: f64,
 ) -> Result<Tensor> {
+    let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
+    if super::flash::applies(&q, &k, &v)? {
+        return super::flash::attention(&q, &k, &v, window, scale);
+    }
+    let (q, k, v) = (&q, &k, &v);
     let t = q.dim(1)?;
     let softmax = WindowSoftmax {
         t,
@@ -38,8 +45,7 @@ pub(crate) fn attention(
         p,
         o: Mutex::new(Some(o)),
     };
-    q.contiguous()?
-        .apply_op3(&k.contiguous()?, &v.contiguous()?, op)
+    q.apply_op3(k, v, op)
 }
 
 /// `[B, T, H, hd]` tensors as `[B, H, T, hd]` copies outside the graph.

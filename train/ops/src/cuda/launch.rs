@@ -38,6 +38,7 @@ modules!(
     CROSS_ENTROPY,
     ELEMENTWISE,
     EMBEDDING,
+    FLASH,
     GATE,
     NORM,
     OPTIM,
@@ -54,6 +55,7 @@ pub(crate) struct Kernel {
 }
 
 const BOTH: &[&str] = &["f32", "bf16"];
+const BF16: &[&str] = &["bf16"];
 
 macro_rules! kernels {
     ($($id:ident = $module:ident :: $name:literal for $suffixes:expr;)*) => {
@@ -73,6 +75,13 @@ kernels! {
     RELU_SQ_BWD = ELEMENTWISE::"relu_sq_bwd" for BOTH;
     EMBEDDING_FWD = EMBEDDING::"embedding_fwd" for &["f32"];
     EMBEDDING_BWD = EMBEDDING::"embedding_bwd" for &["f32"];
+    FLASH_FWD_HD64 = FLASH::"flash_fwd_hd64" for BF16;
+    FLASH_FWD_HD128 = FLASH::"flash_fwd_hd128" for BF16;
+    FLASH_DELTA = FLASH::"flash_delta" for BF16;
+    FLASH_DKDV_HD64 = FLASH::"flash_dkdv_hd64" for BF16;
+    FLASH_DKDV_HD128 = FLASH::"flash_dkdv_hd128" for BF16;
+    FLASH_DQ_HD64 = FLASH::"flash_dq_hd64" for BF16;
+    FLASH_DQ_HD128 = FLASH::"flash_dq_hd128" for BF16;
     GATE_MIX_FWD = GATE::"gate_mix_fwd" for BOTH;
     GATE_MIX_BWD = GATE::"gate_mix_bwd" for BOTH;
     ADAMW = OPTIM::"adamw" for &["f32"];

@@ -1,0 +1,139 @@
+// A CPU emulator for the CUDA kernels, so the CI machine (no GPU) runs them: every thread of a
+// block is a host thread, blocks run one after another, `__shared__` variables are statics
+// (one block at a time, so one copy serves), `__syncthreads` is a barrier of the block, and the
+// warp operations (shuffles, the tensor-core product) exchange values through a per-warp scratch
+// between two barriers of the warp. The tensor-core product reads its operands with the fragment
+// layouts mma.cuh documents, so a kernel that indexes its fragments wrongly fails here.
+//
+// Include this first, then the kernel file; build with -DAUTORESEARCH_EMULATE, -I on this folder
+// (its cuda_bf16.h) and C++20. Slow by design: meant for small shapes.
+#pragma once
+#include <algorithm>
+#include <barrier>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <math.h>
+#include <memory>
+#include <thread>
+#include <vector>
+
+using std::max;
+using std::min;
+
+struct uint4 {
+    unsigned x, y, z, w;
+};
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
+
+namespace emu {
+
+struct Dim3 {
+    unsigned x = 1, y = 1, z = 1;
+};
+
+inline thread_local Dim3 thread_idx, block_idx;
+inline Dim3 block_dim, grid_dim;
+
+// One warp's exchange area for the shuffles and the tensor-core product.
+struct Scratch {
+    uint32_t word[32];
+    uint32_t a[32][4];
+    uint32_t b[32][2];
+};
+
+struct Block {
+    std::barrier<> all;
+    std::vector<std::unique_ptr<std::barrier<>>> warps;
+    std::vector<Scratch> scratch;
+    explicit Block(unsigned threads) : all(threads), scratch((threads + 31) / 32) {
+        for (unsigned w = 0; w < (threads + 31) / 32; ++w)
+            warps.push_back(std::make_unique<std::barrier<>>(std::min(32u, threads - 32 * w)));
+    }
+};
+
+inline Block* block;
+
+inline unsigned warp() { return thread_idx.x / 32; }
+inline unsigned lane() { return thread_idx.x % 32; }
+inline void warp_sync() { block->warps[warp()]->arrive_and_wait(); }
+
+// Runs `kernel` (a callable taking no arguments) on a grid of blocks, one block at a time.
+template <class Kernel>
+void launch(Dim3 grid, Dim3 threads, Kernel kernel) {
+    grid_dim = grid;
+    block_dim = threads;
+    for (unsigned by = 0; by < grid.y; ++by)
+        for (unsigned bx = 0; bx < grid.x; ++bx) {
+            Block b(threads.x);
+            block = &b;
+            std::vector<std::thread> pool;
+            for (unsigned tx = 0; tx < threads.x; ++tx)
+                pool.emplace_back([=] {
+                    thread_idx = {tx, 0, 0};
+                    block_idx = {bx, by, 0};
+                    kernel();
+                });
+            for (auto& t : pool) t.join();
+            block = nullptr;
+        }
+}
+
+// The bf16 at half `hi` of a pair, as a float.
+inline float half_of(uint32_t pair, int hi) {
+    const uint32_t u = (hi ? pair >> 16 : pair & 0xffffu) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
+}  // namespace emu
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __shared__ static
+#define __align__(n) __attribute__((aligned(n)))
+#define __launch_bounds__(...)
+#define threadIdx (emu::thread_idx)
+#define blockIdx (emu::block_idx)
+#define blockDim (emu::block_dim)
+#define gridDim (emu::grid_dim)
+
+inline float __expf(float x) { return std::exp(x); }
+inline void __syncthreads() { emu::block->all.arrive_and_wait(); }
+
+template <class T>
+T __shfl_xor_sync(unsigned, T v, int offset) {
+    static_assert(sizeof(T) == 4, "the emulator shuffles 4-byte values");
+    emu::Scratch& s = emu::block->scratch[emu::warp()];
+    std::memcpy(&s.word[emu::lane()], &v, 4);
+    emu::warp_sync();
+    T out;
+    std::memcpy(&out, &s.word[emu::lane() ^ (unsigned)offset], 4);
+    emu::warp_sync();
+    return out;
+}
+
+// c += a · b with PTX's m16n8k16 fragment layouts (see mma.cuh): each lane publishes its
+// fragments, then computes its own four outputs from the whole warp's.
+inline void emulated_mma_bf16_16816(float c[4], const uint32_t a[4], const uint32_t b[2]) {
+    emu::Scratch& s = emu::block->scratch[emu::warp()];
+    const unsigned lane = emu::lane();
+    std::memcpy(s.a[lane], a, sizeof s.a[lane]);
+    std::memcpy(s.b[lane], b, sizeof s.b[lane]);
+    emu::warp_sync();
+    auto a_at = [&](int row, int col) {
+        return emu::half_of(s.a[row % 8 * 4 + col % 8 / 2][(row >= 8) + 2 * (col >= 8)], col & 1);
+    };
+    auto b_at = [&](int k, int n) { return emu::half_of(s.b[n * 4 + k % 8 / 2][k >= 8], k & 1); };
+    const int group = (int)lane / 4, member = (int)lane % 4;
+    for (int e = 0; e < 4; ++e) {
+        const int row = group + 8 * (e >> 1), col = 2 * member + (e & 1);
+        float sum = 0.f;
+        for (int k = 0; k < 16; ++k) sum += a_at(row, k) * b_at(k, col);
+        c[e] += sum;
+    }
+    emu::warp_sync();
+}

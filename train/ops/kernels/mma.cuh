@@ -1,0 +1,47 @@
+// Tensor-core building blocks of the flash-attention kernels: bf16 pairs packed into 32-bit
+// registers and the warp-wide `mma.sync.m16n8k16` product (sm_80 and later). The fragment layouts
+// are PTX's (lane = 4·group + member): an A fragment (16x16, row-major) holds rows group and
+// group + 8, columns 2·member + {0, 1} and 2·member + 8 + {0, 1}; a B fragment (16x8, k by n)
+// holds column group, rows 2·member + {0, 1} and 2·member + 8 + {0, 1}; a C fragment (16x8, f32)
+// holds rows group and group + 8, columns 2·member + {0, 1}. The lower-index element of a pair
+// sits in the low 16 bits.
+//
+// Built with AUTORESEARCH_EMULATE (the CPU test of the kernels, `kernels/emulate/`), the product
+// is computed on the host from the same fragments, so the layouts above are what is tested.
+#pragma once
+#include <cuda_bf16.h>
+#include <stdint.h>
+
+// Two floats as a bf16 pair (round to nearest even).
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    const __nv_bfloat162 p = __floats2bfloat162_rn(lo, hi);
+    return (uint32_t)__bfloat16_as_ushort(p.x) | ((uint32_t)__bfloat16_as_ushort(p.y) << 16);
+}
+
+// Two raw bf16 values (bits) as a pair.
+__device__ __forceinline__ uint32_t pack_bits(uint16_t lo, uint16_t hi) {
+    return (uint32_t)lo | ((uint32_t)hi << 16);
+}
+
+// The pair at `p` (4-byte aligned).
+__device__ __forceinline__ uint32_t load_pair(const uint16_t* p) {
+    return *reinterpret_cast<const uint32_t*>(p);
+}
+
+#ifdef AUTORESEARCH_EMULATE
+void emulated_mma_bf16_16816(float c[4], const uint32_t a[4], const uint32_t b[2]);
+#endif
+
+// c += a · b for one warp: a 16x16 (bf16), b 16x8 (bf16), c 16x8 (f32).
+__device__ __forceinline__ void mma_bf16_16816(float c[4], const uint32_t a[4],
+                                               const uint32_t b[2]) {
+#ifdef AUTORESEARCH_EMULATE
+    emulated_mma_bf16_16816(c, a, b);
+#else
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
