@@ -28,11 +28,12 @@ const THREADS: u32 = 128;
 const ROWS_PER_BLOCK: usize = 64;
 
 /// Whether the flash kernels take `q, k, v` (checked to share one shape `[B, T, H, hd]`): bf16,
-/// hd 64 or 128, each starting 16 bytes into its buffer (the kernels load 8 elements at a time),
-/// and not switched off.
+/// hd 64 or 128, not empty (a grid needs a block), each starting 16 bytes into its buffer (the
+/// kernels load 8 elements at a time), and not switched off.
 pub(crate) fn applies(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<bool> {
     Ok(flash_chosen()?
         && q.dtype() == DType::BF16
+        && q.elem_count() > 0
         && matches!(q.dim(3)?, 64 | 128)
         && [q, k, v].into_iter().all(aligned))
 }
