@@ -38,7 +38,34 @@ struct Head {
         : base(((size_t)(bh / heads) * t * heads + bh % heads) * hd), stride((size_t)heads * hd) {}
 };
 
-// Rows `first..first + ROWS` of a head into shared memory, zeros past token t; 16 bytes a load.
+// This thread's share of rows `first..first + ROWS` of a head, 16 bytes a load (zeros past
+// token t), held in registers between `fetch` and `put`: loaded while the block still computes on
+// the previous tile, so the load's latency hides behind that work.
+template <int HD, int ROWS>
+struct Staged {
+    static constexpr int VECS = HD / 8, LOADS = (ROWS * VECS + THREADS - 1) / THREADS;
+    uint4 part[LOADS];
+
+    __device__ __forceinline__ void fetch(const uint16_t* x, Head at, int first, int t) {
+        for (int n = 0; n < LOADS; ++n) {
+            const int idx = threadIdx.x + n * THREADS, r = idx / VECS, c = idx % VECS * 8;
+            const uint16_t* from = x + at.base + (first + r) * at.stride + c;
+            part[n] = make_uint4(0, 0, 0, 0);
+            if (idx < ROWS * VECS && first + r < t) part[n] = *reinterpret_cast<const uint4*>(from);
+        }
+    }
+
+    __device__ __forceinline__ void put(uint16_t (*tile)[HD + PAD]) const {
+        for (int n = 0; n < LOADS; ++n) {
+            const int idx = threadIdx.x + n * THREADS;
+            if (idx < ROWS * VECS)
+                *reinterpret_cast<uint4*>(&tile[idx / VECS][idx % VECS * 8]) = part[n];
+        }
+    }
+};
+
+// Rows `first..first + ROWS` of a head into shared memory, zeros past token t; 16 bytes a load,
+// each stored as it arrives (the tiles of flash_fwd and flash_dq are too large to stage).
 template <int HD, int ROWS>
 __device__ __forceinline__ void load_tile(uint16_t (*tile)[HD + PAD], const uint16_t* x, Head at,
                                           int first, int t) {
@@ -222,16 +249,29 @@ __device__ void dkdv(int t, int heads, int window, float scale, const uint16_t* 
     float dka[HD / 8][4] = {}, dva[HD / 8][4] = {};
     // The last query that sees one of these keys is j0 + KEYS - 1 + window - 1.
     const int end = min(t, j0 + KEYS + window - 1);
+    // The next query tile, in registers: q, dO, and (threads below DKDV_QUERIES) lse and D.
+    Staged<HD, DKDV_QUERIES> q_next, o_next;
+    float lse_next = 0.f, delta_next = 0.f;
+    auto fetch = [&](int i0) {
+        q_next.fetch(q, at, i0, t);
+        o_next.fetch(d_o, at, i0, t);
+        const int i = i0 + (int)threadIdx.x;
+        if (threadIdx.x < DKDV_QUERIES && i < t) {
+            lse_next = lse[(size_t)blockIdx.y * t + i];
+            delta_next = delta[(size_t)blockIdx.y * t + i];
+        }
+    };
+    fetch(j0);
     for (int i0 = j0; i0 < end; i0 += DKDV_QUERIES) {
         __syncthreads();  // the previous tile is used up (and k, v are in, the first time)
-        load_tile<HD, DKDV_QUERIES>(qs, q, at, i0, t);
-        load_tile<HD, DKDV_QUERIES>(os, d_o, at, i0, t);
+        q_next.put(qs);
+        o_next.put(os);
         if (threadIdx.x < DKDV_QUERIES) {
-            const int i = i0 + threadIdx.x;
-            lse_s[threadIdx.x] = i < t ? lse[(size_t)blockIdx.y * t + i] : 0.f;
-            delta_s[threadIdx.x] = i < t ? delta[(size_t)blockIdx.y * t + i] : 0.f;
+            lse_s[threadIdx.x] = lse_next;
+            delta_s[threadIdx.x] = delta_next;
         }
         __syncthreads();
+        if (i0 + DKDV_QUERIES < end) fetch(i0 + DKDV_QUERIES);
         // Transposed scores and the probabilities' gradient: this warp's 16 keys x 16 queries.
         float st[2][4] = {}, dpt[2][4] = {};
         for (int kk = 0; kk < HD / 16; ++kk) {
