@@ -11,7 +11,8 @@
 //   flash_dq     64 queries per block (16 per warp), key tiles of 32: dq.
 // dq has its own kernel (it recomputes the scores) so no atomics are needed and the result is
 // the same on every run. Tiles wholly outside the window are skipped; the rest are masked.
-// Shared rows are padded by 8 elements so a warp's fragment loads hit 32 different banks.
+// Shared rows are padded by 8 elements so a warp's fragment loads (and each phase of an ldmatrix,
+// 8 rows of 16 bytes) hit 32 different banks.
 #include "common.cuh"
 #include "mma.cuh"
 
@@ -112,12 +113,12 @@ __device__ __forceinline__ void b_frag_t(uint32_t b[2], const uint16_t (*s)[W], 
     b[1] = load_pair(&s[n0 + g][k0 + 2 * m + 8]);
 }
 
-// The B fragment (k0.., n0..) of a shared tile itself: B[k][n] = s[k][n].
+// The B fragments (k0..k0 + 15) of n-tiles n0 and n0 + 8 of a row-major shared tile,
+// B[k][n] = s[k][n]: b[0..2] for n0, b[2..4] for n0 + 8; one ldmatrix.
 template <int W>
-__device__ __forceinline__ void b_frag(uint32_t b[2], const uint16_t (*s)[W], int k0, int n0) {
-    const int g = group(), m = member();
-    b[0] = pack_bits(s[k0 + 2 * m][n0 + g], s[k0 + 2 * m + 1][n0 + g]);
-    b[1] = pack_bits(s[k0 + 2 * m + 8][n0 + g], s[k0 + 2 * m + 9][n0 + g]);
+__device__ __forceinline__ void b_frags(uint32_t b[4], const uint16_t (*s)[W], int k0, int n0) {
+    const int lane = threadIdx.x & 31, matrix = lane >> 3;
+    ldmatrix_x4_trans(b, &s[k0 + (matrix & 1) * 8 + (lane & 7)][n0 + (matrix >> 1) * 8]);
 }
 
 // Two C fragments (16 x 8 each, side by side) as one A fragment (16 x 16), rounded to bf16.
@@ -202,10 +203,11 @@ __device__ void fwd(int t, int heads, int window, float scale, const uint16_t* q
         for (int kk = 0; kk < KEYS / 16; ++kk) {
             uint32_t p[4];
             a_from_c(p, s[2 * kk], s[2 * kk + 1]);
-            for (int n = 0; n < HD / 8; ++n) {
-                uint32_t b[2];
-                b_frag(b, vs, kk * 16, n * 8);
+            for (int n = 0; n < HD / 8; n += 2) {
+                uint32_t b[4];
+                b_frags(b, vs, kk * 16, n * 8);
                 mma_bf16_16816(acc[n], p, b);
+                mma_bf16_16816(acc[n + 1], p, b + 2);
             }
         }
     }
@@ -298,12 +300,14 @@ __device__ void dkdv(int t, int heads, int window, float scale, const uint16_t* 
         uint32_t p[4], ds[4];
         a_from_c(p, st[0], st[1]);
         a_from_c(ds, dpt[0], dpt[1]);
-        for (int n = 0; n < HD / 8; ++n) {
-            uint32_t b[2];
-            b_frag(b, os, 0, n * 8);
+        for (int n = 0; n < HD / 8; n += 2) {
+            uint32_t b[4];
+            b_frags(b, os, 0, n * 8);
             mma_bf16_16816(dva[n], p, b);
-            b_frag(b, qs, 0, n * 8);
+            mma_bf16_16816(dva[n + 1], p, b + 2);
+            b_frags(b, qs, 0, n * 8);
             mma_bf16_16816(dka[n], ds, b);
+            mma_bf16_16816(dka[n + 1], ds, b + 2);
         }
     }
     const float k_scale[2] = {scale, scale}, v_scale[2] = {1.f, 1.f};
@@ -356,10 +360,11 @@ __device__ void dq(int t, int heads, int window, float scale, const uint16_t* q,
         for (int kk = 0; kk < DQ_KEYS / 16; ++kk) {
             uint32_t ds[4];
             a_from_c(ds, s[2 * kk], s[2 * kk + 1]);
-            for (int n = 0; n < HD / 8; ++n) {
-                uint32_t b[2];
-                b_frag(b, ks, kk * 16, n * 8);
+            for (int n = 0; n < HD / 8; n += 2) {
+                uint32_t b[4];
+                b_frags(b, ks, kk * 16, n * 8);
                 mma_bf16_16816(acc[n], ds, b);
+                mma_bf16_16816(acc[n + 1], ds, b + 2);
             }
         }
     }

@@ -1,5 +1,5 @@
 // Tensor-core building blocks of the flash-attention kernels: bf16 pairs packed into 32-bit
-// registers and the warp-wide `mma.sync.m16n8k16` product (sm_80 and later). The fragment layouts
+// registers, the warp-wide `mma.sync.m16n8k16` product and `ldmatrix` (sm_80 and later). The fragment layouts
 // are PTX's (lane = 4·group + member): an A fragment (16x16, row-major) holds rows group and
 // group + 8, columns 2·member + {0, 1} and 2·member + 8 + {0, 1}; a B fragment (16x8, k by n)
 // holds column group, rows 2·member + {0, 1} and 2·member + 8 + {0, 1}; a C fragment (16x8, f32)
@@ -7,7 +7,7 @@
 // sits in the low 16 bits.
 //
 // Built with AUTORESEARCH_EMULATE (the CPU test of the kernels, `kernels/emulate/`), the product
-// is computed on the host from the same fragments, so the layouts above are what is tested.
+// and the matrix loads are computed on the host with the same layouts, so they are what is tested.
 #pragma once
 #include <cuda_bf16.h>
 #include <stdint.h>
@@ -18,11 +18,6 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     return (uint32_t)__bfloat16_as_ushort(p.x) | ((uint32_t)__bfloat16_as_ushort(p.y) << 16);
 }
 
-// Two raw bf16 values (bits) as a pair.
-__device__ __forceinline__ uint32_t pack_bits(uint16_t lo, uint16_t hi) {
-    return (uint32_t)lo | ((uint32_t)hi << 16);
-}
-
 // The pair at `p` (4-byte aligned).
 __device__ __forceinline__ uint32_t load_pair(const uint16_t* p) {
     return *reinterpret_cast<const uint32_t*>(p);
@@ -30,7 +25,24 @@ __device__ __forceinline__ uint32_t load_pair(const uint16_t* p) {
 
 #ifdef AUTORESEARCH_EMULATE
 void emulated_mma_bf16_16816(float c[4], const uint32_t a[4], const uint32_t b[2]);
+void emulated_ldmatrix_x4_trans(uint32_t r[4], const uint16_t* row);
 #endif
+
+// Four 8x8 b16 matrices from shared memory, transposed, for one warp: lanes 8i..8i+7 give the
+// addresses of matrix i's rows (8 elements, 16-byte aligned), and r[i] receives matrix i's
+// elements (2·member, group) and (2·member + 1, group): a B fragment's register, where the matrix
+// holds 8 rows k and 8 columns n of a row-major [k][n] tile.
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const uint16_t* row) {
+#ifdef AUTORESEARCH_EMULATE
+    emulated_ldmatrix_x4_trans(r, row);
+#else
+    const uint32_t at = (uint32_t)__cvta_generic_to_shared(row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(at)
+                 : "memory");
+#endif
+}
 
 // c += a · b for one warp: a 16x16 (bf16), b 16x8 (bf16), c 16x8 (f32).
 __device__ __forceinline__ void mma_bf16_16816(float c[4], const uint32_t a[4],

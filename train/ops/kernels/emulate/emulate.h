@@ -1,7 +1,7 @@
 // A CPU emulator for the CUDA kernels, so the CI machine (no GPU) runs them: every thread of a
 // block is a host thread, blocks run one after another, `__shared__` variables are statics
 // (one block at a time, so one copy serves), `__syncthreads` is a barrier of the block, and the
-// warp operations (shuffles, the tensor-core product) exchange values through a per-warp scratch
+// warp operations (shuffles, the tensor-core product, ldmatrix) exchange values through a per-warp scratch
 // between two barriers of the warp. The tensor-core product reads its operands with the fragment
 // layouts mma.cuh documents, so a kernel that indexes its fragments wrongly fails here.
 //
@@ -12,6 +12,8 @@
 #include <barrier>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <math.h>
 #include <memory>
@@ -40,6 +42,7 @@ struct Scratch {
     uint32_t word[32];
     uint32_t a[32][4];
     uint32_t b[32][2];
+    const uint16_t* row[32];
 };
 
 struct Block {
@@ -135,5 +138,24 @@ inline void emulated_mma_bf16_16816(float c[4], const uint32_t a[4], const uint3
         for (int k = 0; k < 16; ++k) sum += a_at(row, k) * b_at(k, col);
         c[e] += sum;
     }
+    emu::warp_sync();
+}
+
+// ldmatrix.x4.trans (see mma.cuh): each lane publishes its row address, then reads its four
+// registers from the whole warp's rows. A row address off a 16-byte boundary is the device's
+// misaligned-address fault: the emulator stops there too.
+inline void emulated_ldmatrix_x4_trans(uint32_t r[4], const uint16_t* row) {
+    emu::Scratch& s = emu::block->scratch[emu::warp()];
+    const unsigned lane = emu::lane();
+    if (reinterpret_cast<uintptr_t>(row) % 16 != 0) {
+        std::fprintf(stderr, "ldmatrix: lane %u's row address is not 16-byte aligned\n", lane);
+        std::abort();
+    }
+    s.row[lane] = row;
+    emu::warp_sync();
+    const unsigned group = lane / 4, member = lane % 4;
+    for (int i = 0; i < 4; ++i)
+        r[i] = (uint32_t)s.row[8 * i + 2 * member][group] |
+               ((uint32_t)s.row[8 * i + 2 * member + 1][group] << 16);
     emu::warp_sync();
 }
