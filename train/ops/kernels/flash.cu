@@ -121,6 +121,18 @@ __device__ __forceinline__ void b_frags(uint32_t b[4], const uint16_t (*s)[W], i
     ldmatrix_x4_trans(b, &s[k0 + (matrix & 1) * 8 + (lane & 7)][n0 + (matrix >> 1) * 8]);
 }
 
+// acc (16 x HD, C fragments) += a (16 x 16) · rows k0..k0 + 15 of a row-major shared tile.
+template <int HD, int W>
+__device__ __forceinline__ void mma_tile_rows(float acc[HD / 8][4], const uint32_t a[4],
+                                              const uint16_t (*s)[W], int k0) {
+    for (int n = 0; n < HD / 8; n += 2) {
+        uint32_t b[4];
+        b_frags(b, s, k0, n * 8);
+        mma_bf16_16816(acc[n], a, b);
+        mma_bf16_16816(acc[n + 1], a, b + 2);
+    }
+}
+
 // Two C fragments (16 x 8 each, side by side) as one A fragment (16 x 16), rounded to bf16.
 __device__ __forceinline__ void a_from_c(uint32_t a[4], const float lo[4], const float hi[4]) {
     a[0] = pack_bf16(lo[0], lo[1]);
@@ -203,12 +215,7 @@ __device__ void fwd(int t, int heads, int window, float scale, const uint16_t* q
         for (int kk = 0; kk < KEYS / 16; ++kk) {
             uint32_t p[4];
             a_from_c(p, s[2 * kk], s[2 * kk + 1]);
-            for (int n = 0; n < HD / 8; n += 2) {
-                uint32_t b[4];
-                b_frags(b, vs, kk * 16, n * 8);
-                mma_bf16_16816(acc[n], p, b);
-                mma_bf16_16816(acc[n + 1], p, b + 2);
-            }
+            mma_tile_rows<HD>(acc, p, vs, kk * 16);
         }
     }
     float inv[2];
@@ -300,15 +307,8 @@ __device__ void dkdv(int t, int heads, int window, float scale, const uint16_t* 
         uint32_t p[4], ds[4];
         a_from_c(p, st[0], st[1]);
         a_from_c(ds, dpt[0], dpt[1]);
-        for (int n = 0; n < HD / 8; n += 2) {
-            uint32_t b[4];
-            b_frags(b, os, 0, n * 8);
-            mma_bf16_16816(dva[n], p, b);
-            mma_bf16_16816(dva[n + 1], p, b + 2);
-            b_frags(b, qs, 0, n * 8);
-            mma_bf16_16816(dka[n], ds, b);
-            mma_bf16_16816(dka[n + 1], ds, b + 2);
-        }
+        mma_tile_rows<HD>(dva, p, os, 0);
+        mma_tile_rows<HD>(dka, ds, qs, 0);
     }
     const float k_scale[2] = {scale, scale}, v_scale[2] = {1.f, 1.f};
     store_rows<HD>(dk, at, keys, t, dka, k_scale);
@@ -360,12 +360,7 @@ __device__ void dq(int t, int heads, int window, float scale, const uint16_t* q,
         for (int kk = 0; kk < DQ_KEYS / 16; ++kk) {
             uint32_t ds[4];
             a_from_c(ds, s[2 * kk], s[2 * kk + 1]);
-            for (int n = 0; n < HD / 8; n += 2) {
-                uint32_t b[4];
-                b_frags(b, ks, kk * 16, n * 8);
-                mma_bf16_16816(acc[n], ds, b);
-                mma_bf16_16816(acc[n + 1], ds, b + 2);
-            }
+            mma_tile_rows<HD>(acc, ds, ks, kk * 16);
         }
     }
     const float q_scale[2] = {scale, scale};
