@@ -62,6 +62,17 @@ wants() { [[ $parts == *" $1 "* ]]; }
 step 30 nvidia-smi nvidia-smi
 if wants kernels; then
     step "$limit" kernel-check "$bin/kernel-check"
+    # The flash kernels' first runs on a device: when their bf16 checks fail, or the program dies
+    # before its closing line, the training parts of this call run the interim attention instead
+    # (unless AUTORESEARCH_ATTENTION is set already), so the call still brings back the trainer's
+    # figures. The summary's steps say so.
+    if [[ -z ${AUTORESEARCH_ATTENTION:-} ]] \
+        && { grep -qE "^FAIL attention.*BF16" "$logs/kernel-check.txt" \
+            || ! grep -qE "^kernel-check: [0-9]+ checks" "$logs/kernel-check.txt"; }; then
+        export AUTORESEARCH_ATTENTION=interim
+        echo "the flash kernels failed kernel-check: training runs the interim attention" \
+            | tee -a "$logs/steps.txt"
+    fi
 fi
 if wants ops; then
     step "$limit" op-timings "$bin/op-timings" ${OP_SHAPE:-}
