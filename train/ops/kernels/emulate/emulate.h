@@ -1,14 +1,16 @@
-// A CPU emulator for the CUDA kernels, so the CI machine (no GPU) runs them: every thread of a
-// block is a host thread, blocks run one after another, `__shared__` variables are statics
-// (one block at a time, so one copy serves), `__syncthreads` is a barrier of the block, and the
-// warp operations (shuffles, the tensor-core product, ldmatrix) exchange values through a per-warp scratch
-// between two barriers of the warp. The tensor-core product reads its operands with the fragment
-// layouts mma.cuh documents, so a kernel that indexes its fragments wrongly fails here.
+// A CPU emulator for the CUDA kernels, so the CI machine (no GPU) runs them (`launcher.cpp`, and
+// the test `tests/kernels_emulated.rs`): every thread of a block is a host thread, blocks run one
+// after another, `__shared__` variables are statics (one block at a time, so one copy serves),
+// `__syncthreads` is a barrier of the block, atomics are atomics, and the warp operations
+// (shuffles, the tensor-core product, ldmatrix) exchange values through a per-warp scratch between
+// two barriers of the warp. The tensor-core product and ldmatrix read their operands with the
+// fragment layouts mma.cuh documents, so a kernel that indexes its fragments wrongly fails here.
 //
-// Include this first, then the kernel file; build with -DAUTORESEARCH_EMULATE, -I on this folder
+// Include this first, then the kernel files; build with -DAUTORESEARCH_EMULATE, -I on this folder
 // (its cuda_bf16.h) and C++20. Slow by design: meant for small shapes.
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <barrier>
 #include <cmath>
 #include <cstdint>
@@ -61,25 +63,28 @@ inline unsigned warp() { return thread_idx.x / 32; }
 inline unsigned lane() { return thread_idx.x % 32; }
 inline void warp_sync() { block->warps[warp()]->arrive_and_wait(); }
 
-// Runs `kernel` (a callable taking no arguments) on a grid of blocks, one block at a time.
+// Runs `kernel` (a callable taking no arguments) on a grid of blocks, one block at a time: one
+// host thread per thread of a block, each running its part of every block in turn, with a barrier
+// between blocks (so a block's statics, its shared memory, are its own while it runs).
 template <class Kernel>
 void launch(Dim3 grid, Dim3 threads, Kernel kernel) {
     grid_dim = grid;
     block_dim = threads;
-    for (unsigned by = 0; by < grid.y; ++by)
-        for (unsigned bx = 0; bx < grid.x; ++bx) {
-            Block b(threads.x);
-            block = &b;
-            std::vector<std::thread> pool;
-            for (unsigned tx = 0; tx < threads.x; ++tx)
-                pool.emplace_back([=] {
-                    thread_idx = {tx, 0, 0};
+    Block b(threads.x);
+    block = &b;
+    std::vector<std::thread> pool;
+    for (unsigned tx = 0; tx < threads.x; ++tx)
+        pool.emplace_back([=, &b] {
+            thread_idx = {tx, 0, 0};
+            for (unsigned by = 0; by < grid.y; ++by)
+                for (unsigned bx = 0; bx < grid.x; ++bx) {
                     block_idx = {bx, by, 0};
                     kernel();
-                });
-            for (auto& t : pool) t.join();
-            block = nullptr;
-        }
+                    b.all.arrive_and_wait();
+                }
+        });
+    for (auto& t : pool) t.join();
+    block = nullptr;
 }
 
 // The bf16 at half `hi` of a pair, as a float.
@@ -158,4 +163,9 @@ inline void emulated_ldmatrix_x4_trans(uint32_t r[4], const uint16_t* row) {
         r[i] = (uint32_t)s.row[8 * i + 2 * member][group] |
                ((uint32_t)s.row[8 * i + 2 * member + 1][group] << 16);
     emu::warp_sync();
+}
+
+// atomicAdd on f32 (the embedding's scatter-add, the λ-mix's grid reduction).
+inline float atomicAdd(float* at, float value) {
+    return std::atomic_ref<float>(*at).fetch_add(value);
 }
