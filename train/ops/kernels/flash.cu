@@ -5,10 +5,12 @@
 // log-sum-exp (`[B, H, T]`, f32); the backward recomputes the probabilities from it.
 //
 // Kernels, each one block of 4 warps per (tile, batch row · head), grid (tiles, B·H):
-//   flash_fwd    64 queries per block (16 per warp), key tiles of 64: o, lse;
+//   flash_fwd    64 queries per block (16 per warp), key tiles of 32: o, lse;
 //   flash_delta  one warp per (token, head): D = rowsum(dO ∘ O), `[B, H, T]`, f32;
 //   flash_dkdv   64 keys per block (16 per warp), query tiles of 16: dk, dv;
 //   flash_dq     64 queries per block (16 per warp), key tiles of 32: dq.
+// The next tile is always on its way while a block computes: flash_fwd and flash_dq copy key
+// tiles into a second buffer with cp.async, flash_dkdv loads query tiles into registers.
 // dq has its own kernel (it recomputes the scores) so no atomics are needed and the result is
 // the same on every run. Tiles wholly outside the window are skipped; the rest are masked.
 // Shared rows are padded by 8 elements so a warp's fragment loads (and each phase of an ldmatrix,
@@ -21,8 +23,8 @@ namespace flash {
 constexpr int WARPS = 4;
 constexpr int THREADS = 32 * WARPS;
 constexpr int QUERIES = 16 * WARPS;  // flash_fwd, flash_dq: query rows per block
-constexpr int KEYS = 16 * WARPS;     // flash_fwd: keys per tile; flash_dkdv: keys per block
-constexpr int DQ_KEYS = 32;          // flash_dq: keys per tile (q, dO and dq live in registers)
+constexpr int KEYS = 16 * WARPS;     // flash_dkdv: keys per block
+constexpr int KEY_TILE = 32;         // flash_fwd, flash_dq: keys per tile, two tiles in flight
 constexpr int DKDV_QUERIES = 16;     // flash_dkdv: queries per tile (k and v fill shared memory)
 constexpr int PAD = 8;
 
@@ -79,6 +81,48 @@ __device__ __forceinline__ void load_tile(uint16_t (*tile)[HD + PAD], const uint
         *reinterpret_cast<uint4*>(&tile[r][c]) = val;
     }
 }
+
+// Rows `first..first + ROWS` of a head into shared memory by asynchronous copies (zeros past
+// token t, stored directly); they land after the caller's `cp_async_wait` and `__syncthreads`.
+template <int HD, int ROWS>
+__device__ __forceinline__ void load_tile_async(uint16_t (*tile)[HD + PAD], const uint16_t* x,
+                                                Head at, int first, int t) {
+    constexpr int VECS = HD / 8;
+    for (int idx = threadIdx.x; idx < ROWS * VECS; idx += THREADS) {
+        const int r = idx / VECS, c = idx % VECS * 8;
+        if (first + r < t)
+            cp_async_16(&tile[r][c], x + at.base + (first + r) * at.stride + c);
+        else
+            *reinterpret_cast<uint4*>(&tile[r][c]) = make_uint4(0, 0, 0, 0);
+    }
+}
+
+// The key and value tiles of flash_fwd and flash_dq, two buffers each: the next tile's copies
+// are in flight while the block computes on this one.
+template <int HD>
+struct KeyTiles {
+    uint16_t (*k)[KEY_TILE][HD + PAD];
+    uint16_t (*v)[KEY_TILE][HD + PAD];
+
+    // Starts the copies of the tile at key j0 into buffer `tile & 1`.
+    __device__ __forceinline__ void fetch(const uint16_t* ks, const uint16_t* vs, Head at, int j0,
+                                          int tile, int t) const {
+        load_tile_async<HD, KEY_TILE>(k[tile & 1], ks, at, j0, t);
+        load_tile_async<HD, KEY_TILE>(v[tile & 1], vs, at, j0, t);
+    }
+
+    // Before the block computes on tile `tile` (keys j0..): once every warp is done with the
+    // other buffer, starts the next tile's copies into it (while keys up to `last` remain), then
+    // waits for this tile's. Every thread of the block calls it; the first tile was fetched.
+    __device__ __forceinline__ void advance(const uint16_t* ks, const uint16_t* vs, Head at,
+                                            int j0, int tile, int last, int t) const {
+        __syncthreads();
+        if (j0 + KEY_TILE <= last) fetch(ks, vs, at, j0 + KEY_TILE, tile + 1, t);
+        cp_async_commit();   // a group every time (maybe empty), so the wait below counts right
+        cp_async_wait<1>();  // all but the latest group: this tile's copies have landed
+        __syncthreads();
+    }
+};
 
 __device__ __forceinline__ int group() { return (threadIdx.x & 31) >> 2; }
 __device__ __forceinline__ int member() { return threadIdx.x & 3; }
@@ -167,30 +211,32 @@ __device__ __forceinline__ void store_rows(__nv_bfloat16* out, Head at, const in
 template <int HD>
 __device__ void fwd(int t, int heads, int window, float scale, const uint16_t* q,
                     const uint16_t* k, const uint16_t* v, __nv_bfloat16* o, float* lse) {
-    __shared__ __align__(16) uint16_t ks[KEYS][HD + PAD];
-    __shared__ __align__(16) uint16_t vs[KEYS][HD + PAD];
+    __shared__ __align__(16) uint16_t kbuf[2][KEY_TILE][HD + PAD];
+    __shared__ __align__(16) uint16_t vbuf[2][KEY_TILE][HD + PAD];
+    const KeyTiles<HD> tiles{kbuf, vbuf};
     const Head at(blockIdx.y, t, heads, HD);
     const int i0 = blockIdx.x * QUERIES, warp = threadIdx.x >> 5, m = member();
     const int rows[2] = {i0 + warp * 16 + group(), i0 + warp * 16 + group() + 8};
+    const int first = first_key(i0, window) / KEY_TILE * KEY_TILE, last = min(t, i0 + QUERIES) - 1;
+    tiles.fetch(k, v, at, first, 0, t);
+    cp_async_commit();
     uint32_t qf[HD / 16][4];
     for (int kk = 0; kk < HD / 16; ++kk) a_frag_global(qf[kk], q, at, rows, kk * 16, t);
     float acc[HD / 8][4] = {};
     float run_max[2] = {-INFINITY, -INFINITY}, run_sum[2] = {0.f, 0.f};
-    const int last = min(t, i0 + QUERIES) - 1;
-    for (int j0 = first_key(i0, window) / KEYS * KEYS; j0 <= last; j0 += KEYS) {
-        __syncthreads();  // every warp is done with the previous tile
-        load_tile<HD, KEYS>(ks, k, at, j0, t);
-        load_tile<HD, KEYS>(vs, v, at, j0, t);
-        __syncthreads();
-        float s[KEYS / 8][4] = {};  // scores: this warp's 16 queries x 64 keys
+    for (int j0 = first, tile = 0; j0 <= last; j0 += KEY_TILE, ++tile) {
+        tiles.advance(k, v, at, j0, tile, last, t);
+        const uint16_t(*ks)[HD + PAD] = kbuf[tile & 1];
+        const uint16_t(*vs)[HD + PAD] = vbuf[tile & 1];
+        float s[KEY_TILE / 8][4] = {};  // scores: this warp's 16 queries x 32 keys
         for (int kk = 0; kk < HD / 16; ++kk)
-            for (int n = 0; n < KEYS / 8; ++n) {
+            for (int n = 0; n < KEY_TILE / 8; ++n) {
                 uint32_t b[2];
                 b_frag_t(b, ks, kk * 16, n * 8);
                 mma_bf16_16816(s[n], qf[kk], b);
             }
         float tile_max[2] = {-INFINITY, -INFINITY};
-        for (int n = 0; n < KEYS / 8; ++n)
+        for (int n = 0; n < KEY_TILE / 8; ++n)
             for (int e = 0; e < 4; ++e) {
                 const int j = j0 + n * 8 + 2 * m + (e & 1);
                 s[n][e] = sees(rows[e >> 1], j, window) ? s[n][e] * scale : -INFINITY;
@@ -205,14 +251,14 @@ __device__ void fwd(int t, int heads, int window, float scale, const uint16_t* q
             run_max[r] = next;
             run_sum[r] *= alpha[r];
         }
-        for (int n = 0; n < KEYS / 8; ++n)
+        for (int n = 0; n < KEY_TILE / 8; ++n)
             for (int e = 0; e < 4; ++e) {
                 s[n][e] = __expf(s[n][e] - ref[e >> 1]);
                 run_sum[e >> 1] += s[n][e];
             }
         for (int n = 0; n < HD / 8; ++n)
             for (int e = 0; e < 4; ++e) acc[n][e] *= alpha[e >> 1];
-        for (int kk = 0; kk < KEYS / 16; ++kk) {
+        for (int kk = 0; kk < KEY_TILE / 16; ++kk) {
             uint32_t p[4];
             a_from_c(p, s[2 * kk], s[2 * kk + 1]);
             mma_tile_rows<HD>(acc, p, vs, kk * 16);
@@ -319,11 +365,15 @@ template <int HD>
 __device__ void dq(int t, int heads, int window, float scale, const uint16_t* q,
                    const uint16_t* k, const uint16_t* v, const uint16_t* d_o, const float* lse,
                    const float* delta, __nv_bfloat16* dq) {
-    __shared__ __align__(16) uint16_t ks[DQ_KEYS][HD + PAD];
-    __shared__ __align__(16) uint16_t vs[DQ_KEYS][HD + PAD];
+    __shared__ __align__(16) uint16_t kbuf[2][KEY_TILE][HD + PAD];
+    __shared__ __align__(16) uint16_t vbuf[2][KEY_TILE][HD + PAD];
+    const KeyTiles<HD> tiles{kbuf, vbuf};
     const Head at(blockIdx.y, t, heads, HD);
     const int i0 = blockIdx.x * QUERIES, warp = threadIdx.x >> 5, m = member();
     const int rows[2] = {i0 + warp * 16 + group(), i0 + warp * 16 + group() + 8};
+    const int first = first_key(i0, window) / KEY_TILE * KEY_TILE, last = min(t, i0 + QUERIES) - 1;
+    tiles.fetch(k, v, at, first, 0, t);
+    cp_async_commit();
     uint32_t qf[HD / 16][4], of[HD / 16][4];
     for (int kk = 0; kk < HD / 16; ++kk) {
         a_frag_global(qf[kk], q, at, rows, kk * 16, t);
@@ -335,29 +385,27 @@ __device__ void dq(int t, int heads, int window, float scale, const uint16_t* q,
         row_delta[r] = rows[r] < t ? delta[(size_t)blockIdx.y * t + rows[r]] : 0.f;
     }
     float acc[HD / 8][4] = {};
-    const int last = min(t, i0 + QUERIES) - 1;
-    for (int j0 = first_key(i0, window) / DQ_KEYS * DQ_KEYS; j0 <= last; j0 += DQ_KEYS) {
-        __syncthreads();
-        load_tile<HD, DQ_KEYS>(ks, k, at, j0, t);
-        load_tile<HD, DQ_KEYS>(vs, v, at, j0, t);
-        __syncthreads();
-        float s[DQ_KEYS / 8][4] = {}, dp[DQ_KEYS / 8][4] = {};
+    for (int j0 = first, tile = 0; j0 <= last; j0 += KEY_TILE, ++tile) {
+        tiles.advance(k, v, at, j0, tile, last, t);
+        const uint16_t(*ks)[HD + PAD] = kbuf[tile & 1];
+        const uint16_t(*vs)[HD + PAD] = vbuf[tile & 1];
+        float s[KEY_TILE / 8][4] = {}, dp[KEY_TILE / 8][4] = {};
         for (int kk = 0; kk < HD / 16; ++kk)
-            for (int n = 0; n < DQ_KEYS / 8; ++n) {
+            for (int n = 0; n < KEY_TILE / 8; ++n) {
                 uint32_t b[2];
                 b_frag_t(b, ks, kk * 16, n * 8);
                 mma_bf16_16816(s[n], qf[kk], b);
                 b_frag_t(b, vs, kk * 16, n * 8);
                 mma_bf16_16816(dp[n], of[kk], b);
             }
-        for (int n = 0; n < DQ_KEYS / 8; ++n)
+        for (int n = 0; n < KEY_TILE / 8; ++n)
             for (int e = 0; e < 4; ++e) {
                 const int r = e >> 1, j = j0 + n * 8 + 2 * m + (e & 1);
                 const float p =
                     sees(rows[r], j, window) ? __expf(s[n][e] * scale - row_lse[r]) : 0.f;
                 s[n][e] = p * (dp[n][e] - row_delta[r]);  // dS, before the scale
             }
-        for (int kk = 0; kk < DQ_KEYS / 16; ++kk) {
+        for (int kk = 0; kk < KEY_TILE / 16; ++kk) {
             uint32_t ds[4];
             a_from_c(ds, s[2 * kk], s[2 * kk + 1]);
             mma_tile_rows<HD>(acc, ds, ks, kk * 16);

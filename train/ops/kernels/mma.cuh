@@ -1,5 +1,6 @@
 // Tensor-core building blocks of the flash-attention kernels: bf16 pairs packed into 32-bit
-// registers, the warp-wide `mma.sync.m16n8k16` product and `ldmatrix` (sm_80 and later). The fragment layouts
+// registers, the warp-wide `mma.sync.m16n8k16` product, `ldmatrix` and `cp.async` (sm_80 and
+// later). The fragment layouts
 // are PTX's (lane = 4·group + member): an A fragment (16x16, row-major) holds rows group and
 // group + 8, columns 2·member + {0, 1} and 2·member + 8 + {0, 1}; a B fragment (16x8, k by n)
 // holds column group, rows 2·member + {0, 1} and 2·member + 8 + {0, 1}; a C fragment (16x8, f32)
@@ -7,7 +8,8 @@
 // sits in the low 16 bits.
 //
 // Built with AUTORESEARCH_EMULATE (the CPU test of the kernels, `kernels/emulate/`), the product
-// and the matrix loads are computed on the host with the same layouts, so they are what is tested.
+// and the matrix loads are computed on the host with the same layouts, so they are what is tested,
+// and an asynchronous copy lands only at the wait that finishes its group, so a missing wait shows.
 #pragma once
 #include <cuda_bf16.h>
 #include <stdint.h>
@@ -26,7 +28,41 @@ __device__ __forceinline__ uint32_t load_pair(const uint16_t* p) {
 #ifdef AUTORESEARCH_EMULATE
 void emulated_mma_bf16_16816(float c[4], const uint32_t a[4], const uint32_t b[2]);
 void emulated_ldmatrix_x4_trans(uint32_t r[4], const uint16_t* row);
+void emulated_cp_async_16(void* to, const void* from);
+void emulated_cp_async_commit();
+void emulated_cp_async_wait(int pending);
 #endif
+
+// Asynchronous copies global -> shared (sm_80): 16 bytes each, both ends 16-byte aligned. A copy
+// lands only once a `cp_async_wait` lets its group finish; a `__syncthreads` after that wait makes
+// it visible to the block.
+__device__ __forceinline__ void cp_async_16(void* to, const void* from) {
+#ifdef AUTORESEARCH_EMULATE
+    emulated_cp_async_16(to, from);
+#else
+    const uint32_t at = (uint32_t)__cvta_generic_to_shared(to);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(at), "l"(from) : "memory");
+#endif
+}
+
+// Closes this thread's open group of copies.
+__device__ __forceinline__ void cp_async_commit() {
+#ifdef AUTORESEARCH_EMULATE
+    emulated_cp_async_commit();
+#else
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+
+// Waits until at most PENDING of this thread's committed groups (the latest) are still in flight.
+template <int PENDING>
+__device__ __forceinline__ void cp_async_wait() {
+#ifdef AUTORESEARCH_EMULATE
+    emulated_cp_async_wait(PENDING);
+#else
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING) : "memory");
+#endif
+}
 
 // Four 8x8 b16 matrices from shared memory, transposed, for one warp: lanes 8i..8i+7 give the
 // addresses of matrix i's rows (8 elements, 16-byte aligned), and r[i] receives matrix i's

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <math.h>
 #include <memory>
+#include <deque>
 #include <thread>
 #include <vector>
 
@@ -168,4 +169,38 @@ inline void emulated_ldmatrix_x4_trans(uint32_t r[4], const uint16_t* row) {
 // atomicAdd on f32 (the embedding's scatter-add, the λ-mix's grid reduction).
 inline float atomicAdd(float* at, float value) {
     return std::atomic_ref<float>(*at).fetch_add(value);
+}
+
+// cp.async: a copy is held (its source read now: the kernels' sources do not change during a
+// launch) and lands in shared memory only when a wait finishes its group, as late as the device
+// may land it, so a kernel that reads a tile before waiting for it reads stale data here.
+namespace emu {
+struct Copy {
+    void* to;
+    uint8_t bytes[16];
+};
+inline thread_local std::vector<Copy> open_group;
+inline thread_local std::deque<std::vector<Copy>> in_flight;
+}  // namespace emu
+
+inline void emulated_cp_async_16(void* to, const void* from) {
+    if (reinterpret_cast<uintptr_t>(to) % 16 != 0 || reinterpret_cast<uintptr_t>(from) % 16 != 0) {
+        std::fprintf(stderr, "cp.async: an address is not 16-byte aligned\n");
+        std::abort();
+    }
+    emu::Copy copy{to, {}};
+    std::memcpy(copy.bytes, from, 16);
+    emu::open_group.push_back(copy);
+}
+
+inline void emulated_cp_async_commit() {
+    emu::in_flight.push_back(std::move(emu::open_group));
+    emu::open_group.clear();
+}
+
+inline void emulated_cp_async_wait(int pending) {
+    while ((int)emu::in_flight.size() > pending) {
+        for (const emu::Copy& c : emu::in_flight.front()) std::memcpy(c.to, c.bytes, 16);
+        emu::in_flight.pop_front();
+    }
 }
