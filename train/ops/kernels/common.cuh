@@ -50,6 +50,18 @@ __device__ __forceinline__ float block_max(float v) {
     return warp_max(v);
 }
 
+// Shared memory starts as garbage on a device; under the emulator (which keeps it in statics, so
+// it would start as zeros or the previous block's values) this fills the arrays with NaN bytes, so
+// a kernel that reads what it did not write fails there too. Nothing on a device. Every thread of
+// the block calls it, before anything else touches the arrays.
+template <class... Arrays>
+__device__ __forceinline__ void garbage_in_emulation(Arrays&... arrays) {
+#ifdef AUTORESEARCH_EMULATE
+    if (threadIdx.x == 0) (std::memset(&arrays, 0xff, sizeof arrays), ...);
+    __syncthreads();
+#endif
+}
+
 // A grid-stride loop over `n` elements.
 #define FOR_EACH(i, n)                                                                             \
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n);                        \

@@ -213,6 +213,7 @@ __device__ void fwd(int t, int heads, int window, float scale, const uint16_t* q
                     const uint16_t* k, const uint16_t* v, __nv_bfloat16* o, float* lse) {
     __shared__ __align__(16) uint16_t kbuf[2][KEY_TILE][HD + PAD];
     __shared__ __align__(16) uint16_t vbuf[2][KEY_TILE][HD + PAD];
+    garbage_in_emulation(kbuf, vbuf);
     const KeyTiles<HD> tiles{kbuf, vbuf};
     const Head at(blockIdx.y, t, heads, HD);
     const int i0 = blockIdx.x * QUERIES, warp = threadIdx.x >> 5, m = member();
@@ -296,6 +297,7 @@ __device__ void dkdv(int t, int heads, int window, float scale, const uint16_t* 
     __shared__ __align__(16) uint16_t qs[DKDV_QUERIES][HD + PAD];
     __shared__ __align__(16) uint16_t os[DKDV_QUERIES][HD + PAD];
     __shared__ float lse_s[DKDV_QUERIES], delta_s[DKDV_QUERIES];
+    garbage_in_emulation(ks, vs, qs, os, lse_s, delta_s);
     const Head at(blockIdx.y, t, heads, HD);
     const int j0 = blockIdx.x * KEYS, warp = threadIdx.x >> 5, m = member();
     const int keys[2] = {j0 + warp * 16 + group(), j0 + warp * 16 + group() + 8};
@@ -367,6 +369,7 @@ __device__ void dq(int t, int heads, int window, float scale, const uint16_t* q,
                    const float* delta, __nv_bfloat16* dq) {
     __shared__ __align__(16) uint16_t kbuf[2][KEY_TILE][HD + PAD];
     __shared__ __align__(16) uint16_t vbuf[2][KEY_TILE][HD + PAD];
+    garbage_in_emulation(kbuf, vbuf);
     const KeyTiles<HD> tiles{kbuf, vbuf};
     const Head at(blockIdx.y, t, heads, HD);
     const int i0 = blockIdx.x * QUERIES, warp = threadIdx.x >> 5, m = member();

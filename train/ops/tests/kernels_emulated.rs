@@ -53,10 +53,14 @@ enum Arg<'a> {
     Float(f64),
     /// A buffer the kernel reads (f32 values, or u32 ids).
     In(&'a Tensor),
-    /// A buffer of this many elements the kernel writes, zeroed first.
+    /// A buffer of this many elements the kernel writes, NaN until it does (a device's fresh
+    /// buffer holds garbage, so a value the kernel leaves out must show).
     Out(usize),
+    /// A buffer of this many elements the kernel adds into, zeroed first (as the Rust side zeroes
+    /// the λ gradients and the embedding table's gradient).
+    Zeroed(usize),
 }
-use Arg::{Float, In, Int, Out};
+use Arg::{Float, In, Int, Out, Zeroed};
 
 /// Grid `(x, y)` and threads per block.
 type Geometry = ((usize, usize), usize);
@@ -79,7 +83,8 @@ fn block_per_row(rows: usize) -> Geometry {
     ((rows.max(1), 1), THREADS)
 }
 
-/// Runs `kernel` on `args` in the emulator; returns the `Out` buffers in order, as flat f32.
+/// Runs `kernel` on `args` in the emulator; returns the `Out` and `Zeroed` buffers in order, as
+/// flat f32.
 fn launch(kernel: &str, geometry: Geometry, args: &[Arg]) -> Result<Vec<Tensor>> {
     static CALLS: AtomicUsize = AtomicUsize::new(0);
     let call = CALLS.fetch_add(1, Ordering::Relaxed);
@@ -113,6 +118,15 @@ fn launch(kernel: &str, geometry: Geometry, args: &[Arg]) -> Result<Vec<Tensor>>
                 .flat_map(|x| x.to_le_bytes())
                 .collect(),
             Out(n) => {
+                outputs.push(dir.join(&name));
+                f32::NAN
+                    .to_le_bytes()
+                    .into_iter()
+                    .cycle()
+                    .take(4 * n)
+                    .collect()
+            }
+            Zeroed(n) => {
                 outputs.push(dir.join(&name));
                 vec![0u8; 4 * n]
             }
@@ -182,9 +196,9 @@ fn ids(n: usize, bound: usize, seed: u64) -> Result<Tensor> {
     Tensor::new(values, &Device::Cpu)
 }
 
-/// The comparisons of one test: each adds a line when `got` is off `want` by more than `tol` of
-/// the larger of `max |want|` and 1, or their cosine is under 0.9995 (where `want` does not
-/// vanish).
+/// The comparisons of one test: each adds a line when `got` holds a value that is not finite, is
+/// off `want` by more than `tol` of the larger of `max |want|` and 1, or their cosine is under
+/// 0.9995 (where `want` does not vanish).
 #[derive(Default)]
 struct Check(Vec<String>);
 
@@ -197,6 +211,17 @@ impl Check {
         if got.elem_count() != want.elem_count() {
             let (n, m) = (got.elem_count(), want.elem_count());
             self.0.push(format!("{what}: {n} values, want {m}"));
+            return Ok(());
+        }
+        // A value the kernel never wrote is NaN (see `Out`).
+        let unwritten = got
+            .to_vec1::<f32>()?
+            .iter()
+            .filter(|x| !x.is_finite())
+            .count();
+        if unwritten > 0 {
+            self.0
+                .push(format!("{what}: {unwritten} values not finite"));
             return Ok(());
         }
         let largest = want.abs()?.max(0)?.to_scalar::<f32>()?;
@@ -324,23 +349,27 @@ fn lambda_mix() -> Result<()> {
             &[Int(n), In(&x), In(&x0), In(&lambdas), Out(n)],
         )?;
         check.close(&format!("lambda_mix {s}: y"), &y[0], &y_want, tol(s))?;
-        let d = launch(
-            &format!("lambda_mix_bwd_{s}"),
-            reduction(n),
-            &[
-                Int(n),
-                In(&x),
-                In(&x0),
-                In(&up),
-                In(&lambdas),
-                Out(n),
-                Out(n),
-                Out(2),
-            ],
-        )?;
-        check.close(&format!("lambda_mix {s}: dx"), &d[0], &g[0], tol(s))?;
-        check.close(&format!("lambda_mix {s}: dx0"), &d[1], &g[1], tol(s))?;
-        check.close(&format!("lambda_mix {s}: dlambda"), &d[2], &dlambdas, 1e-4)?;
+        // The launch's own grid, and one of 3 blocks, whose grid-stride loop goes round.
+        for geometry in [reduction(n), ((3, 1), THREADS)] {
+            let what = format!("lambda_mix {s} on {} blocks", geometry.0 .0);
+            let d = launch(
+                &format!("lambda_mix_bwd_{s}"),
+                geometry,
+                &[
+                    Int(n),
+                    In(&x),
+                    In(&x0),
+                    In(&up),
+                    In(&lambdas),
+                    Out(n),
+                    Out(n),
+                    Zeroed(2),
+                ],
+            )?;
+            check.close(&format!("{what}: dx"), &d[0], &g[0], tol(s))?;
+            check.close(&format!("{what}: dx0"), &d[1], &g[1], tol(s))?;
+            check.close(&format!("{what}: dlambda"), &d[2], &dlambdas, 1e-4)?;
+        }
     }
     check.assert();
     Ok(())
@@ -465,19 +494,25 @@ fn relu_sq() -> Result<()> {
     let n = 1000;
     let (x, dy) = (normal(&[n], 1.0, 15)?, normal(&[n], 1.0, 16)?);
     let (y_want, g) = grads(&[&x], &dy, |x| x[0].relu()?.sqr())?;
-    for s in ["f32", "bf16"] {
+    // The launch's own grid, and one of 2 blocks, whose grid-stride loop goes round.
+    for (s, geometry) in [
+        ("f32", elementwise(n)),
+        ("bf16", elementwise(n)),
+        ("f32", ((2, 1), THREADS)),
+    ] {
+        let what = format!("relu_sq {s} on {} blocks", geometry.0 .0);
         let y = launch(
             &format!("relu_sq_fwd_{s}"),
-            elementwise(n),
+            geometry,
             &[Int(n), In(&x), Out(n)],
         )?;
-        check.close(&format!("relu_sq {s}: y"), &y[0], &y_want, tol(s))?;
+        check.close(&format!("{what}: y"), &y[0], &y_want, tol(s))?;
         let dx = launch(
             &format!("relu_sq_bwd_{s}"),
-            elementwise(n),
+            geometry,
             &[Int(n), In(&x), In(&dy), Out(n)],
         )?;
-        check.close(&format!("relu_sq {s}: dx"), &dx[0], &g[0], tol(s))?;
+        check.close(&format!("{what}: dx"), &dx[0], &g[0], tol(s))?;
     }
     check.assert();
     Ok(())
@@ -501,7 +536,7 @@ fn embedding() -> Result<()> {
         0.0,
     )?;
     let mut args = head.to_vec();
-    args.extend([In(&g), In(&ids), Out(vocab * c)]);
+    args.extend([In(&g), In(&ids), Zeroed(vocab * c)]);
     let dtable = launch("embedding_bwd_f32", elementwise(n * c), &args)?;
     let want = table.zeros_like()?.index_add(&ids, &g, 0)?;
     check.close("embedding: dtable", &dtable[0], &want, 1e-5)?;

@@ -60,6 +60,8 @@ struct Block {
 
 inline Block* block;
 
+inline void finish_copies();
+
 inline unsigned warp() { return thread_idx.x / 32; }
 inline unsigned lane() { return thread_idx.x % 32; }
 inline void warp_sync() { block->warps[warp()]->arrive_and_wait(); }
@@ -81,6 +83,7 @@ void launch(Dim3 grid, Dim3 threads, Kernel kernel) {
                 for (unsigned bx = 0; bx < grid.x; ++bx) {
                     block_idx = {bx, by, 0};
                     kernel();
+                    finish_copies();
                     b.all.arrive_and_wait();
                 }
         });
@@ -191,6 +194,9 @@ inline void emulated_cp_async_16(void* to, const void* from) {
     emu::Copy copy{to, {}};
     std::memcpy(copy.bytes, from, 16);
     emu::open_group.push_back(copy);
+    // Until the wait, the destination holds neither old nor new data (NaN bytes): a kernel that
+    // overwrites a buffer other warps still read shows it.
+    std::memset(to, 0xff, 16);
 }
 
 inline void emulated_cp_async_commit() {
@@ -203,4 +209,16 @@ inline void emulated_cp_async_wait(int pending) {
         for (const emu::Copy& c : emu::in_flight.front()) std::memcpy(c.to, c.bytes, 16);
         emu::in_flight.pop_front();
     }
+}
+
+// At the end of a thread's part of a block: copies it started and never waited for are a kernel
+// bug (empty groups are fine).
+inline void emu::finish_copies() {
+    bool pending = !open_group.empty();
+    for (const auto& group : in_flight) pending |= !group.empty();
+    if (pending) {
+        std::fprintf(stderr, "cp.async: a thread ended its block with copies it never waited for\n");
+        std::abort();
+    }
+    in_flight.clear();
 }

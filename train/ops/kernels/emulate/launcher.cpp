@@ -8,13 +8,19 @@
 // buffer.
 #include "emulate.h"
 
+// Each file names its entry-point macro ENTRIES: one translation unit takes them in turn.
 #include "attention.cu"
+#undef ENTRIES
 #include "cross_entropy.cu"
+#undef ENTRIES
 #include "elementwise.cu"
+#undef ENTRIES
 #include "embedding.cu"
 #include "flash.cu"
 #include "gate.cu"
+#undef ENTRIES
 #include "norm.cu"
+#undef ENTRIES
 #include "optim.cu"
 #include "rope.cu"
 
