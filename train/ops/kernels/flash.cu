@@ -104,6 +104,19 @@ struct KeyTiles {
     uint16_t (*k)[KEY_TILE][HD + PAD];
     uint16_t (*v)[KEY_TILE][HD + PAD];
 
+    // The block's buffers (each kernel that calls this gets its own), with the copies of the
+    // first tile, at key `first`, started. Every thread of the block calls it.
+    __device__ static KeyTiles start(const uint16_t* ks, const uint16_t* vs, Head at, int first,
+                                     int t) {
+        __shared__ __align__(16) uint16_t kbuf[2][KEY_TILE][HD + PAD];
+        __shared__ __align__(16) uint16_t vbuf[2][KEY_TILE][HD + PAD];
+        garbage_in_emulation(kbuf, vbuf);
+        const KeyTiles tiles{kbuf, vbuf};
+        tiles.fetch(ks, vs, at, first, 0, t);
+        cp_async_commit();
+        return tiles;
+    }
+
     // Starts the copies of the tile at key j0 into buffer `tile & 1`.
     __device__ __forceinline__ void fetch(const uint16_t* ks, const uint16_t* vs, Head at, int j0,
                                           int tile, int t) const {
@@ -126,6 +139,20 @@ struct KeyTiles {
 
 __device__ __forceinline__ int group() { return (threadIdx.x & 31) >> 2; }
 __device__ __forceinline__ int member() { return threadIdx.x & 3; }
+
+// The query block of flash_fwd and flash_dq: its first query, this thread's two rows, and the
+// keys its queries see, from the start of the first key tile to the last query.
+struct QueryBlock {
+    int i0, rows[2], first, last;
+    __device__ QueryBlock(int t, int window) {
+        i0 = blockIdx.x * QUERIES;
+        const int warp = threadIdx.x >> 5;
+        rows[0] = i0 + warp * 16 + group();
+        rows[1] = rows[0] + 8;
+        first = first_key(i0, window) / KEY_TILE * KEY_TILE;
+        last = min(t, i0 + QUERIES) - 1;
+    }
+};
 
 // The A fragment of rows r.., columns c.. of a row-major shared tile.
 template <int W>
@@ -211,24 +238,19 @@ __device__ __forceinline__ void store_rows(__nv_bfloat16* out, Head at, const in
 template <int HD>
 __device__ void fwd(int t, int heads, int window, float scale, const uint16_t* q,
                     const uint16_t* k, const uint16_t* v, __nv_bfloat16* o, float* lse) {
-    __shared__ __align__(16) uint16_t kbuf[2][KEY_TILE][HD + PAD];
-    __shared__ __align__(16) uint16_t vbuf[2][KEY_TILE][HD + PAD];
-    garbage_in_emulation(kbuf, vbuf);
-    const KeyTiles<HD> tiles{kbuf, vbuf};
     const Head at(blockIdx.y, t, heads, HD);
-    const int i0 = blockIdx.x * QUERIES, warp = threadIdx.x >> 5, m = member();
-    const int rows[2] = {i0 + warp * 16 + group(), i0 + warp * 16 + group() + 8};
-    const int first = first_key(i0, window) / KEY_TILE * KEY_TILE, last = min(t, i0 + QUERIES) - 1;
-    tiles.fetch(k, v, at, first, 0, t);
-    cp_async_commit();
+    const QueryBlock block(t, window);
+    const KeyTiles<HD> tiles = KeyTiles<HD>::start(k, v, at, block.first, t);
+    const int* rows = block.rows;
+    const int m = member();
     uint32_t qf[HD / 16][4];
     for (int kk = 0; kk < HD / 16; ++kk) a_frag_global(qf[kk], q, at, rows, kk * 16, t);
     float acc[HD / 8][4] = {};
     float run_max[2] = {-INFINITY, -INFINITY}, run_sum[2] = {0.f, 0.f};
-    for (int j0 = first, tile = 0; j0 <= last; j0 += KEY_TILE, ++tile) {
-        tiles.advance(k, v, at, j0, tile, last, t);
-        const uint16_t(*ks)[HD + PAD] = kbuf[tile & 1];
-        const uint16_t(*vs)[HD + PAD] = vbuf[tile & 1];
+    for (int j0 = block.first, tile = 0; j0 <= block.last; j0 += KEY_TILE, ++tile) {
+        tiles.advance(k, v, at, j0, tile, block.last, t);
+        const uint16_t(*ks)[HD + PAD] = tiles.k[tile & 1];
+        const uint16_t(*vs)[HD + PAD] = tiles.v[tile & 1];
         float s[KEY_TILE / 8][4] = {};  // scores: this warp's 16 queries x 32 keys
         for (int kk = 0; kk < HD / 16; ++kk)
             for (int n = 0; n < KEY_TILE / 8; ++n) {
@@ -367,16 +389,11 @@ template <int HD>
 __device__ void dq(int t, int heads, int window, float scale, const uint16_t* q,
                    const uint16_t* k, const uint16_t* v, const uint16_t* d_o, const float* lse,
                    const float* delta, __nv_bfloat16* dq) {
-    __shared__ __align__(16) uint16_t kbuf[2][KEY_TILE][HD + PAD];
-    __shared__ __align__(16) uint16_t vbuf[2][KEY_TILE][HD + PAD];
-    garbage_in_emulation(kbuf, vbuf);
-    const KeyTiles<HD> tiles{kbuf, vbuf};
     const Head at(blockIdx.y, t, heads, HD);
-    const int i0 = blockIdx.x * QUERIES, warp = threadIdx.x >> 5, m = member();
-    const int rows[2] = {i0 + warp * 16 + group(), i0 + warp * 16 + group() + 8};
-    const int first = first_key(i0, window) / KEY_TILE * KEY_TILE, last = min(t, i0 + QUERIES) - 1;
-    tiles.fetch(k, v, at, first, 0, t);
-    cp_async_commit();
+    const QueryBlock block(t, window);
+    const KeyTiles<HD> tiles = KeyTiles<HD>::start(k, v, at, block.first, t);
+    const int* rows = block.rows;
+    const int m = member();
     uint32_t qf[HD / 16][4], of[HD / 16][4];
     for (int kk = 0; kk < HD / 16; ++kk) {
         a_frag_global(qf[kk], q, at, rows, kk * 16, t);
@@ -388,10 +405,10 @@ __device__ void dq(int t, int heads, int window, float scale, const uint16_t* q,
         row_delta[r] = rows[r] < t ? delta[(size_t)blockIdx.y * t + rows[r]] : 0.f;
     }
     float acc[HD / 8][4] = {};
-    for (int j0 = first, tile = 0; j0 <= last; j0 += KEY_TILE, ++tile) {
-        tiles.advance(k, v, at, j0, tile, last, t);
-        const uint16_t(*ks)[HD + PAD] = kbuf[tile & 1];
-        const uint16_t(*vs)[HD + PAD] = vbuf[tile & 1];
+    for (int j0 = block.first, tile = 0; j0 <= block.last; j0 += KEY_TILE, ++tile) {
+        tiles.advance(k, v, at, j0, tile, block.last, t);
+        const uint16_t(*ks)[HD + PAD] = tiles.k[tile & 1];
+        const uint16_t(*vs)[HD + PAD] = tiles.v[tile & 1];
         float s[KEY_TILE / 8][4] = {}, dp[KEY_TILE / 8][4] = {};
         for (int kk = 0; kk < HD / 16; ++kk)
             for (int n = 0; n < KEY_TILE / 8; ++n) {
