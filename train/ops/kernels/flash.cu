@@ -10,7 +10,8 @@
 //   flash_dkdv   64 keys per block (16 per warp), query tiles of 16: dk, dv;
 //   flash_dq     64 queries per block (16 per warp), key tiles of 32: dq.
 // The next tile is always on its way while a block computes: flash_fwd and flash_dq copy key
-// tiles into a second buffer with cp.async, flash_dkdv loads query tiles into registers.
+// tiles into a second buffer with cp.async, flash_dkdv loads query tiles into registers (its
+// own keys and values copy in once, by cp.async, beside the first query tile's loads).
 // dq has its own kernel (it recomputes the scores) so no atomics are needed and the result is
 // the same on every run. Tiles wholly outside the window are skipped; the rest are masked.
 // Shared rows are padded by 8 elements so a warp's fragment loads (and each phase of an ldmatrix,
@@ -66,21 +67,6 @@ struct Staged {
         }
     }
 };
-
-// Rows `first..first + ROWS` of a head into shared memory, zeros past token t; 16 bytes a load,
-// each stored as it arrives (the tiles of flash_fwd and flash_dq are too large to stage).
-template <int HD, int ROWS>
-__device__ __forceinline__ void load_tile(uint16_t (*tile)[HD + PAD], const uint16_t* x, Head at,
-                                          int first, int t) {
-    constexpr int VECS = HD / 8;
-    for (int idx = threadIdx.x; idx < ROWS * VECS; idx += THREADS) {
-        const int r = idx / VECS, c = idx % VECS * 8;
-        uint4 val = make_uint4(0, 0, 0, 0);
-        if (first + r < t)
-            val = *reinterpret_cast<const uint4*>(x + at.base + (first + r) * at.stride + c);
-        *reinterpret_cast<uint4*>(&tile[r][c]) = val;
-    }
-}
 
 // Rows `first..first + ROWS` of a head into shared memory by asynchronous copies (zeros past
 // token t, stored directly); they land after the caller's `cp_async_wait` and `__syncthreads`.
@@ -323,8 +309,10 @@ __device__ void dkdv(int t, int heads, int window, float scale, const uint16_t* 
     const Head at(blockIdx.y, t, heads, HD);
     const int j0 = blockIdx.x * KEYS, warp = threadIdx.x >> 5, m = member();
     const int keys[2] = {j0 + warp * 16 + group(), j0 + warp * 16 + group() + 8};
-    load_tile<HD, KEYS>(ks, k, at, j0, t);
-    load_tile<HD, KEYS>(vs, v, at, j0, t);
+    // k and v copy in while the first query tile loads; they land before the loop's first barrier.
+    load_tile_async<HD, KEYS>(ks, k, at, j0, t);
+    load_tile_async<HD, KEYS>(vs, v, at, j0, t);
+    cp_async_commit();
     float dka[HD / 8][4] = {}, dva[HD / 8][4] = {};
     // The last query that sees one of these keys is j0 + KEYS - 1 + window - 1.
     const int end = min(t, j0 + KEYS + window - 1);
@@ -341,6 +329,7 @@ __device__ void dkdv(int t, int heads, int window, float scale, const uint16_t* 
         }
     };
     fetch(j0);
+    cp_async_wait<0>();
     for (int i0 = j0; i0 < end; i0 += DKDV_QUERIES) {
         __syncthreads();  // the previous tile is used up (and k, v are in, the first time)
         q_next.put(qs);
