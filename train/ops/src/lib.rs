@@ -44,6 +44,7 @@ pub mod cuda;
 mod embedding;
 mod gate;
 mod inplace;
+pub mod kernels;
 mod lm_head;
 mod matmul;
 mod mlp;

@@ -5,9 +5,11 @@
 //! checks what a machine without a GPU can: the kernels' indexing, reductions, masking and tiling.
 //! `kernel-check` repeats the comparisons on a device, through the Rust launch code.
 //!
-//! The launch geometries below are those of `src/cuda/launch.rs` (256 threads a block) and
-//! `src/cuda/flash.rs` (128 threads, 64 rows a block). Needs a C++20 compiler (`$CXX`, else `c++`).
+//! The kernels, their parameters and their launch geometries come from the table the Rust launch
+//! code uses (`src/kernels.rs`), and the first test checks that table against the kernels' C++
+//! signatures. Needs a C++20 compiler (`$CXX`, else `c++`).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +18,7 @@ use std::sync::OnceLock;
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 
 use autoresearch_ops::composite;
+use autoresearch_ops::kernels::{self, *};
 
 // ---------------------------------------------------------------------------------------------
 // The emulator
@@ -46,8 +49,33 @@ fn launcher() -> &'static Path {
     })
 }
 
+/// The table the Rust launch code checks its arguments against (`src/kernels.rs`) declares each
+/// kernel's parameters as its C++ does, and lists every kernel the emulator knows.
+#[test]
+fn the_launch_table_is_the_kernels_signatures() {
+    let out = Command::new(launcher())
+        .arg("--signatures")
+        .output()
+        .expect("running the launcher");
+    assert!(out.status.success(), "launcher --signatures failed");
+    let cpp: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    let table: BTreeSet<String> = ALL
+        .iter()
+        .flat_map(|k| k.suffixes.iter().map(|s| k.signature(s)))
+        .collect();
+    let only_cpp: Vec<_> = cpp.difference(&table).collect();
+    let only_table: Vec<_> = table.difference(&cpp).collect();
+    assert!(
+        only_cpp.is_empty() && only_table.is_empty(),
+        "in the kernels but not the table: {only_cpp:#?}\nin the table but not the kernels: {only_table:#?}"
+    );
+}
+
 /// A kernel argument.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 enum Arg<'a> {
     Int(usize),
     Float(f64),
@@ -62,30 +90,34 @@ enum Arg<'a> {
 }
 use Arg::{Float, In, Int, Out, Zeroed};
 
-/// Grid `(x, y)` and threads per block.
-type Geometry = ((usize, usize), usize);
-
-const THREADS: usize = 256;
-
-fn elementwise(n: usize) -> Geometry {
-    ((n.div_ceil(THREADS).clamp(1, 1 << 16), 1), THREADS)
-}
-
-fn reduction(n: usize) -> Geometry {
-    ((n.div_ceil(THREADS).clamp(1, 1024), 1), THREADS)
-}
-
-fn warp_per_row(rows: usize) -> Geometry {
-    ((rows.div_ceil(THREADS / 32).max(1), 1), THREADS)
-}
-
-fn block_per_row(rows: usize) -> Geometry {
-    ((rows.max(1), 1), THREADS)
-}
-
-/// Runs `kernel` on `args` in the emulator; returns the `Out` and `Zeroed` buffers in order, as
-/// flat f32.
-fn launch(kernel: &str, geometry: Geometry, args: &[Arg]) -> Result<Vec<Tensor>> {
+/// Runs `kernel`'s entry point for `suffix` on `args` in the emulator, after checking them
+/// against the kernel's parameters in the table the Rust launch code uses; returns the `Out` and
+/// `Zeroed` buffers in order, as flat f32.
+fn launch<S>(
+    kernel: &Typed<S>,
+    suffix: &str,
+    geometry: Geometry,
+    args: &[Arg],
+) -> Result<Vec<Tensor>> {
+    let kernel = &kernel.kernel;
+    let entry = kernel.entry(suffix);
+    assert!(
+        kernel.suffixes.contains(&suffix),
+        "{entry}: not in the table"
+    );
+    assert_eq!(args.len(), kernel.params.len(), "{entry}: arguments");
+    for (i, (arg, param)) in args.iter().zip(kernel.params).enumerate() {
+        let fits = match (arg, param) {
+            (Int(_), Param::Int | Param::Size) | (Float(_), Param::Float) => true,
+            (In(t), Param::In(elem)) => (t.dtype() == DType::U32) == (*elem == Elem::U32),
+            (Out(_) | Zeroed(_), Param::Out(_)) => true,
+            _ => false,
+        };
+        assert!(
+            fits,
+            "{entry}: argument {i} does not fit the parameter {param:?}"
+        );
+    }
     static CALLS: AtomicUsize = AtomicUsize::new(0);
     let call = CALLS.fetch_add(1, Ordering::Relaxed);
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -134,17 +166,20 @@ fn launch(kernel: &str, geometry: Geometry, args: &[Arg]) -> Result<Vec<Tensor>>
         std::fs::write(dir.join(&name), bytes).map_err(candle_core::Error::wrap)?;
         words.push(format!("@{name}"));
     }
-    let ((gx, gy), block) = geometry;
+    let Geometry {
+        grid: (gx, gy),
+        threads,
+    } = geometry;
     let run = Command::new(launcher())
         .arg(&dir)
-        .arg(kernel)
-        .args([gx, gy, block].map(|n| n.to_string()))
+        .arg(&entry)
+        .args([gx, gy, threads].map(|n| n.to_string()))
         .args(&words)
         .output()
         .map_err(candle_core::Error::wrap)?;
     assert!(
         run.status.success(),
-        "{kernel} failed in the emulator: {}",
+        "{entry} failed in the emulator: {}",
         String::from_utf8_lossy(&run.stderr)
     );
     let out = outputs
@@ -302,14 +337,16 @@ fn rms_norm() -> Result<()> {
     let rstd_want = (x.sqr()?.mean_keepdim(1)? + 1e-6)?.sqrt()?.recip()?;
     for s in ["f32", "bf16"] {
         let fwd = launch(
-            &format!("rms_norm_fwd_{s}"),
+            &RMS_NORM_FWD,
+            s,
             warp_per_row(rows),
             &[Int(rows), Int(cols), In(&x), Out(rows * cols), Out(rows)],
         )?;
         check.close(&format!("rms_norm {s}: y"), &fwd[0], &y_want, tol(s))?;
         check.close(&format!("rms_norm {s}: rstd"), &fwd[1], &rstd_want, 1e-4)?;
         let dx = launch(
-            &format!("rms_norm_bwd_{s}"),
+            &RMS_NORM_BWD,
+            s,
             warp_per_row(rows),
             &[
                 Int(rows),
@@ -344,16 +381,18 @@ fn lambda_mix() -> Result<()> {
     let dlambdas = Tensor::cat(&[&g[2], &g[3]], 0)?;
     for s in ["f32", "bf16"] {
         let y = launch(
-            &format!("lambda_mix_fwd_{s}"),
+            &LAMBDA_MIX_FWD,
+            s,
             elementwise(n),
             &[Int(n), In(&x), In(&x0), In(&lambdas), Out(n)],
         )?;
         check.close(&format!("lambda_mix {s}: y"), &y[0], &y_want, tol(s))?;
         // The launch's own grid, and one of 3 blocks, whose grid-stride loop goes round.
-        for geometry in [reduction(n), ((3, 1), THREADS)] {
-            let what = format!("lambda_mix {s} on {} blocks", geometry.0 .0);
+        for geometry in [reduction(n), blocks(3)] {
+            let what = format!("lambda_mix {s} on {} blocks", geometry.grid.0);
             let d = launch(
-                &format!("lambda_mix_bwd_{s}"),
+                &LAMBDA_MIX_BWD,
+                s,
                 geometry,
                 &[
                     Int(n),
@@ -393,7 +432,7 @@ fn rope_norm() -> Result<()> {
         let dims = [Int(rows), Int(t), Int(h), Int(hd), Float(scale)];
         let mut args = dims.to_vec();
         args.extend([In(&x), In(&cos_t), In(&sin_t), Out(rows * hd), Out(rows)]);
-        let fwd = launch(&format!("rope_norm_fwd_{s}"), warp_per_row(rows), &args)?;
+        let fwd = launch(&ROPE_NORM_FWD, s, warp_per_row(rows), &args)?;
         check.close(&format!("rope_norm {s}: y"), &fwd[0], &y_want, tol(s))?;
         let mut args = dims.to_vec();
         args.extend([
@@ -404,7 +443,7 @@ fn rope_norm() -> Result<()> {
             In(&fwd[1]),
             Out(rows * hd),
         ]);
-        let dx = launch(&format!("rope_norm_bwd_{s}"), warp_per_row(rows), &args)?;
+        let dx = launch(&ROPE_NORM_BWD, s, warp_per_row(rows), &args)?;
         check.close(&format!("rope_norm {s}: dx"), &dx[0], &g[0], tol(s))?;
     }
     check.assert();
@@ -439,12 +478,12 @@ fn softcap_cross_entropy() -> Result<()> {
         let head = [Int(n), Int(v), Float(cap), In(&logits), In(&targets)];
         let mut args = head.to_vec();
         args.extend([Out(n), Out(n)]);
-        let fwd = launch(&format!("softcap_ce_fwd_{s}"), block_per_row(n), &args)?;
+        let fwd = launch(&SOFTCAP_CE_FWD, s, block_per_row(n), &args)?;
         check.close(&format!("softcap_ce {s}: loss"), &fwd[0], &loss_want, 1e-4)?;
         check.close(&format!("softcap_ce {s}: lse"), &fwd[1], &lse_want, 1e-4)?;
         let mut args = head.to_vec();
         args.extend([In(&fwd[1]), In(&dloss), Out(n * v)]);
-        let dl = launch(&format!("softcap_ce_bwd_{s}"), block_per_row(n), &args)?;
+        let dl = launch(&SOFTCAP_CE_BWD, s, block_per_row(n), &args)?;
         check.close(&format!("softcap_ce {s}: dl"), &dl[0], &g[0], tol(s))?;
     }
     check.assert();
@@ -463,13 +502,15 @@ fn value_gate_mix() -> Result<()> {
     })?;
     for s in ["f32", "bf16"] {
         let y = launch(
-            &format!("gate_mix_fwd_{s}"),
+            &GATE_MIX_FWD,
+            s,
             warp_per_row(rows),
             &[Int(rows), Int(hd), In(&v), In(&ve), In(&l), Out(rows * hd)],
         )?;
         check.close(&format!("gate_mix {s}: y"), &y[0], &y_want, tol(s))?;
         let d = launch(
-            &format!("gate_mix_bwd_{s}"),
+            &GATE_MIX_BWD,
+            s,
             warp_per_row(rows),
             &[
                 Int(rows),
@@ -498,17 +539,14 @@ fn relu_sq() -> Result<()> {
     for (s, geometry) in [
         ("f32", elementwise(n)),
         ("bf16", elementwise(n)),
-        ("f32", ((2, 1), THREADS)),
+        ("f32", blocks(2)),
     ] {
-        let what = format!("relu_sq {s} on {} blocks", geometry.0 .0);
-        let y = launch(
-            &format!("relu_sq_fwd_{s}"),
-            geometry,
-            &[Int(n), In(&x), Out(n)],
-        )?;
+        let what = format!("relu_sq {s} on {} blocks", geometry.grid.0);
+        let y = launch(&RELU_SQ_FWD, s, geometry, &[Int(n), In(&x), Out(n)])?;
         check.close(&format!("{what}: y"), &y[0], &y_want, tol(s))?;
         let dx = launch(
-            &format!("relu_sq_bwd_{s}"),
+            &RELU_SQ_BWD,
+            s,
             geometry,
             &[Int(n), In(&x), In(&dy), Out(n)],
         )?;
@@ -528,7 +566,7 @@ fn embedding() -> Result<()> {
     let head = [Int(n), Int(c), Int(vocab)];
     let mut args = head.to_vec();
     args.extend([In(&table), In(&ids), Out(n * c)]);
-    let out = launch("embedding_fwd_f32", elementwise(n * c), &args)?;
+    let out = launch(&EMBEDDING_FWD, "f32", elementwise(n * c), &args)?;
     check.close(
         "embedding: out",
         &out[0],
@@ -537,7 +575,7 @@ fn embedding() -> Result<()> {
     )?;
     let mut args = head.to_vec();
     args.extend([In(&g), In(&ids), Zeroed(vocab * c)]);
-    let dtable = launch("embedding_bwd_f32", elementwise(n * c), &args)?;
+    let dtable = launch(&EMBEDDING_BWD, "f32", elementwise(n * c), &args)?;
     let want = table.zeros_like()?.index_add(&ids, &g, 0)?;
     check.close("embedding: dtable", &dtable[0], &want, 1e-5)?;
     check.assert();
@@ -558,7 +596,8 @@ fn adamw() -> Result<()> {
     let keep = 1.0 - lr * wd;
     let (inv_c1, inv_c2) = (1.0 / (1.0 - b1 * b1 * b1), 1.0 / (1.0 - b2 * b2 * b2));
     let out = launch(
-        "adamw_f32",
+        &ADAMW,
+        "f32",
         elementwise(n),
         &[
             Int(n),
@@ -606,13 +645,11 @@ fn window_softmax() -> Result<()> {
             let head = [Int(rows), Int(t), Int(window), Float(scale)];
             let mut args = head.to_vec();
             args.extend([In(&s), Out(rows * t)]);
-            let kernel = format!("window_softmax_fwd_{suffix}");
-            let p = launch(&kernel, block_per_row(rows), &args)?;
+            let p = launch(&WINDOW_SOFTMAX_FWD, suffix, block_per_row(rows), &args)?;
             check.close(&format!("{what}: p"), &p[0], &p_want, tol(suffix))?;
             let mut args = head.to_vec();
             args.extend([In(&p[0]), In(&up), Out(rows * t)]);
-            let kernel = format!("window_softmax_bwd_{suffix}");
-            let ds = launch(&kernel, block_per_row(rows), &args)?;
+            let ds = launch(&WINDOW_SOFTMAX_BWD, suffix, block_per_row(rows), &args)?;
             check.close(&format!("{what}: ds"), &ds[0], &g[0], tol(suffix))?;
         }
     }
@@ -632,10 +669,6 @@ fn log_sum_exp(q: &Tensor, k: &Tensor, window: usize, scale: f64) -> Result<Tens
     let sum = scores.broadcast_sub(&max)?.exp()?.sum_keepdim(3)?;
     (sum.log()? + max)?.squeeze(3)
 }
-
-/// Flash rows per block and threads per block (`src/cuda/flash.rs`).
-const FLASH_ROWS: usize = 64;
-const FLASH_THREADS: usize = 128;
 
 #[test]
 fn flash_attention() -> Result<()> {
@@ -670,15 +703,21 @@ fn flash_attention() -> Result<()> {
         })?;
         let lse_want = log_sum_exp(&q, &k, window, scale)?;
 
-        let tiles = ((t.div_ceil(FLASH_ROWS), b * h), FLASH_THREADS);
+        let tiles = kernels::flash(t, b * h)?;
+        let (fwd_kernel, dkdv_kernel, dq_kernel) = if hd == 64 {
+            (FLASH_FWD_HD64, FLASH_DKDV_HD64, FLASH_DQ_HD64)
+        } else {
+            (FLASH_FWD_HD128, FLASH_DKDV_HD128, FLASH_DQ_HD128)
+        };
         let dims = [Int(t), Int(h), Int(window), Float(scale)];
         let mut args = dims.to_vec();
         args.extend([In(&q), In(&k), In(&v), Out(n), Out(b * h * t)]);
-        let fwd = launch(&format!("flash_fwd_hd{hd}_bf16"), tiles, &args)?;
+        let fwd = launch(&fwd_kernel, "bf16", tiles, &args)?;
         let (o, lse) = (&fwd[0], &fwd[1]);
         let rows = b * t * h;
         let delta = launch(
-            "flash_delta_bf16",
+            &FLASH_DELTA,
+            "bf16",
             warp_per_row(rows),
             &[
                 Int(rows),
@@ -694,11 +733,11 @@ fn flash_attention() -> Result<()> {
         let mut args = dims.to_vec();
         args.extend(saved);
         args.extend([Out(n), Out(n)]);
-        let dkdv = launch(&format!("flash_dkdv_hd{hd}_bf16"), tiles, &args)?;
+        let dkdv = launch(&dkdv_kernel, "bf16", tiles, &args)?;
         let mut args = dims.to_vec();
         args.extend(saved);
         args.push(Out(n));
-        let dq = launch(&format!("flash_dq_hd{hd}_bf16"), tiles, &args)?;
+        let dq = launch(&dq_kernel, "bf16", tiles, &args)?;
 
         // bf16 outputs, and P and dS rounded to bf16 before their products: FlashAttention-2's
         // own error budget. The log-sum-exp comes from f32 sums of exact products.

@@ -1,6 +1,9 @@
 // Runs any kernel of `kernels/*.cu` in the emulator (emulate.h) on buffers kept in files, for the
 // CPU tests of the kernels (`tests/kernels_emulated.rs`):
 //   launcher DIR KERNEL GRID_X GRID_Y BLOCK_X ARG...
+// or lists every kernel's C++ signature, one a line, as the compiler sees it (for the test that
+// the Rust side's table of kernels, `src/kernels.rs`, declares the same parameters):
+//   launcher --signatures
 // One ARG per kernel parameter, in order: a number for an int, size_t or float parameter, and
 // `@NAME` for a pointer, the buffer in DIR/NAME (4 bytes an element: f32 for float and bf16
 // buffers, rounded to bf16 on the way in; u32 for uint32_t). Buffers behind non-const pointers are
@@ -133,19 +136,45 @@ static void call(void (*kernel)(A...), Args& a, emu::Dim3 grid, emu::Dim3 block,
     emu::launch(grid, block, [&] { std::apply(kernel, args); });
 }
 
+// A parameter's C++ type, spelled as `Param::c_type` in src/kernels.rs spells it.
+template <class P>
+static std::string c_type() {
+    if constexpr (std::is_pointer_v<P>) {
+        using E = std::remove_pointer_t<P>;
+        return (std::is_const_v<E> ? "const " : "") + c_type<std::remove_cv_t<E>>() + "*";
+    } else if constexpr (std::is_same_v<P, int>) {
+        return "int";
+    } else if constexpr (std::is_same_v<P, size_t>) {
+        return "size_t";
+    } else if constexpr (std::is_same_v<P, float>) {
+        return "float";
+    } else if constexpr (std::is_same_v<P, uint32_t>) {
+        return "uint32_t";
+    } else {
+        static_assert(std::is_same_v<P, __nv_bfloat16>, "a parameter type with no name here");
+        return "bf16";
+    }
+}
+
+// A kernel as the launcher knows it: how to run it, and its parameters' types.
+struct Entry {
+    std::function<void(Args&, emu::Dim3, emu::Dim3)> run;
+    std::vector<std::string> params;
+};
+
 template <class... A>
-static std::function<void(Args&, emu::Dim3, emu::Dim3)> entry(void (*kernel)(A...)) {
-    return [kernel](Args& a, emu::Dim3 grid, emu::Dim3 block) {
-        call(kernel, a, grid, block, std::index_sequence_for<A...>{});
-    };
+static Entry entry(void (*kernel)(A...)) {
+    return {[kernel](Args& a, emu::Dim3 grid, emu::Dim3 block) {
+                call(kernel, a, grid, block, std::index_sequence_for<A...>{});
+            },
+            {c_type<A>()...}};
 }
 
 #define BOTH(name) {#name "_f32", entry(name##_f32)}, {#name "_bf16", entry(name##_bf16)},
 #define ONE(name) {#name, entry(name)},
 
 int main(int argc, char** argv) {
-    if (argc < 6) die("usage: launcher DIR KERNEL GRID_X GRID_Y BLOCK_X ARG...");
-    const std::map<std::string, std::function<void(Args&, emu::Dim3, emu::Dim3)>> kernels = {
+    const std::map<std::string, Entry> kernels = {
         BOTH(window_softmax_fwd) BOTH(window_softmax_bwd) BOTH(softcap_ce_fwd)
         BOTH(softcap_ce_bwd) BOTH(relu_sq_fwd) BOTH(relu_sq_bwd) ONE(embedding_fwd_f32)
         ONE(embedding_bwd_f32) BOTH(gate_mix_fwd) BOTH(gate_mix_bwd) ONE(adamw_f32)
@@ -153,6 +182,15 @@ int main(int argc, char** argv) {
         BOTH(rope_norm_fwd) BOTH(rope_norm_bwd) ONE(flash_fwd_hd64_bf16)
         ONE(flash_fwd_hd128_bf16) ONE(flash_dkdv_hd64_bf16) ONE(flash_dkdv_hd128_bf16)
         ONE(flash_dq_hd64_bf16) ONE(flash_dq_hd128_bf16) ONE(flash_delta_bf16)};
+    if (argc == 2 && std::string(argv[1]) == "--signatures") {
+        for (const auto& [name, e] : kernels) {
+            std::string line = name + "(";
+            for (size_t i = 0; i < e.params.size(); ++i) line += (i ? ", " : "") + e.params[i];
+            std::printf("%s)\n", line.c_str());
+        }
+        return 0;
+    }
+    if (argc < 6) die("usage: launcher DIR KERNEL GRID_X GRID_Y BLOCK_X ARG... | launcher --signatures");
     Args a;
     a.dir = argv[1];
     const auto found = kernels.find(argv[2]);
@@ -160,7 +198,7 @@ int main(int argc, char** argv) {
     const emu::Dim3 grid{(unsigned)std::stoul(argv[3]), (unsigned)std::stoul(argv[4]), 1};
     const emu::Dim3 block{(unsigned)std::stoul(argv[5]), 1, 1};
     a.raw.assign(argv + 6, argv + argc);
-    found->second(a, grid, block);
+    found->second.run(a, grid, block);
     for (const auto& [name, b] : a.buffers)
         if (b.written) b.write_back();
     return 0;

@@ -12,9 +12,10 @@ use candle_core::backend::BackendStorage;
 use candle_core::Tensor;
 use candle_core::{bail, CudaStorage, CustomOp1, CustomOp3, Layout, Result, Shape};
 
-use super::launch::cpu_fwd_cuda_only;
-use super::launch::{block_per_row, by_dtype, function, int, launch, output, storage};
-use super::launch::{stored, tensor, view, Elem, Read, WINDOW_SOFTMAX_BWD, WINDOW_SOFTMAX_FWD};
+use super::launch::{
+    by_dtype, cpu_fwd_cuda_only, int, launch, output, storage, stored, tensor, view, Elem, Read,
+};
+use crate::kernels::{block_per_row, WINDOW_SOFTMAX_BWD, WINDOW_SOFTMAX_FWD};
 
 /// `softmax(scale · q kᵀ + mask) v` on `[B, T, H, hd]`, query `i` seeing keys
 /// `i + 1 − window ..= i`. The interim op saves the probabilities (`[B, H, T, T]`, q's dtype).
@@ -145,21 +146,14 @@ impl WindowSoftmax {
             let (ps, dps) = (pr.view::<T>()?, dpr.view::<T>()?);
             let (rows, r, t, w) = op.dims(ps.len())?;
             let mut ds = output::<T>(&dev, ps.len())?;
-            let f = function::<T>(&dev, WINDOW_SOFTMAX_BWD)?;
             // SAFETY: window_softmax_bwd(int rows, int t, int window, float scale, const T* p,
             // const T* dp, T* ds); each rows·t long; one block per row.
             unsafe {
-                launch!(
-                    dev,
-                    f,
+                launch::<T, _>(
+                    &dev,
+                    &WINDOW_SOFTMAX_BWD,
                     block_per_row(rows),
-                    &r,
-                    &t,
-                    &w,
-                    &op.scale,
-                    &ps,
-                    &dps,
-                    &mut ds
+                    (&r, &t, &w, &op.scale, &ps, &dps, &mut ds),
                 )
             }?;
             Ok(tensor(ds, &dev, p.shape()))
@@ -181,20 +175,14 @@ impl CustomOp1 for WindowSoftmax {
             let scores = view::<T>(op.name(), s, l)?;
             let (rows, r, t, w) = op.dims(scores.len())?;
             let mut p = output::<T>(dev, scores.len())?;
-            let f = function::<T>(dev, WINDOW_SOFTMAX_FWD)?;
             // SAFETY: window_softmax_fwd(int rows, int t, int window, float scale, const T* s,
             // T* p); s and p rows·t long; one block per row.
             unsafe {
-                launch!(
+                launch::<T, _>(
                     dev,
-                    f,
+                    &WINDOW_SOFTMAX_FWD,
                     block_per_row(rows),
-                    &r,
-                    &t,
-                    &w,
-                    &op.scale,
-                    &scores,
-                    &mut p
+                    (&r, &t, &w, &op.scale, &scores, &mut p),
                 )
             }?;
             Ok(storage(p, dev))

@@ -8,9 +8,10 @@ use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView};
 use candle_core::{bail, CudaDevice, CudaStorage, CustomOp2, Device, Layout, Result};
 use candle_core::{Shape, Tensor};
 
-use super::launch::cpu_fwd_cuda_only;
-use super::launch::{block_per_row, by_dtype, function, ids_below, int, launch, output};
-use super::launch::{storage, tensor, view, Elem, Read, SOFTCAP_CE_BWD, SOFTCAP_CE_FWD};
+use super::launch::{
+    by_dtype, cpu_fwd_cuda_only, ids_below, int, launch, output, storage, tensor, view, Elem, Read,
+};
+use crate::kernels::{block_per_row, SOFTCAP_CE_BWD, SOFTCAP_CE_FWD};
 
 /// The mean over rows of `−log softmax(cap · tanh(logits / cap))[target]`, `logits: [N, V]`
 /// (f32 or bf16), `targets`: N ids below V (moved to the logits' device as u32). Saves the
@@ -117,22 +118,15 @@ fn forward_rows<T: Elem>(
 ) -> Result<(CudaSlice<f32>, CudaSlice<f32>)> {
     let name = "softcap_cross_entropy";
     let (mut loss, mut lse) = (output::<f32>(dev, rows)?, output::<f32>(dev, rows)?);
-    let f = function::<T>(dev, SOFTCAP_CE_FWD)?;
     let (n, v) = (int(name, rows)?, int(name, cols)?);
     // SAFETY: softcap_ce_fwd(int n, int v, float cap, const T* l, const uint32_t* targets,
     // float* loss, float* lse); l n·v long, the rest n; one block per row.
     unsafe {
-        launch!(
+        launch::<T, _>(
             dev,
-            f,
+            &SOFTCAP_CE_FWD,
             block_per_row(rows),
-            &n,
-            &v,
-            &cap,
-            logits,
-            targets,
-            &mut loss,
-            &mut lse
+            (&n, &v, &cap, logits, targets, &mut loss, &mut lse),
         )
     }?;
     Ok((loss, lse))
@@ -148,23 +142,15 @@ fn backward_rows<T: Elem>(
 ) -> Result<CudaSlice<T>> {
     let name = "softcap_cross_entropy";
     let mut dl = output::<T>(dev, rows * cols)?;
-    let f = function::<T>(dev, SOFTCAP_CE_BWD)?;
     let (n, v) = (int(name, rows)?, int(name, cols)?);
     // SAFETY: softcap_ce_bwd(int n, int v, float cap, const T* l, const uint32_t* targets,
     // const float* lse, const float* dloss, T* dl); l and dl n·v long, the rest n.
     unsafe {
-        launch!(
+        launch::<T, _>(
             dev,
-            f,
+            &SOFTCAP_CE_BWD,
             block_per_row(rows),
-            &n,
-            &v,
-            &cap,
-            logits,
-            targets,
-            lse,
-            dloss,
-            &mut dl
+            (&n, &v, &cap, logits, targets, lse, dloss, &mut dl),
         )
     }?;
     Ok(dl)

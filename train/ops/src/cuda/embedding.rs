@@ -5,9 +5,10 @@ use candle_core::backend::BackendStorage;
 use candle_core::Tensor;
 use candle_core::{CudaStorage, CustomOp2, Layout, Result, Shape};
 
-use super::launch::cpu_fwd_cuda_only;
-use super::launch::{elementwise, function, ids_below, int, launch, output, storage, tensor};
-use super::launch::{view, Read, EMBEDDING_BWD, EMBEDDING_FWD};
+use super::launch::{
+    cpu_fwd_cuda_only, ids_below, int, launch, output, storage, tensor, view, Read,
+};
+use crate::kernels::{elementwise, EMBEDDING_BWD, EMBEDDING_FWD};
 
 /// Rows of `table: [V, C]` (f32) at `ids` (any shape, moved to the table's device as u32, each
 /// below V): `[ids..., C]`.
@@ -47,21 +48,15 @@ impl CustomOp2 for Embedding {
         let ids = view::<u32>(self.name(), s2, l2)?;
         let n = ids.len();
         let mut out = output::<f32>(dev, n * cols)?;
-        let f = function::<f32>(dev, EMBEDDING_FWD)?;
         let (c, v) = (int(self.name(), cols)?, int(self.name(), vocab)?);
         // SAFETY: embedding_fwd_f32(size_t n, int c, int vocab, const float* table,
         // const uint32_t* ids, float* out); table vocab·c, ids n, out n·c long.
         unsafe {
-            launch!(
+            launch::<f32, _>(
                 dev,
-                f,
+                &EMBEDDING_FWD,
                 elementwise(n * cols),
-                &n,
-                &c,
-                &v,
-                &table,
-                &ids,
-                &mut out
+                (&n, &c, &v, &table, &ids, &mut out),
             )
         }?;
         Ok((storage(out, dev), Shape::from((n, cols))))
@@ -82,21 +77,15 @@ impl CustomOp2 for Embedding {
         let (vocab, cols) = table.dims2()?;
         let n = is.len();
         let mut dtable = dev.alloc_zeros::<f32>(vocab * cols)?;
-        let f = function::<f32>(&dev, EMBEDDING_BWD)?;
         let (c, v) = (int(name, cols)?, int(name, vocab)?);
         // SAFETY: embedding_bwd_f32(size_t n, int c, int vocab, const float* g,
         // const uint32_t* ids, float* dtable); g n·c long, dtable vocab·c zeroed.
         unsafe {
-            launch!(
-                dev,
-                f,
+            launch::<f32, _>(
+                &dev,
+                &EMBEDDING_BWD,
                 elementwise(n * cols),
-                &n,
-                &c,
-                &v,
-                &gs,
-                &is,
-                &mut dtable
+                (&n, &c, &v, &gs, &is, &mut dtable),
             )
         }?;
         Ok((Some(tensor(dtable, &dev, (vocab, cols))), None))

@@ -11,21 +11,15 @@
 use std::sync::OnceLock;
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::LaunchConfig;
 use candle_core::{bail, CudaStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
-use super::launch::{cpu_fwd_cuda_only, function, int, launch, output, storage, tensor};
-use super::launch::{view, warp_per_row, Kernel, Read};
-use super::launch::{FLASH_DELTA, FLASH_DKDV_HD128, FLASH_DKDV_HD64, FLASH_DQ_HD128};
-use super::launch::{FLASH_DQ_HD64, FLASH_FWD_HD128, FLASH_FWD_HD64};
+use super::launch::{cpu_fwd_cuda_only, int, launch, output, storage, tensor, view, Read};
+use crate::kernels::{flash, warp_per_row, FlashDkdv, FlashDq, FlashFwd, Geometry, Typed};
+use crate::kernels::{FLASH_DELTA, FLASH_DKDV_HD128, FLASH_DKDV_HD64, FLASH_DQ_HD128};
+use crate::kernels::{FLASH_DQ_HD64, FLASH_FWD_HD128, FLASH_FWD_HD64};
 
 /// The environment variable that picks the attention kernels for bf16 on CUDA.
 const ENV_ATTENTION: &str = "AUTORESEARCH_ATTENTION";
-
-/// Threads per block and rows (queries or keys) per block of the tiled kernels, as flash.cu's
-/// `THREADS`, `QUERIES` and `KEYS`.
-const THREADS: u32 = 128;
-const ROWS_PER_BLOCK: usize = 64;
 
 /// Whether the flash kernels take `q, k, v` (checked to share one shape `[B, T, H, hd]`): bf16,
 /// hd 64 or 128, not empty (a grid needs a block), each starting 16 bytes into its buffer (the
@@ -75,7 +69,7 @@ pub(crate) fn attention(
         h: int(name, h)?,
         window: int(name, window.min(t))?,
         scale: scale as f32,
-        grid: grid(name, t, b * h)?,
+        grid: flash(t, b * h)?,
         hd,
     };
     let op = Flash {
@@ -92,28 +86,22 @@ struct Dims {
     h: i32,
     window: i32,
     scale: f32,
-    grid: LaunchConfig,
+    grid: Geometry,
     hd: usize,
 }
 
-/// One block per 64 rows of each (batch row, head).
-fn grid(name: &str, t: usize, heads: usize) -> Result<LaunchConfig> {
-    if heads > 65_535 {
-        bail!("{name}: {heads} batch rows times heads exceed the grid's 65,535");
-    }
-    Ok(LaunchConfig {
-        grid_dim: (t.div_ceil(ROWS_PER_BLOCK) as u32, heads as u32, 1),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    })
-}
-
 /// The forward, dk/dv and dq kernels for a head size.
-fn kernels(hd: usize) -> [Kernel; 3] {
+fn kernels(
+    hd: usize,
+) -> (
+    &'static Typed<FlashFwd>,
+    &'static Typed<FlashDkdv>,
+    &'static Typed<FlashDq>,
+) {
     if hd == 64 {
-        [FLASH_FWD_HD64, FLASH_DKDV_HD64, FLASH_DQ_HD64]
+        (&FLASH_FWD_HD64, &FLASH_DKDV_HD64, &FLASH_DQ_HD64)
     } else {
-        [FLASH_FWD_HD128, FLASH_DKDV_HD128, FLASH_DQ_HD128]
+        (&FLASH_FWD_HD128, &FLASH_DKDV_HD128, &FLASH_DQ_HD128)
     }
 }
 
@@ -151,12 +139,18 @@ impl CustomOp3 for Flash {
         let (b, t, h, _) = l1.shape().dims4()?;
         let mut o = output::<Bf16>(dev, q.len())?;
         let mut lse = output::<f32>(dev, b * h * t)?;
-        let f = function::<Bf16>(dev, kernels(d.hd)[0])?;
         // SAFETY: flash_fwd_hd<HD>_bf16(int t, int heads, int window, float scale,
         // const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse); q, k, v and o
-        // [B, T, H, HD], 16-byte aligned (`applies`), lse [B, H, T]; the grid of `grid`.
+        // [B, T, H, HD], 16-byte aligned (`applies`), lse [B, H, T]; the grid of `kernels::flash`.
         unsafe {
-            launch!(dev, f, d.grid, &d.t, &d.h, &d.window, &d.scale, &q, &k, &v, &mut o, &mut lse)
+            launch::<Bf16, _>(
+                dev,
+                kernels(d.hd).0,
+                d.grid,
+                (
+                    &d.t, &d.h, &d.window, &d.scale, &q, &k, &v, &mut o, &mut lse,
+                ),
+            )
         }?;
         let _ = self.lse.set(tensor(lse, dev, (b, h, t)));
         Ok((storage(o, dev), l1.shape().clone()))
@@ -191,48 +185,48 @@ impl CustomOp3 for Flash {
 
         let rows = lses.len();
         let mut delta = output::<f32>(&dev, rows)?;
-        let f = function::<Bf16>(&dev, FLASH_DELTA)?;
         let (r, hd) = (int(name, rows)?, int(name, d.hd)?);
         // SAFETY: flash_delta_bf16(int rows, int t, int heads, int hd, const bf16* o,
         // const bf16* d_o, float* delta); o and d_o rows·hd long, delta rows; a warp per row.
         unsafe {
-            launch!(
-                dev,
-                f,
+            launch::<Bf16, _>(
+                &dev,
+                &FLASH_DELTA,
                 warp_per_row(rows),
-                &r,
-                &d.t,
-                &d.h,
-                &hd,
-                &os,
-                &dos,
-                &mut delta
+                (&r, &d.t, &d.h, &hd, &os, &dos, &mut delta),
             )
         }?;
 
-        let [_, dkdv, dq_kernel] = kernels(d.hd);
+        let (_, dkdv, dq_kernel) = kernels(d.hd);
         let (mut dq, mut dk, mut dv) = (
             output::<Bf16>(&dev, qs.len())?,
             output::<Bf16>(&dev, qs.len())?,
             output::<Bf16>(&dev, qs.len())?,
         );
-        let f = function::<Bf16>(&dev, dkdv)?;
         // SAFETY: flash_dkdv_hd<HD>_bf16(int t, int heads, int window, float scale,
         // const bf16* q, k, v, d_o, const float* lse, const float* delta, bf16* dk, bf16* dv):
-        // the forward's shapes, delta as lse; the grid of `grid`.
+        // the forward's shapes, delta as lse; the grid of `kernels::flash`.
         unsafe {
-            launch!(
-                dev, f, d.grid, &d.t, &d.h, &d.window, &d.scale, &qs, &ks, &vs, &dos, &lses,
-                &delta, &mut dk, &mut dv
+            launch::<Bf16, _>(
+                &dev,
+                dkdv,
+                d.grid,
+                (
+                    &d.t, &d.h, &d.window, &d.scale, &qs, &ks, &vs, &dos, &lses, &delta, &mut dk,
+                    &mut dv,
+                ),
             )
         }?;
-        let f = function::<Bf16>(&dev, dq_kernel)?;
         // SAFETY: flash_dq_hd<HD>_bf16(int t, int heads, int window, float scale,
         // const bf16* q, k, v, d_o, const float* lse, const float* delta, bf16* dq): as above.
         unsafe {
-            launch!(
-                dev, f, d.grid, &d.t, &d.h, &d.window, &d.scale, &qs, &ks, &vs, &dos, &lses,
-                &delta, &mut dq
+            launch::<Bf16, _>(
+                &dev,
+                dq_kernel,
+                d.grid,
+                (
+                    &d.t, &d.h, &d.window, &d.scale, &qs, &ks, &vs, &dos, &lses, &delta, &mut dq,
+                ),
             )
         }?;
         let grad = |x| Some(tensor(x, &dev, shape.clone()));

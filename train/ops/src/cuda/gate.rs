@@ -4,10 +4,11 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CudaStorage, CustomOp3, Layout, Result, Shape, Tensor, D};
 
-use super::launch::cpu_fwd_cuda_only;
-use super::launch::{by_dtype, function, int, launch, output, storage, tensor};
-use super::launch::{view, warp_per_row, Elem, Read, GATE_MIX_BWD, GATE_MIX_FWD};
+use super::launch::{
+    by_dtype, cpu_fwd_cuda_only, int, launch, output, storage, tensor, view, Elem, Read,
+};
 use crate::composite;
+use crate::kernels::{warp_per_row, GATE_MIX_BWD, GATE_MIX_FWD};
 
 /// `v + ve · 2σ(x[..., :G] · gateᵀ)` for `v`, `ve: [B, T, H, hd]`, `x: [B, T, C]`,
 /// `gate: [H, G]` (shapes checked by the caller). Saves nothing beyond the `[B, T, H]` logits.
@@ -52,11 +53,17 @@ impl CustomOp3 for GateMix {
             let rows = l.len();
             let hd = v.len() / rows;
             let mut y = output::<T>(dev, v.len())?;
-            let f = function::<T>(dev, GATE_MIX_FWD)?;
             let (r, h) = (int(op, rows)?, int(op, hd)?);
             // SAFETY: gate_mix_fwd(int rows, int hd, const T* v, const T* ve, const T* l, T* y);
             // v, ve and y rows·hd long, l rows; one warp per row.
-            unsafe { launch!(dev, f, warp_per_row(rows), &r, &h, &v, &ve, &l, &mut y) }?;
+            unsafe {
+                launch::<T, _>(
+                    dev,
+                    &GATE_MIX_FWD,
+                    warp_per_row(rows),
+                    (&r, &h, &v, &ve, &l, &mut y),
+                )
+            }?;
             Ok(storage(y, dev))
         }
         let y = by_dtype!(self.name(), s1.dtype(), run((s1, l1), (s2, l2), (s3, l3)))?;
@@ -83,22 +90,15 @@ impl CustomOp3 for GateMix {
             let rows = ls.len();
             let hd = ves.len() / rows;
             let (mut dve, mut dl) = (output::<T>(&dev, ves.len())?, output::<T>(&dev, rows)?);
-            let f = function::<T>(&dev, GATE_MIX_BWD)?;
             let (r, h) = (int(op, rows)?, int(op, hd)?);
             // SAFETY: gate_mix_bwd(int rows, int hd, const T* ve, const T* l, const T* dy,
             // T* dve, T* dl), as the forward's buffers, dl rows long.
             unsafe {
-                launch!(
-                    dev,
-                    f,
+                launch::<T, _>(
+                    &dev,
+                    &GATE_MIX_BWD,
                     warp_per_row(rows),
-                    &r,
-                    &h,
-                    &ves,
-                    &ls,
-                    &dys,
-                    &mut dve,
-                    &mut dl
+                    (&r, &h, &ves, &ls, &dys, &mut dve, &mut dl),
                 )
             }?;
             Ok([

@@ -1,110 +1,49 @@
-//! What every CUDA op needs: the kernels' PTX modules, the entry point for a dtype, views of
-//! contiguous inputs (as custom-op storages or as tensors read by a backward), new buffers
-//! wrapped as tensors, and the launch geometries the kernels are written for.
+//! What every CUDA op needs: the kernels' PTX modules, views of contiguous inputs (as custom-op
+//! storages or as tensors read by a backward), new buffers wrapped as tensors, and a launch whose
+//! arguments the compiler checks against the kernel's parameters (`crate::kernels`).
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{
-    CudaFunction, CudaSlice, CudaView, DeviceRepr, LaunchConfig,
+    CudaFunction, CudaSlice, CudaView, DeviceRepr, LaunchArgs, LaunchConfig, PushKernelArg,
 };
-use candle_core::cuda_backend::CudaDType;
+use candle_core::cuda_backend::{CudaDType, WrapErr};
 use candle_core::op::BackpropOp;
 use candle_core::{bail, CudaDevice, CudaStorage, DType, Device, Layout, Result, Shape, Storage};
 use candle_core::{StorageRef, Tensor};
+
+use crate::kernels::params::{Float, In, Int, Out, Same, Size, F32, U32};
+use crate::kernels::{Geometry, Kernel, Typed};
 
 mod ptx {
     include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
 }
 
-/// One kernel file's PTX, loaded as a module the first time a device needs it.
-#[derive(Clone, Copy)]
-pub(crate) struct Module {
-    /// The module's name in candle's per-device cache (unique across the process).
-    name: &'static str,
-    ptx: &'static str,
-}
-
-/// The modules, one per kernel file, named after it.
+/// `module(file)`: the module of a kernel file (`kernels/FILE.cu`), loaded by candle once per
+/// device: its name in candle's per-device cache (unique across the process) and its PTX.
 macro_rules! modules {
-    ($($file:ident),*) => {
-        $(const $file: Module = Module {
-            name: concat!("autoresearch_ops_", stringify!($file)),
-            ptx: ptx::$file,
-        };)*
+    ($($file:ident: $ptx:ident),*) => {
+        fn module(file: &str) -> Option<(&'static str, &'static str)> {
+            match file {
+                $(stringify!($file) => {
+                    Some((concat!("autoresearch_ops_", stringify!($file)), ptx::$ptx))
+                })*
+                _ => None,
+            }
+        }
     };
 }
 
 modules!(
-    ATTENTION,
-    CROSS_ENTROPY,
-    ELEMENTWISE,
-    EMBEDDING,
-    FLASH,
-    GATE,
-    NORM,
-    OPTIM,
-    ROPE
+    attention: ATTENTION,
+    cross_entropy: CROSS_ENTROPY,
+    elementwise: ELEMENTWISE,
+    embedding: EMBEDDING,
+    flash: FLASH,
+    gate: GATE,
+    norm: NORM,
+    optim: OPTIM,
+    rope: ROPE
 );
-
-/// A kernel: its file's module, the name of its entry points without the dtype suffix, and the
-/// dtypes it is instantiated for.
-#[derive(Clone, Copy)]
-pub(crate) struct Kernel {
-    module: Module,
-    name: &'static str,
-    suffixes: &'static [&'static str],
-}
-
-const BOTH: &[&str] = &["f32", "bf16"];
-const BF16: &[&str] = &["bf16"];
-
-macro_rules! kernels {
-    ($($id:ident = $module:ident :: $name:literal for $suffixes:expr;)*) => {
-        $(pub(crate) const $id: Kernel = Kernel { module: $module, name: $name, suffixes: $suffixes };)*
-        /// Every kernel the ops launch.
-        #[cfg(test)]
-        pub(crate) const ALL: &[Kernel] = &[$($id),*];
-    };
-}
-
-kernels! {
-    WINDOW_SOFTMAX_FWD = ATTENTION::"window_softmax_fwd" for BOTH;
-    WINDOW_SOFTMAX_BWD = ATTENTION::"window_softmax_bwd" for BOTH;
-    SOFTCAP_CE_FWD = CROSS_ENTROPY::"softcap_ce_fwd" for BOTH;
-    SOFTCAP_CE_BWD = CROSS_ENTROPY::"softcap_ce_bwd" for BOTH;
-    RELU_SQ_FWD = ELEMENTWISE::"relu_sq_fwd" for BOTH;
-    RELU_SQ_BWD = ELEMENTWISE::"relu_sq_bwd" for BOTH;
-    EMBEDDING_FWD = EMBEDDING::"embedding_fwd" for &["f32"];
-    EMBEDDING_BWD = EMBEDDING::"embedding_bwd" for &["f32"];
-    FLASH_FWD_HD64 = FLASH::"flash_fwd_hd64" for BF16;
-    FLASH_FWD_HD128 = FLASH::"flash_fwd_hd128" for BF16;
-    FLASH_DELTA = FLASH::"flash_delta" for BF16;
-    FLASH_DKDV_HD64 = FLASH::"flash_dkdv_hd64" for BF16;
-    FLASH_DKDV_HD128 = FLASH::"flash_dkdv_hd128" for BF16;
-    FLASH_DQ_HD64 = FLASH::"flash_dq_hd64" for BF16;
-    FLASH_DQ_HD128 = FLASH::"flash_dq_hd128" for BF16;
-    GATE_MIX_FWD = GATE::"gate_mix_fwd" for BOTH;
-    GATE_MIX_BWD = GATE::"gate_mix_bwd" for BOTH;
-    ADAMW = OPTIM::"adamw" for &["f32"];
-    RMS_NORM_FWD = NORM::"rms_norm_fwd" for BOTH;
-    RMS_NORM_BWD = NORM::"rms_norm_bwd" for BOTH;
-    LAMBDA_MIX_FWD = NORM::"lambda_mix_fwd" for BOTH;
-    LAMBDA_MIX_BWD = NORM::"lambda_mix_bwd" for BOTH;
-    ROPE_NORM_FWD = ROPE::"rope_norm_fwd" for BOTH;
-    ROPE_NORM_BWD = ROPE::"rope_norm_bwd" for BOTH;
-}
-
-#[cfg(test)]
-impl Kernel {
-    /// The entry points' names, as the PTX declares them.
-    pub(crate) fn entries(&self) -> impl Iterator<Item = String> + '_ {
-        self.suffixes.iter().map(|s| format!("{}_{s}", self.name))
-    }
-
-    /// The PTX of the kernel's file.
-    pub(crate) fn ptx(&self) -> &'static str {
-        self.module.ptx
-    }
-}
 
 /// An element type the kernels are instantiated for, with the suffix of its entry points.
 pub(crate) trait Elem: CudaDType + DeviceRepr {
@@ -131,15 +70,16 @@ macro_rules! by_dtype {
 }
 pub(crate) use by_dtype;
 
-/// The entry point of `kernel` for `T`, to launch on `dev.cuda_stream()` (candle's stream).
-pub(crate) fn function<T: Elem>(dev: &CudaDevice, kernel: Kernel) -> Result<CudaFunction> {
-    let name = format!("{}_{}", kernel.name, T::SUFFIX);
+/// The entry point of `kernel` for `T`, to launch on `dev.cuda_stream()` (candle's).
+fn function<T: Elem>(dev: &CudaDevice, kernel: &Kernel) -> Result<CudaFunction> {
     if !kernel.suffixes.contains(&T::SUFFIX) {
         bail!("{}: no {} kernel", kernel.name, T::SUFFIX);
     }
-    let module = kernel.module;
+    let Some((module, ptx)) = module(kernel.file) else {
+        bail!("{}: no PTX for kernels/{}.cu", kernel.name, kernel.file);
+    };
     Ok(dev
-        .get_or_load_custom_func(&name, module.name, module.ptx)?
+        .get_or_load_custom_func(&kernel.entry(T::SUFFIX), module, ptx)?
         .into_cuda_function())
 }
 
@@ -231,39 +171,6 @@ pub(crate) fn tensor<T: Elem>(
     )
 }
 
-/// Threads per block of every kernel (a multiple of 32, as the block reductions need).
-const THREADS: u32 = 256;
-
-/// `blocks` blocks (at least one) of `THREADS` threads.
-fn blocks(blocks: usize) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (blocks.max(1) as u32, 1, 1),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    }
-}
-
-/// A grid-stride loop over `n` elements.
-pub(crate) fn elementwise(n: usize) -> LaunchConfig {
-    blocks(n.div_ceil(THREADS as usize).min(1 << 16))
-}
-
-/// A grid-stride loop over `n` elements whose blocks each add into one shared total (an atomic
-/// per block): a few blocks per SM, so the atomics do not queue up.
-pub(crate) fn reduction(n: usize) -> LaunchConfig {
-    blocks(n.div_ceil(THREADS as usize).min(1024))
-}
-
-/// One warp per row.
-pub(crate) fn warp_per_row(rows: usize) -> LaunchConfig {
-    blocks(rows.div_ceil(THREADS as usize / 32))
-}
-
-/// One block per row.
-pub(crate) fn block_per_row(rows: usize) -> LaunchConfig {
-    blocks(rows)
-}
-
 /// The `cpu_fwd` of a custom op with 1, 2 or 3 inputs that exists for CUDA tensors only (the
 /// public functions send CPU tensors to the CPU code): an error, never reached through them.
 macro_rules! cpu_fwd_cuda_only {
@@ -347,19 +254,131 @@ pub(crate) fn int(op: &str, n: usize) -> Result<i32> {
     }
 }
 
-/// Launches the function `$f` on `$dev`'s stream (candle's) with geometry `$cfg` and the
-/// arguments in order (values by reference, buffers as views or `&mut` slices).
-///
-/// Unsafe to call: the arguments must match the kernel's parameters in order and type, and every
-/// buffer must hold what the kernel reads and writes at that geometry.
-macro_rules! launch {
-    ($dev:expr, $f:expr, $cfg:expr, $($arg:expr),+ $(,)?) => {{
-        use candle_core::cuda_backend::cudarc::driver::PushKernelArg;
-        use candle_core::cuda_backend::WrapErr;
-        let stream = $dev.cuda_stream();
-        let mut builder = stream.launch_builder(&$f);
-        $( builder.arg($arg); )+
-        builder.launch($cfg).map(|_| ()).w()
-    }};
+/// A Rust value that stands for a kernel parameter of kind `P` (a marker of
+/// [`crate::kernels::params`]) in a kernel instantiated for `T`.
+pub(crate) trait Arg<P, T> {
+    fn push<'b>(self, args: &mut LaunchArgs<'b>)
+    where
+        Self: 'b;
 }
-pub(crate) use launch;
+
+/// `Arg` for the Rust types that stand for a kind of parameter.
+macro_rules! args_of_kind {
+    ($($kind:ty => $($rust:ty),+;)*) => {
+        $($(impl<T> Arg<$kind, T> for $rust {
+            fn push<'b>(self, args: &mut LaunchArgs<'b>)
+            where
+                Self: 'b,
+            {
+                args.arg(self);
+            }
+        })+)*
+    };
+}
+
+args_of_kind! {
+    Int => &i32;
+    Size => &usize;
+    Float => &f32;
+    In<Same> => &CudaView<'_, T>, &CudaSlice<T>;
+    In<F32> => &CudaView<'_, f32>, &CudaSlice<f32>;
+    In<U32> => &CudaView<'_, u32>;
+    Out<Same> => &mut CudaSlice<T>;
+    Out<F32> => &mut CudaSlice<f32>;
+}
+
+/// A tuple of arguments for a kernel whose parameters are the tuple of markers `S`.
+pub(crate) trait Args<S, T> {
+    fn push_all<'b>(self, args: &mut LaunchArgs<'b>)
+    where
+        Self: 'b;
+}
+
+/// `Args` for tuples of every length a kernel has (2 to 15 parameters).
+macro_rules! args {
+    ($($arg:ident: $param:ident),+) => {
+        impl<T, $($param,)+ $($arg: Arg<$param, T>,)+> Args<($($param,)+), T> for ($($arg,)+) {
+            #[allow(non_snake_case)]
+            fn push_all<'b>(self, args: &mut LaunchArgs<'b>)
+            where
+                Self: 'b,
+            {
+                let ($($arg,)+) = self;
+                $($arg.push(args);)+
+            }
+        }
+    };
+}
+args!(A: PA, B: PB);
+args!(A: PA, B: PB, C: PC);
+args!(A: PA, B: PB, C: PC, D: PD);
+args!(A: PA, B: PB, C: PC, D: PD, E: PE);
+args!(A: PA, B: PB, C: PC, D: PD, E: PE, F: PF);
+args!(A: PA, B: PB, C: PC, D: PD, E: PE, F: PF, G: PG);
+args!(A: PA, B: PB, C: PC, D: PD, E: PE, F: PF, G: PG, H: PH);
+args!(A: PA, B: PB, C: PC, D: PD, E: PE, F: PF, G: PG, H: PH, I: PI);
+args!(A: PA, B: PB, C: PC, D: PD, E: PE, F: PF, G: PG, H: PH, I: PI, J: PJ);
+args!(A: PA, B: PB, C: PC, D: PD, E: PE, F: PF, G: PG, H: PH, I: PI, J: PJ, K: PK);
+args!(A: PA, B: PB, C: PC, D: PD, E: PE, F: PF, G: PG, H: PH, I: PI, J: PJ, K: PK, L: PL);
+args!(A: PA, B: PB, C: PC, D: PD, E: PE, F: PF, G: PG, H: PH, I: PI, J: PJ, K: PK, L: PL, M: PM);
+args!(
+    A: PA, B: PB, C: PC, D: PD, E: PE, F: PF, G: PG, H: PH, I: PI, J: PJ, K: PK, L: PL, M: PM,
+    N: PN
+);
+args!(
+    A: PA, B: PB, C: PC, D: PD, E: PE, F: PF, G: PG, H: PH, I: PI, J: PJ, K: PK, L: PL, M: PM,
+    N: PN, O: PO
+);
+
+/// Launches `kernel`'s entry point for `T` on `dev`'s stream (candle's, so ordering with
+/// candle's own kernels holds), with `geometry` and `args`: values by reference, buffers as
+/// views or slices (`&mut` for those it writes). The compiler checks the arguments against the
+/// kernel's parameters in `crate::kernels`: their number, and each one's kind and element type.
+///
+/// # Safety
+/// Arguments of one kind must be in the kernel's order (the compiler cannot tell two `int`s or
+/// two inputs apart), and every buffer must hold what the kernel reads and writes at that
+/// geometry.
+pub(crate) unsafe fn launch<T: Elem, S>(
+    dev: &CudaDevice,
+    kernel: &Typed<S>,
+    geometry: Geometry,
+    args: impl Args<S, T>,
+) -> Result<()> {
+    let f = function::<T>(dev, &kernel.kernel)?;
+    let stream = dev.cuda_stream();
+    let mut builder = stream.launch_builder(&f);
+    args.push_all(&mut builder);
+    let config = LaunchConfig {
+        grid_dim: (geometry.grid.0, geometry.grid.1, 1),
+        block_dim: (geometry.threads, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    // SAFETY: the arguments match the parameters in number, kind and type (checked by `Args`);
+    // their order within a kind and the buffers' sizes are the caller's promise.
+    unsafe { builder.launch(config) }.map(|_| ()).w()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::module;
+    use crate::kernels::ALL;
+
+    /// Every entry point the ops launch is in its file's PTX: a kernel renamed or dropped from a
+    /// `.cu` file fails here, at build time on a machine without a GPU, not on the device.
+    #[test]
+    fn every_kernel_is_in_the_ptx() {
+        for kernel in ALL {
+            let Some((_, ptx)) = module(kernel.file) else {
+                panic!("{}: no module for kernels/{}.cu", kernel.name, kernel.file);
+            };
+            for suffix in kernel.suffixes {
+                let entry = kernel.entry(suffix);
+                assert!(
+                    ptx.contains(&format!(".entry {entry}(")),
+                    "{entry} is missing from its PTX"
+                );
+            }
+        }
+    }
+}

@@ -6,14 +6,14 @@ use candle_core::backend::BackendStorage;
 use candle_core::{bail, CudaStorage, CustomOp1, CustomOp3, Layout};
 use candle_core::{Result, Shape, Tensor};
 
-use super::launch::cpu_fwd_cuda_only;
-use super::launch::storage;
-use super::launch::{by_dtype, elementwise, function, int, launch, output, reduction};
 use super::launch::{
-    tensor, view, warp_per_row, Elem, Read, LAMBDA_MIX_BWD, LAMBDA_MIX_FWD, RMS_NORM_BWD,
-    RMS_NORM_FWD,
+    by_dtype, cpu_fwd_cuda_only, int, launch, output, storage, tensor, view, Elem, Read,
 };
 use crate::cpu::row_len;
+use crate::kernels::{
+    elementwise, reduction, warp_per_row, LAMBDA_MIX_BWD, LAMBDA_MIX_FWD, RMS_NORM_BWD,
+    RMS_NORM_FWD,
+};
 
 /// `x / sqrt(mean(x², last dim) + 1e-6)`; saves the reciprocal RMS per row (f32).
 pub(crate) fn rms_norm(x: &Tensor) -> Result<Tensor> {
@@ -42,11 +42,17 @@ impl CustomOp1 for RmsNorm {
             let rows = x.len() / cols;
             let mut y = output::<T>(dev, x.len())?;
             let mut rstd = output::<f32>(dev, rows)?;
-            let f = function::<T>(dev, RMS_NORM_FWD)?;
             let (r, c) = (int(op.name(), rows)?, int(op.name(), cols)?);
             // SAFETY: rms_norm_fwd(int rows, int cols, const T* x, T* y, float* rstd); x and y
             // rows·cols long, rstd rows long; one warp per row.
-            unsafe { launch!(dev, f, warp_per_row(rows), &r, &c, &x, &mut y, &mut rstd) }?;
+            unsafe {
+                launch::<T, _>(
+                    dev,
+                    &RMS_NORM_FWD,
+                    warp_per_row(rows),
+                    (&r, &c, &x, &mut y, &mut rstd),
+                )
+            }?;
             let _ = op.rstd.set(tensor(rstd, dev, rows));
             Ok(storage(y, dev))
         }
@@ -63,11 +69,17 @@ impl CustomOp1 for RmsNorm {
             let rows = rs.len();
             let cols = ys.len() / rows;
             let mut dx = output::<T>(&dev, ys.len())?;
-            let f = function::<T>(&dev, RMS_NORM_BWD)?;
             let (r, c) = (int(op, rows)?, int(op, cols)?);
             // SAFETY: rms_norm_bwd(int rows, int cols, const T* y, const T* dy,
             // const float* rstd, T* dx), as the forward's buffers.
-            unsafe { launch!(dev, f, warp_per_row(rows), &r, &c, &ys, &dys, &rs, &mut dx) }?;
+            unsafe {
+                launch::<T, _>(
+                    &dev,
+                    &RMS_NORM_BWD,
+                    warp_per_row(rows),
+                    (&r, &c, &ys, &dys, &rs, &mut dx),
+                )
+            }?;
             Ok(tensor(dx, &dev, y.shape()))
         }
         let Some(rstd) = self.rstd.get() else {
@@ -114,10 +126,16 @@ impl CustomOp3 for LambdaMix {
             let lambdas = view::<f32>(op, s3, l3)?;
             let n = x.len();
             let mut y = output::<T>(dev, n)?;
-            let f = function::<T>(dev, LAMBDA_MIX_FWD)?;
             // SAFETY: lambda_mix_fwd(size_t n, const T* x, const T* x0, const float* lambda,
             // T* y); x, x0, y `n` long, lambda 2.
-            unsafe { launch!(dev, f, elementwise(n), &n, &x, &x0, &lambdas, &mut y) }?;
+            unsafe {
+                launch::<T, _>(
+                    dev,
+                    &LAMBDA_MIX_FWD,
+                    elementwise(n),
+                    (&n, &x, &x0, &lambdas, &mut y),
+                )
+            }?;
             Ok(storage(y, dev))
         }
         let y = by_dtype!(self.name(), s1.dtype(), run((s1, l1), (s2, l2), (s3, l3)))?;
@@ -147,22 +165,14 @@ impl CustomOp3 for LambdaMix {
             let n = xs.len();
             let (mut dx, mut dx0) = (output::<T>(&dev, n)?, output::<T>(&dev, n)?);
             let mut dl = dev.alloc_zeros::<f32>(2)?;
-            let f = function::<T>(&dev, LAMBDA_MIX_BWD)?;
             // SAFETY: lambda_mix_bwd(size_t n, const T* x, const T* x0, const T* g,
             // const float* lambda, T* dx, T* dx0, float* dlambda); dlambda 2 zeroed floats.
             unsafe {
-                launch!(
-                    dev,
-                    f,
+                launch::<T, _>(
+                    &dev,
+                    &LAMBDA_MIX_BWD,
                     reduction(n),
-                    &n,
-                    &xs,
-                    &x0s,
-                    &gs,
-                    &ls,
-                    &mut dx,
-                    &mut dx0,
-                    &mut dl
+                    (&n, &xs, &x0s, &gs, &ls, &mut dx, &mut dx0, &mut dl),
                 )
             }?;
             Ok([

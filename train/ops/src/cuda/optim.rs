@@ -3,7 +3,8 @@
 
 use candle_core::{Result, Tensor};
 
-use super::launch::{elementwise, function, launch, output, tensor, Read, ADAMW};
+use super::launch::{launch, output, tensor, Read};
+use crate::kernels::{elementwise, ADAMW};
 use crate::optim::AdamStep;
 
 /// One AdamW step on f32 CUDA tensors of one shape (checked by the caller), in place.
@@ -45,30 +46,18 @@ pub(crate) fn adamw_step(
         ]
         .map(|x| x as f32);
         let [lr, b1, b2, eps, keep, inv_c1, inv_c2] = settings;
-        let f = function::<f32>(&dev, ADAMW)?;
         // SAFETY: adamw_f32(size_t n, const float* w, const float* g, const float* m,
         // const float* v, float lr, float beta1, float beta2, float eps, float keep,
         // float inv_c1, float inv_c2, float* w_out, float* m_out, float* v_out), all buffers n.
         unsafe {
-            launch!(
-                dev,
-                f,
+            launch::<f32, _>(
+                &dev,
+                &ADAMW,
                 elementwise(n),
-                &n,
-                &ws,
-                &gs,
-                &ms,
-                &vs,
-                &lr,
-                &b1,
-                &b2,
-                &eps,
-                &keep,
-                &inv_c1,
-                &inv_c2,
-                &mut w_out,
-                &mut m_out,
-                &mut v_out
+                (
+                    &n, &ws, &gs, &ms, &vs, &lr, &b1, &b2, &eps, &keep, &inv_c1, &inv_c2,
+                    &mut w_out, &mut m_out, &mut v_out,
+                ),
             )
         }?;
         let shape = weight.shape();

@@ -3,9 +3,10 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CudaStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
-use super::launch::cpu_fwd_cuda_only;
-use super::launch::{by_dtype, elementwise, function, launch, output, storage};
-use super::launch::{tensor, view, Elem, Read, RELU_SQ_BWD, RELU_SQ_FWD};
+use super::launch::{
+    by_dtype, cpu_fwd_cuda_only, launch, output, storage, tensor, view, Elem, Read,
+};
+use crate::kernels::{elementwise, RELU_SQ_BWD, RELU_SQ_FWD};
 
 /// `relu(x)²`, any shape; the backward reads `x`.
 pub(crate) fn relu_sq(x: &Tensor) -> Result<Tensor> {
@@ -27,9 +28,8 @@ impl CustomOp1 for ReluSq {
             let x = view::<T>("relu_sq", s, l)?;
             let n = x.len();
             let mut y = output::<T>(dev, n)?;
-            let f = function::<T>(dev, RELU_SQ_FWD)?;
             // SAFETY: relu_sq_fwd(size_t n, const T* x, T* y), x and y `n` long.
-            unsafe { launch!(dev, f, elementwise(n), &n, &x, &mut y) }?;
+            unsafe { launch::<T, _>(dev, &RELU_SQ_FWD, elementwise(n), (&n, &x, &mut y)) }?;
             Ok(storage(y, dev))
         }
         let y = by_dtype!(self.name(), s.dtype(), run(s, l))?;
@@ -43,9 +43,10 @@ impl CustomOp1 for ReluSq {
             let (xs, dys) = (xr.view::<T>()?, dyr.view::<T>()?);
             let n = xs.len();
             let mut dx = output::<T>(&dev, n)?;
-            let f = function::<T>(&dev, RELU_SQ_BWD)?;
             // SAFETY: relu_sq_bwd(size_t n, const T* x, const T* dy, T* dx), each `n` long.
-            unsafe { launch!(dev, f, elementwise(n), &n, &xs, &dys, &mut dx) }?;
+            unsafe {
+                launch::<T, _>(&dev, &RELU_SQ_BWD, elementwise(n), (&n, &xs, &dys, &mut dx))
+            }?;
             Ok(tensor(dx, &dev, x.shape()))
         }
         let dy = dy.contiguous()?;

@@ -6,9 +6,10 @@ use candle_core::backend::BackendStorage;
 use candle_core::Tensor;
 use candle_core::{bail, CudaStorage, CustomOp3, DType, Layout, Result, Shape};
 
-use super::launch::cpu_fwd_cuda_only;
-use super::launch::{by_dtype, function, int, launch, output, storage, tensor};
-use super::launch::{view, warp_per_row, Elem, Read, ROPE_NORM_BWD, ROPE_NORM_FWD};
+use super::launch::{
+    by_dtype, cpu_fwd_cuda_only, int, launch, output, storage, tensor, view, Elem, Read,
+};
+use crate::kernels::{warp_per_row, ROPE_NORM_BWD, ROPE_NORM_FWD};
 
 /// `scale · rms_norm(rope(x))` on `x: [B, T, H, hd]`, tables of `T' >= T` positions (`hd/2`
 /// each, any shape), the inputs checked by the caller (even hd, positive scale). Saves the norm's
@@ -81,25 +82,17 @@ impl CustomOp3 for RopeNorm {
             let (rows, [r, t, h, hd]) = op.dims(x.len(), l1.shape().dims4()?.3)?;
             let mut y = output::<T>(dev, x.len())?;
             let mut rstd = output::<f32>(dev, rows)?;
-            let f = function::<T>(dev, ROPE_NORM_FWD)?;
             // SAFETY: rope_norm_fwd(int rows, int t, int h, int hd, float scale, const T* x,
             // const float* cos, const float* sin, T* y, float* rstd); x and y rows·hd long,
             // the tables t·hd/2, rstd rows; one warp per row.
             unsafe {
-                launch!(
+                launch::<T, _>(
                     dev,
-                    f,
+                    &ROPE_NORM_FWD,
                     warp_per_row(rows),
-                    &r,
-                    &t,
-                    &h,
-                    &hd,
-                    &op.scale,
-                    &x,
-                    &cos,
-                    &sin,
-                    &mut y,
-                    &mut rstd
+                    (
+                        &r, &t, &h, &hd, &op.scale, &x, &cos, &sin, &mut y, &mut rstd,
+                    ),
                 )
             }?;
             let _ = op.rstd.set(tensor(rstd, dev, rows));
@@ -135,26 +128,17 @@ impl CustomOp3 for RopeNorm {
             let (cs, ss, rs) = (cr.view::<f32>()?, sr.view::<f32>()?, rr.view::<f32>()?);
             let (rows, [r, t, h, hd]) = op.dims(ys.len(), y.dims4()?.3)?;
             let mut dx = output::<T>(&dev, ys.len())?;
-            let f = function::<T>(&dev, ROPE_NORM_BWD)?;
             // SAFETY: rope_norm_bwd(int rows, int t, int h, int hd, float scale, const T* y,
             // const T* dy, const float* cos, const float* sin, const float* rstd, T* dx), as the
             // forward's buffers.
             unsafe {
-                launch!(
-                    dev,
-                    f,
+                launch::<T, _>(
+                    &dev,
+                    &ROPE_NORM_BWD,
                     warp_per_row(rows),
-                    &r,
-                    &t,
-                    &h,
-                    &hd,
-                    &op.scale,
-                    &ys,
-                    &dys,
-                    &cs,
-                    &ss,
-                    &rs,
-                    &mut dx
+                    (
+                        &r, &t, &h, &hd, &op.scale, &ys, &dys, &cs, &ss, &rs, &mut dx,
+                    ),
                 )
             }?;
             Ok(tensor(dx, &dev, y.shape()))
