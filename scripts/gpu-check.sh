@@ -21,6 +21,8 @@
 #   BUDGET=60 DRAFT_BUDGET=30        training seconds of the train step and of each bench draft run
 #   STEP_LIMIT=240 TRAIN_LIMIT=420   seconds before a step (a training step) is killed; the gpu
 #                                    profile's 11 warm-up steps do not count against the budget
+#   OP_CHECK_LIMIT=60                the same for each op's own kernel-check, run when a whole one
+#                                    dies
 #   OP_SHAPE="ROWS SEQ"              op-timings shape (default the gpu profile's 32 x 2048)
 #   MODEL_ARGS, PROFILE=gpu          for a dry run on a CPU machine (an archive from
 #                                    `build-cuda.sh cpu`): e.g. MODEL_ARGS="--layers 2 --hidden 256
@@ -60,15 +62,31 @@ train_limit=${TRAIN_LIMIT:-420}
 wants() { [[ $parts == *" $1 "* ]]; }
 
 step 30 nvidia-smi nvidia-smi
+closed() { grep -qE "^kernel-check: [0-9]+ checks" "$1"; }  # closed LOG: it ran to its end
 if wants kernels; then
     step "$limit" kernel-check "$bin/kernel-check"
-    # The flash kernels' first runs on a device: when their bf16 checks fail, or the program dies
-    # before its closing line, the training parts of this call run the interim attention instead
-    # (unless AUTORESEARCH_ATTENTION is set already), so the call still brings back the trainer's
-    # figures. The summary's steps say so.
-    if [[ -z ${AUTORESEARCH_ATTENTION:-} ]] \
-        && { grep -qE "^FAIL attention.*BF16" "$logs/kernel-check.txt" \
-            || ! grep -qE "^kernel-check: [0-9]+ checks" "$logs/kernel-check.txt"; }; then
+    if ! closed "$logs/kernel-check.txt"; then
+        # It died before its closing line: a kernel that faults takes the CUDA context, and every
+        # check after it, with it. Each op's checks again, in a process each, name the ops whose
+        # kernels fail or die.
+        for op in $("$bin/kernel-check" --ops); do
+            step "${OP_CHECK_LIMIT:-60}" "kernel-check-$op" "$bin/kernel-check" --only "$op"
+            closed "$logs/kernel-check-$op.txt" \
+                || echo "kernel-check fallback: AUTORESEARCH_COMPOSITE=$op" >> "$logs/kernel-check-$op.txt"
+        done
+    fi
+    # Kernels' first runs on a device: the training parts of this call keep off the kernels that
+    # failed (their ops run the composite code; failing flash kernels give way to the interim
+    # attention), so the call still brings back the trainer's figures. Settings given to this
+    # script win. The summary's steps say what changed.
+    fallback=$(grep -h "^kernel-check fallback:" "$logs"/kernel-check*.txt)
+    composite=$(grep -o "AUTORESEARCH_COMPOSITE=[^ ]*" <<< "$fallback" | cut -d= -f2 | paste -sd, -)
+    if [[ -n $composite && -z ${AUTORESEARCH_COMPOSITE:-} ]]; then
+        export AUTORESEARCH_COMPOSITE=$composite
+        echo "kernels failed kernel-check: training runs the composite code for $composite" \
+            | tee -a "$logs/steps.txt"
+    fi
+    if grep -q "AUTORESEARCH_ATTENTION=interim" <<< "$fallback" && [[ -z ${AUTORESEARCH_ATTENTION:-} ]]; then
         export AUTORESEARCH_ATTENTION=interim
         echo "the flash kernels failed kernel-check: training runs the interim attention" \
             | tee -a "$logs/steps.txt"
@@ -213,7 +231,11 @@ PY
     echo "## the trainer's kernels by time (nsys)"
     head -n 40 "$logs/kernel-table.txt" 2>/dev/null
     echo "## kernels (kernel-check: the CUDA kernels against the composite code)"
-    grep -E "^(FAIL|TIME|kernel-check)" "$logs/kernel-check.txt" 2>/dev/null
+    for log in "$logs"/kernel-check*.txt; do
+        [[ -f $log ]] || continue
+        echo "# $(basename "$log" .txt)"
+        grep -E "^(FAIL|TIME|kernel-check)" "$log"
+    done
     echo "## operations (ms per micro-batch, forward + backward)"
     cat "$logs/op-timings.txt" 2>/dev/null
     echo "## agent"

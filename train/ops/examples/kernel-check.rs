@@ -11,7 +11,14 @@
 //!    512, 4 heads of 128, vocabulary 8192), fused against composite, with the bandwidth or
 //!    FLOP rate the fused one reaches (on the CPU: 2 rows of 256 tokens, only to run the code).
 //!
-//! Usage: kernel-check [--no-speed]
+//! A failed check of an op's kernels adds the op to the closing `kernel-check fallback:` line:
+//! the settings (`ops::dispatch`) under which training avoids those kernels, which `gpu-check.sh`
+//! applies to the rest of its call.
+//!
+//! Usage: kernel-check [--no-speed] [--only OP] | kernel-check --ops
+//! `--only OP` runs that op's checks alone (part 1), in a process of its own: `gpu-check.sh`
+//! does so for each op that `--ops` lists when a whole run dies, as a kernel that faults takes
+//! the CUDA context and every later check with it.
 //! (cargo run --release -p autoresearch-ops --example kernel-check --features cuda)
 
 use std::time::Instant;
@@ -19,12 +26,31 @@ use std::time::Instant;
 use autoresearch_ops as ops;
 use candle_core::{DType, Device, Result, Tensor, Var};
 use ops::composite;
+use ops::dispatch::{self, CudaOp};
 
 /// Softcap of the training file's loss.
 const CAP: f64 = 15.0;
 
 fn main() -> Result<()> {
-    let speed = !std::env::args().any(|a| a == "--no-speed");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--ops") {
+        for op in CudaOp::ALL {
+            println!("{}", op.name());
+        }
+        return Ok(());
+    }
+    let mut report = Report::default();
+    if let Some(i) = args.iter().position(|a| a == "--only") {
+        let name = args.get(i + 1).map_or("", String::as_str);
+        let Some(op) = CudaOp::named(name) else {
+            eprintln!("kernel-check: --only takes one of the names `kernel-check --ops` lists, not {name:?}");
+            std::process::exit(2);
+        };
+        report.only = Some(op);
+    }
+    // One op's checks alone leave out the whole model and the speeds.
+    let whole = report.only.is_none();
+    let speed = whole && !args.iter().any(|a| a == "--no-speed");
     let dev = Device::cuda_if_available(0)?;
     let dtypes: &[DType] = if dev.is_cuda() {
         &[DType::F32, DType::BF16]
@@ -32,15 +58,19 @@ fn main() -> Result<()> {
         &[DType::F32]
     };
     println!("kernel-check on {dev:?}, dtypes {dtypes:?}");
-    let mut report = Report::default();
     for &dtype in dtypes {
         ops_against_composite(&dev, dtype, &mut report)?;
     }
-    for &dtype in dtypes {
-        model_against_composite(&dev, dtype, &mut report)?;
+    if whole {
+        for &dtype in dtypes {
+            model_against_composite(&dev, dtype, &mut report)?;
+        }
     }
     if speed {
         speeds(&dev, &mut report)?;
+    }
+    if let Some(settings) = dispatch::settings_avoiding(&report.failed) {
+        println!("kernel-check fallback: {settings}");
     }
     println!(
         "kernel-check: {} checks, {} failed",
@@ -59,6 +89,18 @@ fn main() -> Result<()> {
 struct Report {
     checks: usize,
     failures: usize,
+    /// The op and dtype of each failed check of an op's CUDA kernels.
+    failed: Vec<(CudaOp, DType)>,
+    /// `--only OP`: that op's checks alone.
+    only: Option<CudaOp>,
+}
+
+/// What a check exercises: an op's CUDA kernels (on the CPU, its fused code), or code without
+/// kernels of its own (`None`: Muon, the whole model), in a dtype.
+#[derive(Clone, Copy)]
+struct Subject {
+    op: Option<CudaOp>,
+    dtype: DType,
 }
 
 /// How far a result is from its reference: `max |a − b| / max |b|`, `‖a − b‖ / ‖b‖` and the
@@ -133,13 +175,32 @@ const MODEL_BF16: Tolerance = Tolerance {
 };
 
 impl Report {
-    fn compare(&mut self, what: &str, got: &Tensor, want: &Tensor, tol: Tolerance) -> Result<()> {
-        let e = error(got, want)?;
-        let pass = e.max <= tol.max && e.norm <= tol.norm && e.cos >= tol.cos;
+    /// Whether the checks of `op` run (all of them, unless `--only` names another).
+    fn wants(&self, op: Option<CudaOp>) -> bool {
+        self.only.is_none() || self.only == op
+    }
+
+    fn record(&mut self, subject: Subject, pass: bool) {
         self.checks += 1;
         if !pass {
             self.failures += 1;
+            if let Some(op) = subject.op {
+                self.failed.push((op, subject.dtype));
+            }
         }
+    }
+
+    fn compare(
+        &mut self,
+        subject: Subject,
+        what: &str,
+        got: &Tensor,
+        want: &Tensor,
+        tol: Tolerance,
+    ) -> Result<()> {
+        let e = error(got, want)?;
+        let pass = e.max <= tol.max && e.norm <= tol.norm && e.cos >= tol.cos;
+        self.record(subject, pass);
         println!(
             "{} {what:<58} max {:.1e} norm {:.1e} cos {:.6}",
             if pass { "PASS" } else { "FAIL" },
@@ -150,9 +211,8 @@ impl Report {
         Ok(())
     }
 
-    fn fail(&mut self, what: &str, err: candle_core::Error) {
-        self.checks += 1;
-        self.failures += 1;
+    fn fail(&mut self, subject: Subject, what: &str, err: candle_core::Error) {
+        self.record(subject, false);
         println!("FAIL {what}: {err}");
     }
 }
@@ -195,12 +255,20 @@ type Op<'a> = &'a dyn Fn(&[Tensor]) -> Result<Tensor>;
 /// against `reference` on the same values in f32.
 fn check_op(
     report: &mut Report,
+    op: CudaOp,
     what: &str,
     dtype: DType,
     inputs: &[Tensor],
     fused: Op,
     reference: Op,
 ) -> Result<()> {
+    if !report.wants(Some(op)) {
+        return Ok(());
+    }
+    let subject = Subject {
+        op: Some(op),
+        dtype,
+    };
     let what = format!("{what} {dtype:?}");
     let cast = |t: &Tensor, d: DType| {
         if t.dtype() == DType::U32 {
@@ -223,12 +291,12 @@ fn check_op(
     let (y_ref, g_ref) = value_and_grads(&wide, reference)?;
     match value_and_grads(&variables(&low)?, fused) {
         Ok((y, g)) => {
-            report.compare(&format!("{what}: value"), &y, &y_ref, tol)?;
+            report.compare(subject, &format!("{what}: value"), &y, &y_ref, tol)?;
             for (i, (g, g_ref)) in g.iter().zip(&g_ref).enumerate() {
-                report.compare(&format!("{what}: gradient {i}"), g, g_ref, tol)?;
+                report.compare(subject, &format!("{what}: gradient {i}"), g, g_ref, tol)?;
             }
         }
-        Err(e) => report.fail(&what, e),
+        Err(e) => report.fail(subject, &what, e),
     }
     Ok(())
 }
@@ -272,6 +340,7 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
     let n = |shape: &[usize], seed: u64| seeded(shape, 1.0, seed, dev);
     check_op(
         report,
+        CudaOp::ReluSq,
         "relu_sq [37, 129]",
         dtype,
         &[n(&[37, 129], 1)?],
@@ -280,6 +349,7 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
     )?;
     check_op(
         report,
+        CudaOp::RmsNorm,
         "rms_norm [37, 130]",
         dtype,
         &[n(&[37, 130], 2)?],
@@ -288,6 +358,7 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
     )?;
     check_op(
         report,
+        CudaOp::LambdaMix,
         "lambda_mix [5, 37, 64]",
         dtype,
         &[
@@ -303,6 +374,7 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
     for scale in [0.125, 1.0] {
         check_op(
             report,
+            CudaOp::RopeNorm,
             &format!("rope_norm [2, 37, 3, 64] scale {scale}"),
             dtype,
             &[n(&[2, 37, 3, 64], 7)?],
@@ -320,6 +392,7 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
         for &window in windows {
             check_op(
                 report,
+                CudaOp::Attention,
                 &format!("attention {shape:?} window {window}"),
                 dtype,
                 &qkv,
@@ -330,6 +403,7 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
     }
     check_op(
         report,
+        CudaOp::ValueGate,
         "value_gate [2, 37, 3, 64], x [2, 37, 96], gate [3, 12]",
         dtype,
         &[
@@ -346,6 +420,7 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
     for cap in [CAP, 1e4] {
         check_op(
             report,
+            CudaOp::SoftcapCrossEntropy,
             &format!("softcap_cross_entropy [37, 1001] cap {cap}"),
             dtype,
             &[(n(&[37, 1001], 12)? * 5.0)?, targets.clone()],
@@ -354,6 +429,7 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
         )?;
         check_op(
             report,
+            CudaOp::LinearSoftcapCrossEntropy,
             &format!("linear_softcap_cross_entropy [37, 64] x [1001, 64] cap {cap}"),
             dtype,
             &[n(&[37, 64], 13)?, n(&[1001, 64], 14)?, targets.clone()],
@@ -368,6 +444,7 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
     let many = seeded_ids(&[8229], 97, 24, dev)?;
     check_op(
         report,
+        CudaOp::LinearSoftcapCrossEntropy,
         "linear_softcap_cross_entropy [8229, 32] x [97, 32]",
         dtype,
         &[n(&[8229, 32], 25)?, n(&[97, 32], 26)?, many],
@@ -379,6 +456,7 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
     )?;
     check_op(
         report,
+        CudaOp::ReluSq,
         "mlp [37, 64] x [256, 64] x [64, 256]",
         dtype,
         &[
@@ -404,6 +482,7 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
     let ids = seeded_ids(&[3, 37], 101, 18, dev)?;
     check_op(
         report,
+        CudaOp::Embedding,
         "embedding [101, 64] at [3, 37]",
         dtype,
         &[n(&[101, 64], 19)?, ids],
@@ -421,28 +500,35 @@ fn ids_outside_are_refused(dev: &Device, report: &mut Report) -> Result<()> {
     let x = seeded(&[3, c], 1.0, 21, dev)?;
     let bad = Tensor::new(&[0u32, v as u32, 1], dev)?;
     let logits = x.matmul(&table.t()?)?;
-    let cases: [(&str, Result<Tensor>); 3] = [
-        ("embedding", ops::embedding(&table, &bad)),
+    let cases: [(CudaOp, Result<Tensor>); 3] = [
+        (CudaOp::Embedding, ops::embedding(&table, &bad)),
         (
-            "softcap_cross_entropy",
+            CudaOp::SoftcapCrossEntropy,
             ops::softcap_cross_entropy(&logits, &bad, CAP),
         ),
         (
-            "linear_softcap_cross_entropy",
+            CudaOp::LinearSoftcapCrossEntropy,
             ops::linear_softcap_cross_entropy(&x, &table, &bad, CAP),
         ),
     ];
     for (op, result) in cases {
-        let what = format!("{op} refuses id {v} of {v}");
+        if !report.wants(Some(op)) {
+            continue;
+        }
+        let subject = Subject {
+            op: Some(op),
+            dtype: DType::F32,
+        };
+        let what = format!("{} refuses id {v} of {v}", op.name());
         match result {
             Err(e) if e.to_string().contains(&format!("{v} is outside")) => {
-                report.checks += 1;
+                report.record(subject, true);
                 // The message's first line: a backtrace may follow it.
                 let message = e.to_string();
                 println!("PASS {what}: {}", message.lines().next().unwrap_or(""));
             }
-            Err(e) => report.fail(&what, e),
-            Ok(_) => report.fail(&what, candle_core::Error::Msg("no error".into())),
+            Err(e) => report.fail(subject, &what, e),
+            Ok(_) => report.fail(subject, &what, candle_core::Error::Msg("no error".into())),
         }
     }
     Ok(())
@@ -451,6 +537,11 @@ fn ids_outside_are_refused(dev: &Device, report: &mut Report) -> Result<()> {
 /// One Muon step (products in `dtype`) on stacked same-shape matrices and a tall one, against the
 /// per-matrix composite update: the new weights and momenta.
 fn muon_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Result<()> {
+    // Muon has no kernels of its own: batched products and candle's ops.
+    let subject = Subject { op: None, dtype };
+    if !report.wants(subject.op) {
+        return Ok(());
+    }
     let shapes = [[64, 96], [64, 96], [64, 96], [96, 64]];
     let (lr, momentum, weight_decay) = (0.02, 0.9, 0.2);
     let tensors = |seed: u64, std: f64| -> Result<Vec<Tensor>> {
@@ -477,7 +568,7 @@ fn muon_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Re
     };
     let what = format!("muon_step 3 x [64, 96] + [96, 64] {dtype:?}");
     if let Err(e) = ops::muon_step(&params, &step) {
-        report.fail(&what, e);
+        report.fail(subject, &what, e);
         return Ok(());
     }
     let tol = if dtype == DType::F32 {
@@ -488,14 +579,27 @@ fn muon_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Re
     for i in 0..shapes.len() {
         let settings = (lr, momentum, weight_decay);
         let (w, m) = composite::muon((&weights[i], &grads[i], &moms[i]), settings, 5, dtype)?;
-        report.compare(&format!("{what}: weight {i}"), &w_new[i], &w, tol)?;
-        report.compare(&format!("{what}: momentum {i}"), &m_new[i], &m, tol)?;
+        report.compare(subject, &format!("{what}: weight {i}"), &w_new[i], &w, tol)?;
+        report.compare(
+            subject,
+            &format!("{what}: momentum {i}"),
+            &m_new[i],
+            &m,
+            tol,
+        )?;
     }
     Ok(())
 }
 
 /// Two AdamW steps (f32, with weight decay) against the composite update.
 fn adamw_against_composite(dev: &Device, report: &mut Report) -> Result<()> {
+    let subject = Subject {
+        op: Some(CudaOp::AdamwStep),
+        dtype: DType::F32,
+    };
+    if !report.wants(subject.op) {
+        return Ok(());
+    }
     let shape = [37, 130];
     let (w, m, v) = (
         seeded(&shape, 0.5, 60, dev)?,
@@ -516,15 +620,15 @@ fn adamw_against_composite(dev: &Device, report: &mut Report) -> Result<()> {
         };
         let what = format!("adamw_step [37, 130] step {step} F32");
         if let Err(e) = ops::adamw_step(&w, &g, &m, &v, &s) {
-            report.fail(&what, e);
+            report.fail(subject, &what, e);
             return Ok(());
         }
         let settings = (s.beta1, s.beta2, s.eps, s.weight_decay);
         (w_ref, m_ref, v_ref) =
             composite::adam((&w_ref, &g, &m_ref, &v_ref), s.lr, settings, step)?;
-        report.compare(&format!("{what}: weight"), &w, &w_ref, OP_F32)?;
-        report.compare(&format!("{what}: m"), &m, &m_ref, OP_F32)?;
-        report.compare(&format!("{what}: v"), &v, &v_ref, OP_F32)?;
+        report.compare(subject, &format!("{what}: weight"), &w, &w_ref, OP_F32)?;
+        report.compare(subject, &format!("{what}: m"), &m, &m_ref, OP_F32)?;
+        report.compare(subject, &format!("{what}: v"), &v, &v_ref, OP_F32)?;
     }
     Ok(())
 }
@@ -733,15 +837,17 @@ fn model_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> R
         Ok((loss, grads))
     };
     let what = format!("model {b}x{t}, width {c}, depth 2, {dtype:?}");
+    // Every op at once: a failure here that no op's own checks show is not one op's to avoid.
+    let subject = Subject { op: None, dtype };
     let (loss_ref, grads_ref) = run(&Composite)?;
     match run(&Fused) {
         Ok((loss, grads)) => {
-            report.compare(&format!("{what}: loss"), &loss, &loss_ref, tol)?;
+            report.compare(subject, &format!("{what}: loss"), &loss, &loss_ref, tol)?;
             for ((name, _), (g, g_ref)) in p.all().iter().zip(grads.iter().zip(&grads_ref)) {
-                report.compare(&format!("{what}: d {name}"), g, g_ref, tol)?;
+                report.compare(subject, &format!("{what}: d {name}"), g, g_ref, tol)?;
             }
         }
-        Err(e) => report.fail(&what, e),
+        Err(e) => report.fail(subject, &what, e),
     }
     Ok(())
 }
@@ -788,8 +894,9 @@ fn speeds(dev: &Device, report: &mut Report) -> Result<()> {
     let elems = |shape: usize| shape as f64 * size;
     let rope_fused = |x: &[Tensor]| ops::rope_norm(&x[0], &cos, &sin, 1.0);
     let rope_reference = |x: &[Tensor]| composite::rope_norm(&x[0], &cos, &sin, 1.0);
-    let cases: Vec<(String, Work, Vec<Tensor>, Op, Op)> = vec![
+    let cases: Vec<(CudaOp, String, Work, Vec<Tensor>, Op, Op)> = vec![
         (
+            CudaOp::ReluSq,
             format!("relu_sq [{n}, {}]", 4 * c),
             Work::Bytes(5.0 * elems(n * 4 * c)),
             vec![wide.clone()],
@@ -797,6 +904,7 @@ fn speeds(dev: &Device, report: &mut Report) -> Result<()> {
             &|x| composite::relu_sq(&x[0]),
         ),
         (
+            CudaOp::RmsNorm,
             format!("rms_norm [{n}, {c}]"),
             Work::Bytes(5.0 * elems(n * c)),
             vec![tokens.clone()],
@@ -804,6 +912,7 @@ fn speeds(dev: &Device, report: &mut Report) -> Result<()> {
             &|x| composite::rms_norm(&x[0]),
         ),
         (
+            CudaOp::LambdaMix,
             format!("lambda_mix [{n}, {c}]"),
             Work::Bytes(8.0 * elems(n * c)),
             vec![
@@ -816,6 +925,7 @@ fn speeds(dev: &Device, report: &mut Report) -> Result<()> {
             &|x| composite::lambda_mix(&x[0], &x[1], &x[2], &x[3]),
         ),
         (
+            CudaOp::RopeNorm,
             format!("rope_norm [{rows}, {seq}, {h}, {hd}]"),
             Work::Bytes(5.0 * elems(n * h * hd)),
             vec![heads[0].clone()],
@@ -823,6 +933,7 @@ fn speeds(dev: &Device, report: &mut Report) -> Result<()> {
             &rope_reference,
         ),
         (
+            CudaOp::SoftcapCrossEntropy,
             format!("softcap_cross_entropy [{n}, {vocab}]"),
             Work::Bytes(3.0 * elems(n * vocab)),
             vec![logits, targets],
@@ -830,6 +941,7 @@ fn speeds(dev: &Device, report: &mut Report) -> Result<()> {
             &|x| composite::cross_entropy(&composite::softcap(&x[0], CAP)?, &x[1]),
         ),
         (
+            CudaOp::Embedding,
             format!("embedding [{vocab}, {c}] at {n} ids (f32)"),
             Work::Bytes(4.0 * 4.0 * (n * c) as f64),
             vec![table, ids],
@@ -837,8 +949,20 @@ fn speeds(dev: &Device, report: &mut Report) -> Result<()> {
             &|x| composite::embedding(&x[0], &x[1]),
         ),
     ];
-    for (what, work, inputs, fused, reference) in cases {
-        time_pair(dev, report, &what, work, &inputs, fused, reference)?;
+    for (op, what, work, inputs, fused, reference) in cases {
+        let subject = Subject {
+            op: Some(op),
+            dtype,
+        };
+        time_pair(
+            dev,
+            report,
+            subject,
+            &what,
+            work,
+            &inputs,
+            (fused, reference),
+        )?;
     }
     for window in [seq, seq / 2] {
         // Causal pairs within the window, products of 2·hd FLOPs per pair: 2 forward and 5
@@ -846,14 +970,21 @@ fn speeds(dev: &Device, report: &mut Report) -> Result<()> {
         // runs 7 backward: its dq kernel recomputes the scores and dP again, to need no atomics).
         let pairs: f64 = (0..seq).map(|i| (i + 1).min(window) as f64).sum();
         let flops = 7.0 * 2.0 * (hd as f64) * pairs * (rows * h) as f64;
+        let subject = Subject {
+            op: Some(CudaOp::Attention),
+            dtype,
+        };
         time_pair(
             dev,
             report,
+            subject,
             &format!("attention [{rows}, {seq}, {h}, {hd}] window {window}"),
             Work::Flops(flops),
             &heads,
-            &|x| ops::attention(&x[0], &x[1], &x[2], window, 1.0),
-            &|x| composite::attention(&x[0], &x[1], &x[2], window, 1.0),
+            (
+                &|x| ops::attention(&x[0], &x[1], &x[2], window, 1.0),
+                &|x| composite::attention(&x[0], &x[1], &x[2], window, 1.0),
+            ),
         )?;
     }
     Ok(())
@@ -865,11 +996,11 @@ fn speeds(dev: &Device, report: &mut Report) -> Result<()> {
 fn time_pair(
     dev: &Device,
     report: &mut Report,
+    subject: Subject,
     what: &str,
     work: Work,
     inputs: &[Tensor],
-    fused: Op,
-    reference: Op,
+    (fused, reference): (Op, Op),
 ) -> Result<()> {
     let vars = variables(inputs)?;
     let best = |f: Op| -> Result<f64> {
@@ -885,10 +1016,22 @@ fn time_pair(
         }
         Ok(best)
     };
+    if !report.wants(subject.op) {
+        return Ok(());
+    }
+    // Only the fused op failing counts against its kernels.
     let (fused_s, reference_s) = match (best(fused), best(reference)) {
         (Ok(f), Ok(r)) => (f, r),
-        (Err(e), _) | (_, Err(e)) => {
-            report.fail(what, e);
+        (Err(e), _) => {
+            report.fail(subject, what, e);
+            return Ok(());
+        }
+        (_, Err(e)) => {
+            let subject = Subject {
+                op: None,
+                ..subject
+            };
+            report.fail(subject, &format!("{what}, the composite code"), e);
             return Ok(());
         }
     };

@@ -12,7 +12,7 @@ use crate::simd::dispatch;
 /// `dx = 2·relu(x)·dy`.
 pub fn relu_sq(x: &Tensor) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
-    if crate::cuda::applies(&[x]) {
+    if crate::cuda::applies(crate::dispatch::CudaOp::ReluSq, &[x])? {
         return crate::cuda::relu_sq(x);
     }
     if !is_cpu_f32(&[x]) {

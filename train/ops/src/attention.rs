@@ -41,7 +41,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, window: usize, scale: f64) 
         bail!("attention: the window must hold at least one key");
     }
     #[cfg(feature = "cuda")]
-    if crate::cuda::applies(&[q, k, v]) {
+    if crate::cuda::applies(crate::dispatch::CudaOp::Attention, &[q, k, v])? {
         return crate::cuda::attention(q, k, v, window, scale);
     }
     if !is_cpu_f32(&[q, k, v]) {

@@ -30,7 +30,7 @@ pub fn softcap(logits: &Tensor, cap: f64) -> Result<Tensor> {
 pub fn softcap_cross_entropy(logits: &Tensor, targets: &Tensor, cap: f64) -> Result<Tensor> {
     check_cap(cap)?;
     #[cfg(feature = "cuda")]
-    if crate::cuda::applies(&[logits]) {
+    if crate::cuda::applies(crate::dispatch::CudaOp::SoftcapCrossEntropy, &[logits])? {
         return crate::cuda::softcap_cross_entropy(logits, targets, cap);
     }
     if !is_cpu_f32(&[logits]) || !targets.device().is_cpu() {

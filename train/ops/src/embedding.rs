@@ -20,7 +20,9 @@ const BLOCK_ROWS: usize = 32;
 pub fn embedding(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
     table.dims2()?;
     #[cfg(feature = "cuda")]
-    if crate::cuda::applies(&[table]) && table.dtype() == DType::F32 {
+    if crate::cuda::applies(crate::dispatch::CudaOp::Embedding, &[table])?
+        && table.dtype() == DType::F32
+    {
         return crate::cuda::embedding(table, ids);
     }
     if !is_cpu_f32(&[table]) || !ids.device().is_cpu() {

@@ -29,7 +29,7 @@ pub fn value_gate(v: &Tensor, ve: &Tensor, x: &Tensor, gate: &Tensor) -> Result<
         );
     }
     #[cfg(feature = "cuda")]
-    if crate::cuda::applies(&[v, ve, x, gate]) {
+    if crate::cuda::applies(crate::dispatch::CudaOp::ValueGate, &[v, ve, x, gate])? {
         return crate::cuda::value_gate(v, ve, x, gate);
     }
     if !is_cpu_f32(&[v, ve, x, gate]) {

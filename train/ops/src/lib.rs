@@ -41,6 +41,7 @@ mod cpu;
 mod cross_entropy;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod dispatch;
 mod embedding;
 mod gate;
 mod inplace;

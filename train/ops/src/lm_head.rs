@@ -49,7 +49,7 @@ pub fn linear_softcap_cross_entropy(
         );
     }
     #[cfg(feature = "cuda")]
-    if crate::cuda::applies(&[x, w]) {
+    if crate::cuda::applies(crate::dispatch::CudaOp::LinearSoftcapCrossEntropy, &[x, w])? {
         return crate::cuda::linear_softcap_cross_entropy(x, w, targets, cap);
     }
     if !is_cpu_f32(&[x, w]) || !targets.device().is_cpu() {

@@ -19,7 +19,7 @@ pub const RMS_NORM_EPS: f32 = 1e-6;
 /// and its gradient: `dx = rstd · (dy − y · mean(dy ∘ y))`.
 pub fn rms_norm(x: &Tensor) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
-    if crate::cuda::applies(&[x]) {
+    if crate::cuda::applies(crate::dispatch::CudaOp::RmsNorm, &[x])? {
         return crate::cuda::rms_norm(x);
     }
     if !is_cpu_f32(&[x]) {
@@ -126,7 +126,9 @@ pub fn lambda_mix(
     // The fused ops take the two lambdas as one `[2]` tensor (the CUDA kernel in f32).
     let lambdas = || Tensor::cat(&[resid_lambda.flatten_all()?, x0_lambda.flatten_all()?], 0);
     #[cfg(feature = "cuda")]
-    if crate::cuda::applies(&[x, x0]) && x.dtype() == x0.dtype() {
+    if crate::cuda::applies(crate::dispatch::CudaOp::LambdaMix, &[x, x0])?
+        && x.dtype() == x0.dtype()
+    {
         return crate::cuda::lambda_mix(x, x0, &lambdas()?.to_dtype(candle_core::DType::F32)?);
     }
     if !is_cpu_f32(&[x, x0, resid_lambda, x0_lambda]) {

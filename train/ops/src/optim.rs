@@ -49,9 +49,8 @@ pub fn adamw_step(
         bail!("{op}: weight, gradient and moments must have one shape");
     }
     #[cfg(feature = "cuda")]
-    if [weight, grad, m, v]
-        .iter()
-        .all(|t| t.device().is_cuda() && t.dtype() == DType::F32)
+    if [weight, grad, m, v].iter().all(|t| t.dtype() == DType::F32)
+        && crate::cuda::applies(crate::dispatch::CudaOp::AdamwStep, &[weight, grad, m, v])?
     {
         return crate::cuda::adamw_step(weight, grad, m, v, s);
     }

@@ -23,7 +23,7 @@ use crate::simd::{dispatch, dot, sum_sq};
 /// the norm's backward, then the inverse rotation. `cos` and `sin` get no gradient.
 pub fn rope_norm(x: &Tensor, cos: &Tensor, sin: &Tensor, scale: f64) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
-    if crate::cuda::applies(&[x]) {
+    if crate::cuda::applies(crate::dispatch::CudaOp::RopeNorm, &[x])? {
         check(x, cos, sin, scale)?;
         return crate::cuda::rope_norm(x, cos, sin, scale);
     }

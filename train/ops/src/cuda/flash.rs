@@ -14,18 +14,16 @@ use candle_core::backend::BackendStorage;
 use candle_core::{bail, CudaStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
 use super::launch::{cpu_fwd_cuda_only, int, launch, output, storage, tensor, view, Read};
+use crate::dispatch::{attention_kernels, AttentionKernels};
 use crate::kernels::{flash, warp_per_row, FlashDkdv, FlashDq, FlashFwd, Geometry, Typed};
 use crate::kernels::{FLASH_DELTA, FLASH_DKDV_HD128, FLASH_DKDV_HD64, FLASH_DQ_HD128};
 use crate::kernels::{FLASH_DQ_HD64, FLASH_FWD_HD128, FLASH_FWD_HD64};
-
-/// The environment variable that picks the attention kernels for bf16 on CUDA.
-const ENV_ATTENTION: &str = "AUTORESEARCH_ATTENTION";
 
 /// Whether the flash kernels take `q, k, v` (checked to share one shape `[B, T, H, hd]`): bf16,
 /// hd 64 or 128, not empty (a grid needs a block), each starting 16 bytes into its buffer (the
 /// kernels load 8 elements at a time), and not switched off.
 pub(crate) fn applies(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<bool> {
-    Ok(flash_chosen()?
+    Ok(attention_kernels()? == AttentionKernels::Flash
         && q.dtype() == DType::BF16
         && q.elem_count() > 0
         && matches!(q.dim(3)?, 64 | 128)
@@ -35,23 +33,6 @@ pub(crate) fn applies(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<bool> {
 /// Whether `x` is contiguous and starts 16 bytes into its buffer (bf16).
 fn aligned(x: &Tensor) -> bool {
     x.is_contiguous() && x.layout().start_offset().is_multiple_of(8)
-}
-
-/// Whether `AUTORESEARCH_ATTENTION` leaves the flash kernels on (unset or `flash`).
-fn flash_chosen() -> Result<bool> {
-    static CHOICE: OnceLock<std::result::Result<bool, String>> = OnceLock::new();
-    let choice = CHOICE.get_or_init(|| match std::env::var(ENV_ATTENTION) {
-        Err(_) => Ok(true),
-        Ok(v) if v == "flash" => Ok(true),
-        Ok(v) if v == "interim" => Ok(false),
-        Ok(v) => Err(format!(
-            "{ENV_ATTENTION}={v:?} names no attention kernels: use flash (the default) or interim"
-        )),
-    });
-    match choice {
-        Ok(flash) => Ok(*flash),
-        Err(e) => bail!("{e}"),
-    }
 }
 
 /// `softmax(scale · q kᵀ + mask) v` on `[B, T, H, hd]`, as [`applies`] allows.

@@ -29,11 +29,15 @@ pub(crate) use optim::adamw_step;
 pub(crate) use relu_sq::relu_sq;
 pub(crate) use rope::rope_norm;
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Result, Tensor};
 
-/// Whether the CUDA kernels apply: every tensor on a CUDA device, in f32 or bf16.
-pub(crate) fn applies(tensors: &[&Tensor]) -> bool {
-    tensors
+use crate::dispatch::{composite_ops, CudaOp};
+
+/// Whether `op`'s CUDA kernels apply: every tensor on a CUDA device, in f32 or bf16, and the op
+/// not sent to the composite code (`AUTORESEARCH_COMPOSITE`).
+pub(crate) fn applies(op: CudaOp, tensors: &[&Tensor]) -> Result<bool> {
+    let on_cuda = tensors
         .iter()
-        .all(|t| t.device().is_cuda() && matches!(t.dtype(), DType::F32 | DType::BF16))
+        .all(|t| t.device().is_cuda() && matches!(t.dtype(), DType::F32 | DType::BF16));
+    Ok(on_cuda && !composite_ops()?.contains(&op))
 }
