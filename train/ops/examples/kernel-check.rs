@@ -27,6 +27,7 @@ use autoresearch_ops as ops;
 use candle_core::{DType, Device, Result, Tensor, Var};
 use ops::composite;
 use ops::dispatch::{self, CudaOp};
+use ops::testing::Rng;
 
 /// Softcap of the training file's loss.
 const CAP: f64 = 15.0;
@@ -301,24 +302,9 @@ fn check_op(
     Ok(())
 }
 
-/// A reproducible normal tensor (SplitMix64 and Box-Muller on the host, then moved).
+/// A reproducible normal tensor, drawn on the host and moved.
 fn seeded(shape: &[usize], std: f64, seed: u64, dev: &Device) -> Result<Tensor> {
-    let mut state = seed;
-    let mut uniform = || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (((z ^ (z >> 31)) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
-    let n: usize = shape.iter().product();
-    let data: Vec<f32> = (0..n)
-        .map(|_| {
-            let (u, v) = (uniform(), uniform());
-            ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos() * std) as f32
-        })
-        .collect();
-    Tensor::from_vec(data, shape, dev)
+    Rng::new(seed).normal(shape, std).to_device(dev)
 }
 
 /// Reproducible ids in `0..n`.

@@ -55,6 +55,7 @@ mod norm;
 mod optim;
 mod rope;
 mod simd;
+pub mod testing;
 
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,7 @@ use candle_core::{DType, Device, Result, Tensor, Var, D};
 
 use autoresearch_ops::composite;
 use autoresearch_ops::kernels::{self, *};
+use autoresearch_ops::testing::Rng;
 
 // ---------------------------------------------------------------------------------------------
 // The emulator
@@ -203,22 +204,8 @@ fn launch<S>(
 /// Reproducible normal values times `std`, rounded to bf16 (so both instantiations of a kernel
 /// read the same values), as f32.
 fn normal(shape: &[usize], std: f64, seed: u64) -> Result<Tensor> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    };
-    let n: usize = shape.iter().product();
-    let values: Vec<f32> = (0..n)
-        .map(|_| {
-            let (u, v) = (next().max(1e-12), next());
-            ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos() * std) as f32
-        })
-        .collect();
-    Tensor::from_vec(values, shape, &Device::Cpu)?
+    Rng::new(seed)
+        .normal(shape, std)
         .to_dtype(DType::BF16)?
         .to_dtype(DType::F32)
 }
