@@ -21,8 +21,9 @@
 #   BUDGET=60 DRAFT_BUDGET=30        training seconds of the train step and of each bench draft run
 #   STEP_LIMIT=240 TRAIN_LIMIT=420   seconds before a step (a training step) is killed; the gpu
 #                                    profile's 11 warm-up steps do not count against the budget
-#   OP_CHECK_LIMIT=60                the same for each op's own kernel-check, run when a whole one
-#                                    dies
+#   KERNEL_CHECK_LIMIT=120           the same for kernel-check (small shapes and a few timings: a
+#                                    kernel that hangs should not take the whole call), and
+#   OP_CHECK_LIMIT=60                for each op's own kernel-check, run when a whole one dies
 #   OP_SHAPE="ROWS SEQ"              op-timings shape (default the gpu profile's 32 x 2048)
 #   MODEL_ARGS, PROFILE=gpu          for a dry run on a CPU machine (an archive from
 #                                    `build-cuda.sh cpu`): e.g. MODEL_ARGS="--layers 2 --hidden 256
@@ -64,7 +65,7 @@ wants() { [[ $parts == *" $1 "* ]]; }
 step 30 nvidia-smi nvidia-smi
 closed() { grep -qE "^kernel-check: [0-9]+ checks" "$1"; }  # closed LOG: it ran to its end
 if wants kernels; then
-    step "$limit" kernel-check "$bin/kernel-check"
+    step "${KERNEL_CHECK_LIMIT:-120}" kernel-check "$bin/kernel-check"
     if ! closed "$logs/kernel-check.txt"; then
         # It died before its closing line: a kernel that faults takes the CUDA context, and every
         # check after it, with it. Each op's checks again, in a process each, name the ops whose
