@@ -9,7 +9,8 @@
 # Environment:
 #   PARTS="kernels ops agent train torch draft"  which parts run (to split the checks over calls);
 #                                    kernels: the CUDA kernels against the composite code
-#                                    (kernel-check); ops times the training file's operations one
+#                                    (kernel-check; the parts after it avoid kernels that
+#                                    failed, see below); ops times the training file's operations one
 #                                    by one; train24 (not by default) trains as on a card of
 #                                    CARD_GIB=24 GiB, the harness holding the rest of this one;
 #                                    zero-fill (not by default) trains with candle's backward as
@@ -22,8 +23,9 @@
 #   STEP_LIMIT=240 TRAIN_LIMIT=420   seconds before a step (a training step) is killed; the gpu
 #                                    profile's 11 warm-up steps do not count against the budget
 #   KERNEL_CHECK_LIMIT=120           the same for kernel-check (small shapes and a few timings: a
-#                                    kernel that hangs should not take the whole call), and
-#   OP_CHECK_LIMIT=60                for each op's own kernel-check, run when a whole one dies
+#                                    kernel that hangs should not take the whole call)
+#   KERNEL_CHECK_RUNS=4              runs of kernel-check at most, each avoiding the kernels the
+#                                    one before died in
 #   OP_SHAPE="ROWS SEQ"              op-timings shape (default the gpu profile's 32 x 2048)
 #   MODEL_ARGS, PROFILE=gpu          for a dry run on a CPU machine (an archive from
 #                                    `build-cuda.sh cpu`): e.g. MODEL_ARGS="--layers 2 --hidden 256
@@ -63,33 +65,47 @@ train_limit=${TRAIN_LIMIT:-420}
 wants() { [[ $parts == *" $1 "* ]]; }
 
 step 30 nvidia-smi nvidia-smi
-closed() { grep -qE "^kernel-check: [0-9]+ checks" "$1"; }  # closed LOG: it ran to its end
 if wants kernels; then
-    step "${KERNEL_CHECK_LIMIT:-120}" kernel-check "$bin/kernel-check"
-    if ! closed "$logs/kernel-check.txt"; then
-        # It died before its closing line: a kernel that faults takes the CUDA context, and every
-        # check after it, with it. Each op's checks again, in a process each, name the ops whose
-        # kernels fail or die.
-        for op in $("$bin/kernel-check" --ops); do
-            step "${OP_CHECK_LIMIT:-60}" "kernel-check-$op" "$bin/kernel-check" --only "$op"
-            closed "$logs/kernel-check-$op.txt" \
-                || echo "kernel-check fallback: AUTORESEARCH_COMPOSITE=$op" >> "$logs/kernel-check-$op.txt"
+    # Kernels' first runs on a device. kernel-check checks every kernel (the caller's settings
+    # aside) and ends with the settings that keep training off those that failed. When it dies
+    # instead (a kernel that faults takes the CUDA context with it), the last check it announced
+    # names the kernels to avoid, and it runs again under the settings gathered so far, up to
+    # KERNEL_CHECK_RUNS times. The rest of this call (training, op-timings, the A/B parts) runs
+    # under those settings, unless the caller gave its own; the summary's steps say what changed.
+    composite="" attention=""
+    for ((run = 1; run <= ${KERNEL_CHECK_RUNS:-4}; run++)); do
+        name=kernel-check died_in=""
+        ((run > 1)) && name=kernel-check-$run
+        avoiding=()
+        [[ -n $composite ]] && avoiding+=("AUTORESEARCH_COMPOSITE=$composite")
+        [[ -n $attention ]] && avoiding+=("AUTORESEARCH_ATTENTION=$attention")
+        step "${KERNEL_CHECK_LIMIT:-120}" "$name" env -u AUTORESEARCH_COMPOSITE -u AUTORESEARCH_ATTENTION \
+            "${avoiding[@]}" "$bin/kernel-check"
+        log="$logs/$name.txt"
+        if grep -qE "^kernel-check: [0-9]+ checks" "$log"; then
+            settings=$(sed -n "s/^kernel-check fallback: //p" "$log")
+        else
+            died_in=$(grep "^RUN " "$log" | tail -n 1)
+            settings=${died_in##*| avoid: }
+            echo "kernel-check died in: ${died_in:-its start}" | tee -a "$logs/steps.txt"
+        fi
+        for word in $settings; do
+            case $word in
+                AUTORESEARCH_COMPOSITE=*) composite=${composite:+$composite,}${word#*=} ;;
+                AUTORESEARCH_ATTENTION=*) attention=${word#*=} ;;
+            esac
         done
-    fi
-    # Kernels' first runs on a device: the training parts of this call keep off the kernels that
-    # failed (their ops run the composite code; failing flash kernels give way to the interim
-    # attention), so the call still brings back the trainer's figures. Settings given to this
-    # script win. The summary's steps say what changed.
-    fallback=$(grep -h "^kernel-check fallback:" "$logs"/kernel-check*.txt)
-    composite=$(grep -o "AUTORESEARCH_COMPOSITE=[^ ]*" <<< "$fallback" | cut -d= -f2 | paste -sd, -)
+        # Done when it ran to its end, or died where no setting helps (outside any op's kernels).
+        [[ -z $died_in || -z $settings ]] && break
+    done
     if [[ -n $composite && -z ${AUTORESEARCH_COMPOSITE:-} ]]; then
         export AUTORESEARCH_COMPOSITE=$composite
-        echo "kernels failed kernel-check: training runs the composite code for $composite" \
+        echo "kernels failed kernel-check: the rest of this call runs the composite code for $composite" \
             | tee -a "$logs/steps.txt"
     fi
-    if grep -q "AUTORESEARCH_ATTENTION=interim" <<< "$fallback" && [[ -z ${AUTORESEARCH_ATTENTION:-} ]]; then
-        export AUTORESEARCH_ATTENTION=interim
-        echo "the flash kernels failed kernel-check: training runs the interim attention" \
+    if [[ -n $attention && -z ${AUTORESEARCH_ATTENTION:-} ]]; then
+        export AUTORESEARCH_ATTENTION=$attention
+        echo "the flash kernels failed kernel-check: the rest of this call runs the interim attention" \
             | tee -a "$logs/steps.txt"
     fi
 fi
@@ -232,7 +248,7 @@ PY
     echo "## the trainer's kernels by time (nsys)"
     head -n 40 "$logs/kernel-table.txt" 2>/dev/null
     echo "## kernels (kernel-check: the CUDA kernels against the composite code)"
-    for log in "$logs"/kernel-check*.txt; do
+    for log in "$logs"/kernel-check.txt "$logs"/kernel-check-*.txt; do
         [[ -f $log ]] || continue
         echo "# $(basename "$log" .txt)"
         grep -E "^(FAIL|TIME|kernel-check)" "$log"

@@ -11,14 +11,13 @@
 //!    512, 4 heads of 128, vocabulary 8192), fused against composite, with the bandwidth or
 //!    FLOP rate the fused one reaches (on the CPU: 2 rows of 256 tokens, only to run the code).
 //!
-//! A failed check of an op's kernels adds the op to the closing `kernel-check fallback:` line:
-//! the settings (`ops::dispatch`) under which training avoids those kernels, which `gpu-check.sh`
-//! applies to the rest of its call.
+//! A failed check of an op's kernels adds them to the closing `kernel-check fallback:` line: the
+//! settings (`ops::dispatch`) under which training avoids those kernels, which `gpu-check.sh`
+//! applies to the rest of its call. Each check is announced before it runs (`RUN what | avoid:
+//! settings`), so that when the program dies in one (a kernel that faults takes the CUDA context
+//! with it) `gpu-check.sh` knows which kernels to avoid, and runs it again under those settings.
 //!
-//! Usage: kernel-check [--no-speed] [--only OP] | kernel-check --ops
-//! `--only OP` runs that op's checks alone (part 1), in a process of its own: `gpu-check.sh`
-//! does so for each op that `--ops` lists when a whole run dies, as a kernel that faults takes
-//! the CUDA context and every later check with it.
+//! Usage: kernel-check [--no-speed]
 //! (cargo run --release -p autoresearch-ops --example kernel-check --features cuda)
 
 use std::time::Instant;
@@ -26,32 +25,14 @@ use std::time::Instant;
 use autoresearch_ops as ops;
 use candle_core::{DType, Device, Result, Tensor, Var};
 use ops::composite;
-use ops::dispatch::{self, CudaOp};
+use ops::dispatch::{self, CudaOp, OpKernels};
 use ops::testing::Rng;
 
 /// Softcap of the training file's loss.
 const CAP: f64 = 15.0;
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--ops") {
-        for op in CudaOp::ALL {
-            println!("{}", op.name());
-        }
-        return Ok(());
-    }
-    let mut report = Report::default();
-    if let Some(i) = args.iter().position(|a| a == "--only") {
-        let name = args.get(i + 1).map_or("", String::as_str);
-        let Some(op) = CudaOp::named(name) else {
-            eprintln!("kernel-check: --only takes one of the names `kernel-check --ops` lists, not {name:?}");
-            std::process::exit(2);
-        };
-        report.only = Some(op);
-    }
-    // One op's checks alone leave out the whole model and the speeds.
-    let whole = report.only.is_none();
-    let speed = whole && !args.iter().any(|a| a == "--no-speed");
+    let speed = !std::env::args().any(|a| a == "--no-speed");
     let dev = Device::cuda_if_available(0)?;
     let dtypes: &[DType] = if dev.is_cuda() {
         &[DType::F32, DType::BF16]
@@ -59,13 +40,12 @@ fn main() -> Result<()> {
         &[DType::F32]
     };
     println!("kernel-check on {dev:?}, dtypes {dtypes:?}");
+    let mut report = Report::default();
     for &dtype in dtypes {
         ops_against_composite(&dev, dtype, &mut report)?;
     }
-    if whole {
-        for &dtype in dtypes {
-            model_against_composite(&dev, dtype, &mut report)?;
-        }
+    for &dtype in dtypes {
+        model_against_composite(&dev, dtype, &mut report)?;
     }
     if speed {
         speeds(&dev, &mut report)?;
@@ -90,18 +70,26 @@ fn main() -> Result<()> {
 struct Report {
     checks: usize,
     failures: usize,
-    /// The op and dtype of each failed check of an op's CUDA kernels.
-    failed: Vec<(CudaOp, DType)>,
-    /// `--only OP`: that op's checks alone.
-    only: Option<CudaOp>,
+    /// The kernels of each failed check of an op's kernels.
+    failed: Vec<OpKernels>,
 }
 
-/// What a check exercises: an op's CUDA kernels (on the CPU, its fused code), or code without
-/// kernels of its own (`None`: Muon, the whole model), in a dtype.
-#[derive(Clone, Copy)]
-struct Subject {
-    op: Option<CudaOp>,
-    dtype: DType,
+/// What a check exercises: an op's CUDA kernels (on the CPU, its fused code), or `None` for code
+/// without kernels of its own (Muon, the whole model).
+type Subject = Option<OpKernels>;
+
+/// The kernels of an op other than attention.
+fn kernels(op: CudaOp) -> Subject {
+    Some(OpKernels { op, flash: false })
+}
+
+/// The kernels attention runs on `dev` in `dtype` with heads of `head_dim`.
+fn attention_kernels(dev: &Device, dtype: DType, head_dim: usize) -> Result<Subject> {
+    let flash = dev.is_cuda() && dispatch::flash_attention(dtype, head_dim)?;
+    Ok(Some(OpKernels {
+        op: CudaOp::Attention,
+        flash,
+    }))
 }
 
 /// How far a result is from its reference: `max |a − b| / max |b|`, `‖a − b‖ / ‖b‖` and the
@@ -176,18 +164,18 @@ const MODEL_BF16: Tolerance = Tolerance {
 };
 
 impl Report {
-    /// Whether the checks of `op` run (all of them, unless `--only` names another).
-    fn wants(&self, op: Option<CudaOp>) -> bool {
-        self.only.is_none() || self.only == op
+    /// Announces a check before it runs, with the settings that avoid its kernels: the last such
+    /// line is what `gpu-check.sh` reads when the program dies.
+    fn start(&self, subject: Subject, what: &str) {
+        let avoid = subject.and_then(|k| dispatch::settings_avoiding(&[k]));
+        println!("RUN {what} | avoid: {}", avoid.unwrap_or_default());
     }
 
     fn record(&mut self, subject: Subject, pass: bool) {
         self.checks += 1;
         if !pass {
             self.failures += 1;
-            if let Some(op) = subject.op {
-                self.failed.push((op, subject.dtype));
-            }
+            self.failed.extend(subject);
         }
     }
 
@@ -256,21 +244,15 @@ type Op<'a> = &'a dyn Fn(&[Tensor]) -> Result<Tensor>;
 /// against `reference` on the same values in f32.
 fn check_op(
     report: &mut Report,
-    op: CudaOp,
+    subject: Subject,
     what: &str,
     dtype: DType,
     inputs: &[Tensor],
     fused: Op,
     reference: Op,
 ) -> Result<()> {
-    if !report.wants(Some(op)) {
-        return Ok(());
-    }
-    let subject = Subject {
-        op: Some(op),
-        dtype,
-    };
     let what = format!("{what} {dtype:?}");
+    report.start(subject, &what);
     let cast = |t: &Tensor, d: DType| {
         if t.dtype() == DType::U32 {
             Ok(t.clone())
@@ -326,7 +308,7 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
     let n = |shape: &[usize], seed: u64| seeded(shape, 1.0, seed, dev);
     check_op(
         report,
-        CudaOp::ReluSq,
+        kernels(CudaOp::ReluSq),
         "relu_sq [37, 129]",
         dtype,
         &[n(&[37, 129], 1)?],
@@ -335,7 +317,7 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
     )?;
     check_op(
         report,
-        CudaOp::RmsNorm,
+        kernels(CudaOp::RmsNorm),
         "rms_norm [37, 130]",
         dtype,
         &[n(&[37, 130], 2)?],
@@ -344,7 +326,7 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
     )?;
     check_op(
         report,
-        CudaOp::LambdaMix,
+        kernels(CudaOp::LambdaMix),
         "lambda_mix [5, 37, 64]",
         dtype,
         &[
@@ -360,7 +342,7 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
     for scale in [0.125, 1.0] {
         check_op(
             report,
-            CudaOp::RopeNorm,
+            kernels(CudaOp::RopeNorm),
             &format!("rope_norm [2, 37, 3, 64] scale {scale}"),
             dtype,
             &[n(&[2, 37, 3, 64], 7)?],
@@ -368,17 +350,20 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
             &|x| composite::rope_norm(&x[0], &cos, &sin, scale),
         )?;
     }
-    // Heads of 64 and of 128 (the gpu profile's): bf16 runs the flash kernels at both.
-    let attention_cases: [(&[usize], u64, f64, &[usize]); 2] = [
+    // Heads of 64 and of 128 (the gpu profile's): bf16 runs the flash kernels at both. Heads of
+    // 32: bf16 runs the interim kernels, which are the flash kernels' fallback.
+    let attention_cases: [(&[usize], u64, f64, &[usize]); 3] = [
         (&[2, 67, 3, 64], 8, 0.125, &[67, 20, 1]),
         (&[2, 150, 2, 128], 11, 0.088, &[150, 37]),
+        (&[2, 45, 2, 32], 27, 0.177, &[45, 9]),
     ];
     for (shape, seed, scale, windows) in attention_cases {
         let qkv = [n(shape, seed)?, n(shape, seed + 1)?, n(shape, seed + 2)?];
+        let subject = attention_kernels(dev, dtype, shape[3])?;
         for &window in windows {
             check_op(
                 report,
-                CudaOp::Attention,
+                subject,
                 &format!("attention {shape:?} window {window}"),
                 dtype,
                 &qkv,
@@ -389,7 +374,7 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
     }
     check_op(
         report,
-        CudaOp::ValueGate,
+        kernels(CudaOp::ValueGate),
         "value_gate [2, 37, 3, 64], x [2, 37, 96], gate [3, 12]",
         dtype,
         &[
@@ -406,7 +391,7 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
     for cap in [CAP, 1e4] {
         check_op(
             report,
-            CudaOp::SoftcapCrossEntropy,
+            kernels(CudaOp::SoftcapCrossEntropy),
             &format!("softcap_cross_entropy [37, 1001] cap {cap}"),
             dtype,
             &[(n(&[37, 1001], 12)? * 5.0)?, targets.clone()],
@@ -415,7 +400,7 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
         )?;
         check_op(
             report,
-            CudaOp::LinearSoftcapCrossEntropy,
+            kernels(CudaOp::LinearSoftcapCrossEntropy),
             &format!("linear_softcap_cross_entropy [37, 64] x [1001, 64] cap {cap}"),
             dtype,
             &[n(&[37, 64], 13)?, n(&[1001, 64], 14)?, targets.clone()],
@@ -430,7 +415,7 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
     let many = seeded_ids(&[8229], 97, 24, dev)?;
     check_op(
         report,
-        CudaOp::LinearSoftcapCrossEntropy,
+        kernels(CudaOp::LinearSoftcapCrossEntropy),
         "linear_softcap_cross_entropy [8229, 32] x [97, 32]",
         dtype,
         &[n(&[8229, 32], 25)?, n(&[97, 32], 26)?, many],
@@ -442,7 +427,7 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
     )?;
     check_op(
         report,
-        CudaOp::ReluSq,
+        kernels(CudaOp::ReluSq),
         "mlp [37, 64] x [256, 64] x [64, 256]",
         dtype,
         &[
@@ -468,7 +453,7 @@ fn ops_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Res
     let ids = seeded_ids(&[3, 37], 101, 18, dev)?;
     check_op(
         report,
-        CudaOp::Embedding,
+        kernels(CudaOp::Embedding),
         "embedding [101, 64] at [3, 37]",
         dtype,
         &[n(&[101, 64], 19)?, ids],
@@ -498,14 +483,9 @@ fn ids_outside_are_refused(dev: &Device, report: &mut Report) -> Result<()> {
         ),
     ];
     for (op, result) in cases {
-        if !report.wants(Some(op)) {
-            continue;
-        }
-        let subject = Subject {
-            op: Some(op),
-            dtype: DType::F32,
-        };
+        let subject = kernels(op);
         let what = format!("{} refuses id {v} of {v}", op.name());
+        report.start(subject, &what);
         match result {
             Err(e) if e.to_string().contains(&format!("{v} is outside")) => {
                 report.record(subject, true);
@@ -524,10 +504,7 @@ fn ids_outside_are_refused(dev: &Device, report: &mut Report) -> Result<()> {
 /// per-matrix composite update: the new weights and momenta.
 fn muon_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Result<()> {
     // Muon has no kernels of its own: batched products and candle's ops.
-    let subject = Subject { op: None, dtype };
-    if !report.wants(subject.op) {
-        return Ok(());
-    }
+    let subject = None;
     let shapes = [[64, 96], [64, 96], [64, 96], [96, 64]];
     let (lr, momentum, weight_decay) = (0.02, 0.9, 0.2);
     let tensors = |seed: u64, std: f64| -> Result<Vec<Tensor>> {
@@ -553,6 +530,7 @@ fn muon_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Re
         compute_dtype: dtype,
     };
     let what = format!("muon_step 3 x [64, 96] + [96, 64] {dtype:?}");
+    report.start(subject, &what);
     if let Err(e) = ops::muon_step(&params, &step) {
         report.fail(subject, &what, e);
         return Ok(());
@@ -579,13 +557,7 @@ fn muon_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> Re
 
 /// Two AdamW steps (f32, with weight decay) against the composite update.
 fn adamw_against_composite(dev: &Device, report: &mut Report) -> Result<()> {
-    let subject = Subject {
-        op: Some(CudaOp::AdamwStep),
-        dtype: DType::F32,
-    };
-    if !report.wants(subject.op) {
-        return Ok(());
-    }
+    let subject = kernels(CudaOp::AdamwStep);
     let shape = [37, 130];
     let (w, m, v) = (
         seeded(&shape, 0.5, 60, dev)?,
@@ -605,6 +577,7 @@ fn adamw_against_composite(dev: &Device, report: &mut Report) -> Result<()> {
             step,
         };
         let what = format!("adamw_step [37, 130] step {step} F32");
+        report.start(subject, &what);
         if let Err(e) = ops::adamw_step(&w, &g, &m, &v, &s) {
             report.fail(subject, &what, e);
             return Ok(());
@@ -824,7 +797,8 @@ fn model_against_composite(dev: &Device, dtype: DType, report: &mut Report) -> R
     };
     let what = format!("model {b}x{t}, width {c}, depth 2, {dtype:?}");
     // Every op at once: a failure here that no op's own checks show is not one op's to avoid.
-    let subject = Subject { op: None, dtype };
+    let subject = None;
+    report.start(subject, &what);
     let (loss_ref, grads_ref) = run(&Composite)?;
     match run(&Fused) {
         Ok((loss, grads)) => {
@@ -936,10 +910,7 @@ fn speeds(dev: &Device, report: &mut Report) -> Result<()> {
         ),
     ];
     for (op, what, work, inputs, fused, reference) in cases {
-        let subject = Subject {
-            op: Some(op),
-            dtype,
-        };
+        let subject = kernels(op);
         time_pair(
             dev,
             report,
@@ -956,10 +927,7 @@ fn speeds(dev: &Device, report: &mut Report) -> Result<()> {
         // runs 7 backward: its dq kernel recomputes the scores and dP again, to need no atomics).
         let pairs: f64 = (0..seq).map(|i| (i + 1).min(window) as f64).sum();
         let flops = 7.0 * 2.0 * (hd as f64) * pairs * (rows * h) as f64;
-        let subject = Subject {
-            op: Some(CudaOp::Attention),
-            dtype,
-        };
+        let subject = attention_kernels(dev, dtype, hd)?;
         time_pair(
             dev,
             report,
@@ -1002,9 +970,7 @@ fn time_pair(
         }
         Ok(best)
     };
-    if !report.wants(subject.op) {
-        return Ok(());
-    }
+    report.start(subject, what);
     // Only the fused op failing counts against its kernels.
     let (fused_s, reference_s) = match (best(fused), best(reference)) {
         (Ok(f), Ok(r)) => (f, r),
@@ -1013,11 +979,7 @@ fn time_pair(
             return Ok(());
         }
         (_, Err(e)) => {
-            let subject = Subject {
-                op: None,
-                ..subject
-            };
-            report.fail(subject, &format!("{what}, the composite code"), e);
+            report.fail(None, &format!("{what}, the composite code"), e);
             return Ok(());
         }
     };

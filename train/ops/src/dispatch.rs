@@ -137,18 +137,37 @@ pub fn attention_kernels() -> Result<AttentionKernels> {
     setting(&KERNELS, ENV_ATTENTION, parse).copied()
 }
 
-/// The settings that keep training off kernels that failed the device check, given each failed
-/// check's op and dtype: failing ops go to the composite code, except that attention failing in
-/// bf16 alone (the flash kernels; f32 runs the interim ones) goes to the interim kernels. `None`
-/// where nothing failed. As `KEY=VALUE` words, for `gpu-check.sh` to export.
-pub fn settings_avoiding(failed: &[(CudaOp, DType)]) -> Option<String> {
-    let flash_only = failed
-        .iter()
-        .all(|&(op, dtype)| op != CudaOp::Attention || dtype == DType::BF16);
+/// Whether attention in `dtype` with heads of `head_dim` runs the flash kernels on CUDA: bf16
+/// with heads of 64 or 128 (the gpu profile's), unless `AUTORESEARCH_ATTENTION=interim`; every
+/// other attention on CUDA runs the interim kernels.
+pub fn flash_attention(dtype: DType, head_dim: usize) -> Result<bool> {
+    Ok(dtype == DType::BF16
+        && matches!(head_dim, 64 | 128)
+        && attention_kernels()? == AttentionKernels::Flash)
+}
+
+/// The kernels of one op a check runs (or that failed it): for attention, whether they are the
+/// flash kernels or the interim ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpKernels {
+    pub op: CudaOp,
+    pub flash: bool,
+}
+
+/// The settings that keep training off kernels that failed the device check: failing ops run
+/// the composite code, except that failing flash kernels give way to the interim attention
+/// (unless the interim kernels failed too). `None` where nothing failed. As `KEY=VALUE` words,
+/// for `gpu-check.sh` to export.
+///
+/// An op sent to the composite code runs its own part there; the ops it calls dispatch on their
+/// own (the lm head's composite calls the soft-capped cross-entropy, the MLP block's ReLU²), so
+/// a failing kernel of theirs is avoided by naming them.
+pub fn settings_avoiding(failed: &[OpKernels]) -> Option<String> {
+    let interim_fails = failed.iter().any(|f| f.op == CudaOp::Attention && !f.flash);
     let mut composite: Vec<CudaOp> = failed
         .iter()
-        .map(|&(op, _)| op)
-        .filter(|&op| op != CudaOp::Attention || !flash_only)
+        .filter(|f| f.op != CudaOp::Attention || interim_fails)
+        .map(|f| f.op)
         .collect();
     composite.sort();
     composite.dedup();
@@ -157,7 +176,7 @@ pub fn settings_avoiding(failed: &[(CudaOp, DType)]) -> Option<String> {
         let names: Vec<&str> = composite.iter().map(|op| op.name()).collect();
         settings.push(format!("{ENV_COMPOSITE}={}", names.join(",")));
     }
-    if flash_only && failed.iter().any(|&(op, _)| op == CudaOp::Attention) {
+    if !interim_fails && failed.iter().any(|f| f.op == CudaOp::Attention) {
         settings.push(format!("{ENV_ATTENTION}=interim"));
     }
     (!settings.is_empty()).then(|| settings.join(" "))
@@ -207,16 +226,17 @@ mod tests {
     #[test]
     fn failed_kernels_are_trained_around() {
         use CudaOp::*;
+        let failed = |op, flash| OpKernels { op, flash };
         assert_eq!(settings_avoiding(&[]), None);
         assert_eq!(
-            settings_avoiding(&[(Attention, DType::BF16)]).unwrap(),
+            settings_avoiding(&[failed(Attention, true)]).unwrap(),
             "AUTORESEARCH_ATTENTION=interim"
         );
         assert_eq!(
             settings_avoiding(&[
-                (RmsNorm, DType::F32),
-                (Attention, DType::BF16),
-                (RmsNorm, DType::BF16)
+                failed(RmsNorm, false),
+                failed(Attention, true),
+                failed(RmsNorm, false)
             ])
             .unwrap(),
             "AUTORESEARCH_COMPOSITE=rms_norm AUTORESEARCH_ATTENTION=interim"
@@ -224,12 +244,21 @@ mod tests {
         // The interim kernels failing too: the composite attention.
         assert_eq!(
             settings_avoiding(&[
-                (Attention, DType::BF16),
-                (Attention, DType::F32),
-                (ReluSq, DType::F32)
+                failed(Attention, true),
+                failed(Attention, false),
+                failed(ReluSq, false)
             ])
             .unwrap(),
             "AUTORESEARCH_COMPOSITE=attention,relu_sq"
         );
+    }
+
+    #[test]
+    fn flash_runs_on_bf16_heads_of_64_and_128() {
+        // AUTORESEARCH_ATTENTION is unset in the tests: flash by default.
+        assert!(flash_attention(DType::BF16, 128).unwrap());
+        assert!(flash_attention(DType::BF16, 64).unwrap());
+        assert!(!flash_attention(DType::BF16, 32).unwrap());
+        assert!(!flash_attention(DType::F32, 128).unwrap());
     }
 }

@@ -14,8 +14,9 @@
 //! these functions on every device. With the `cuda` feature, f32 and bf16 CUDA tensors run the
 //! CUDA kernels of [`cuda`] where one exists for the op (attention, the soft-capped
 //! cross-entropy, RMSNorm, the residual mix, RoPE with QK-norm, ReLU², the value-embedding gate,
-//! the embedding, AdamW), the composite code elsewhere (Muon, batched by shape). Inputs that are
-//! not contiguous are copied first; outputs are contiguous.
+//! the embedding, AdamW), the composite code elsewhere (Muon, batched by shape); [`dispatch`] says
+//! which, and can send ops to the composite code on CUDA too. Inputs that are not contiguous are
+//! copied first; outputs are contiguous.
 //!
 //! | op | function |
 //! | --- | --- |

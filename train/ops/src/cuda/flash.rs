@@ -11,22 +11,20 @@
 use std::sync::OnceLock;
 
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CudaStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CudaStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::launch::{cpu_fwd_cuda_only, int, launch, output, storage, tensor, view, Read};
-use crate::dispatch::{attention_kernels, AttentionKernels};
+use crate::dispatch::flash_attention;
 use crate::kernels::{flash, warp_per_row, FlashDkdv, FlashDq, FlashFwd, Geometry, Typed};
 use crate::kernels::{FLASH_DELTA, FLASH_DKDV_HD128, FLASH_DKDV_HD64, FLASH_DQ_HD128};
 use crate::kernels::{FLASH_DQ_HD64, FLASH_FWD_HD128, FLASH_FWD_HD64};
 
-/// Whether the flash kernels take `q, k, v` (checked to share one shape `[B, T, H, hd]`): bf16,
-/// hd 64 or 128, not empty (a grid needs a block), each starting 16 bytes into its buffer (the
-/// kernels load 8 elements at a time), and not switched off.
+/// Whether the flash kernels take `q, k, v` (checked to share one shape `[B, T, H, hd]`): as
+/// `dispatch::flash_attention` says for their dtype and head size, not empty (a grid needs a
+/// block), and each starting 16 bytes into its buffer (the kernels load 8 elements at a time).
 pub(crate) fn applies(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<bool> {
-    Ok(attention_kernels()? == AttentionKernels::Flash
-        && q.dtype() == DType::BF16
+    Ok(flash_attention(q.dtype(), q.dim(3)?)?
         && q.elem_count() > 0
-        && matches!(q.dim(3)?, 64 | 128)
         && [q, k, v].into_iter().all(aligned))
 }
 
