@@ -896,7 +896,7 @@ fn speeds(dev: &Device, report: &mut Report) -> Result<()> {
             CudaOp::SoftcapCrossEntropy,
             format!("softcap_cross_entropy [{n}, {vocab}]"),
             Work::Bytes(3.0 * elems(n * vocab)),
-            vec![logits, targets],
+            vec![logits, targets.clone()],
             &|x| ops::softcap_cross_entropy(&x[0], &x[1], CAP),
             &|x| composite::cross_entropy(&composite::softcap(&x[0], CAP)?, &x[1]),
         ),
@@ -907,6 +907,19 @@ fn speeds(dev: &Device, report: &mut Report) -> Result<()> {
             vec![table, ids],
             &|x| ops::embedding(&x[0], &x[1]),
             &|x| composite::embedding(&x[0], &x[1]),
+        ),
+        (
+            // The lm head as trained: its three products (logits, and the two gradients), the
+            // capped cross-entropy between, 8,192 rows at a time.
+            CudaOp::LinearSoftcapCrossEntropy,
+            format!("linear_softcap_cross_entropy [{n}, {c}] x [{vocab}, {c}]"),
+            Work::Flops(6.0 * (n * c * vocab) as f64),
+            vec![tokens.clone(), x(&[vocab, c], 12)?, targets],
+            &|x| ops::linear_softcap_cross_entropy(&x[0], &x[1], &x[2], CAP),
+            &|x| {
+                let logits = composite::softcap(&composite::linear(&x[0], &x[1])?, CAP)?;
+                composite::cross_entropy(&logits, &x[2])
+            },
         ),
     ];
     for (op, what, work, inputs, fused, reference) in cases {
