@@ -27,6 +27,9 @@
 #include "optim.cu"
 #include "rope.cu"
 
+#include <unistd.h>
+
+#include <csignal>
 #include <cstdio>
 #include <functional>
 #include <map>
@@ -198,6 +201,16 @@ int main(int argc, char** argv) {
     const emu::Dim3 grid{(unsigned)std::stoul(argv[3]), (unsigned)std::stoul(argv[4]), 1};
     const emu::Dim3 block{(unsigned)std::stoul(argv[5]), 1, 1};
     a.raw.assign(argv + 6, argv + argc);
+    // A kernel whose threads do not all reach a barrier would wait forever here (on a device it
+    // is undefined): end the run with a message instead of hanging the test.
+    std::signal(SIGALRM, [](int) {
+        const char why[] =
+            "launcher: the kernel did not finish in 300 s (threads waiting at a barrier or warp "
+            "operation that others never reach?)\n";
+        (void)!write(2, why, sizeof why - 1);
+        _exit(3);
+    });
+    alarm(300);
     found->second.run(a, grid, block);
     for (const auto& [name, b] : a.buffers)
         if (b.written) b.write_back();
