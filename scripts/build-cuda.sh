@@ -4,8 +4,8 @@
 # 13.0 runtime but no Rust (see scripts/gpu-check.sh). Usage:
 #   scripts/build-cuda.sh [trainer|all|cpu]    # default all
 # trainer: the training program, kernel-check and the op-timings example (candle, ~20 min on 2
-# cores), after checking the fused ops' PTX (every entry point present, assembled for sm_80 and
-# sm_90 by ptxas);
+# cores), after checking the fused ops' PTX (every entry point present, assembled by ptxas for
+# sm_80, sm_86, sm_89 and sm_90: A100, RTX 30, RTX 40 and H100/H200);
 # all: also the appliance with llama.cpp's CUDA backend (~50 min more on 2 cores);
 # cpu: no CUDA at all, the CPU builds packed the same way, for a dry run of gpu-check.sh here.
 # Output: target/cuda/release/{train,autoresearch} and dist/gpu-check.tar.xz (at most 64 MiB).
@@ -33,17 +33,17 @@ else
     # the shared libraries, which the GPU machine's CUDA install provides.
     export RUSTFLAGS="${RUSTFLAGS:-} -C link-arg=-lcublas -C link-arg=-lcublasLt"
     # The fused ops' kernels: every entry point the ops launch is in the PTX (a unit test that
-    # needs no GPU; the driver stub stands in for libcuda), and the PTX assembles for sm_80 and
-    # sm_90.
+    # needs no GPU; the driver stub stands in for libcuda), and the PTX assembles for the data
+    # centre cards and the 24 GB desktop ones (RTX 3090, 4090).
     LD_LIBRARY_PATH="$CUDA_PATH/lib/stubs:$LD_LIBRARY_PATH" \
         cargo test --release --offline -p autoresearch-ops --features cuda --lib cuda::
     out=$(ls -td "$CARGO_TARGET_DIR"/release/build/autoresearch-ops-*/out | head -1)
-    for arch in sm_80 sm_90; do
+    for arch in sm_80 sm_86 sm_89 sm_90; do
         for file in "$out"/*.ptx; do
             ptxas -arch=$arch -o /dev/null "$file" || { echo "$file does not assemble for $arch" >&2; exit 1; }
         done
     done
-    echo "the fused ops' PTX: $(ls "$out"/*.ptx | wc -l) files, assembled for sm_80 and sm_90"
+    echo "the fused ops' PTX: $(ls "$out"/*.ptx | wc -l) files, assembled for sm_80, sm_86, sm_89 and sm_90"
     cargo build --release --offline -p autoresearch-train --features cuda
     cargo build --release --offline -p autoresearch-harness --example op-timings --features cuda
     cargo build --release --offline -p autoresearch-ops --example kernel-check --features cuda
