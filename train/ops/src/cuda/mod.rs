@@ -7,6 +7,7 @@
 //! for the lm head was computed in the forward). f32 and bf16, arithmetic in f32; other dtypes
 //! run the composite code. Gradients and saved state are tensors without a graph.
 
+mod args;
 mod attention;
 mod cross_entropy;
 mod embedding;
