@@ -38,12 +38,13 @@ else
     LD_LIBRARY_PATH="$CUDA_PATH/lib/stubs:$LD_LIBRARY_PATH" \
         cargo test --release --offline -p autoresearch-ops --features cuda --lib cuda::
     out=$(ls -td "$CARGO_TARGET_DIR"/release/build/autoresearch-ops-*/out | head -1)
-    for arch in sm_80 sm_86 sm_89 sm_90; do
+    archs=(sm_80 sm_86 sm_89 sm_90)
+    for arch in "${archs[@]}"; do
         for file in "$out"/*.ptx; do
             ptxas -arch=$arch -o /dev/null "$file" || { echo "$file does not assemble for $arch" >&2; exit 1; }
         done
     done
-    echo "the fused ops' PTX: $(ls "$out"/*.ptx | wc -l) files, assembled for sm_80, sm_86, sm_89 and sm_90"
+    echo "the fused ops' PTX: $(ls "$out"/*.ptx | wc -l) files, assembled for ${archs[*]}"
     cargo build --release --offline -p autoresearch-train --features cuda
     cargo build --release --offline -p autoresearch-harness --example op-timings --features cuda
     cargo build --release --offline -p autoresearch-ops --example kernel-check --features cuda

@@ -295,22 +295,6 @@ fn grads(
     Ok((y.detach(), grads))
 }
 
-/// A `[t, t]` additive mask: 0 where query i sees key j, a large negative elsewhere (not -inf,
-/// whose gradients would be NaN).
-fn window_mask(t: usize, window: usize) -> Result<Tensor> {
-    let mask: Vec<f32> = (0..t * t)
-        .map(|at| {
-            let (i, j) = (at / t, at % t);
-            if j <= i && i - j < window {
-                0.0
-            } else {
-                -1e30
-            }
-        })
-        .collect();
-    Tensor::from_vec(mask, (t, t), &Device::Cpu)
-}
-
 // ---------------------------------------------------------------------------------------------
 // The kernels
 
@@ -623,7 +607,7 @@ fn window_softmax() -> Result<()> {
     let s = normal(&[heads, t, t], 2.0, 24)?;
     let up = normal(&[heads, t, t], 1.0, 25)?;
     for window in [t, 10, 1] {
-        let mask = window_mask(t, window)?;
+        let mask = composite::mask(t, window, &Device::Cpu, DType::F32)?.reshape((t, t))?;
         let (p_want, g) = grads(&[&s], &up, |s| {
             composite::softmax(&(&s[0] * scale)?.broadcast_add(&mask)?)
         })?;
@@ -651,7 +635,8 @@ fn window_softmax() -> Result<()> {
 fn log_sum_exp(q: &Tensor, k: &Tensor, window: usize, scale: f64) -> Result<Tensor> {
     let heads_first = |x: &Tensor| x.transpose(1, 2)?.contiguous();
     let scores = (heads_first(q)?.matmul(&heads_first(k)?.t()?)? * scale)?; // [B, H, T, T]
-    let scores = scores.broadcast_add(&window_mask(q.dim(1)?, window)?)?;
+    let scores =
+        scores.broadcast_add(&composite::mask(q.dim(1)?, window, q.device(), DType::F32)?)?;
     let max = scores.max_keepdim(3)?;
     let sum = scores.broadcast_sub(&max)?.exp()?.sum_keepdim(3)?;
     (sum.log()? + max)?.squeeze(3)
