@@ -399,7 +399,7 @@ impl Tpe {
             .map(|t| snap_all(spaces, &t.values))
             .chain([snap_all(spaces, current)])
             .collect();
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let mut fallback = None;
         for round in 0..ROUNDS {
             // Draws from l(x) first; when those keep landing on tried points (a narrow prior on
@@ -524,25 +524,22 @@ fn score(models: &[(Parzen, Parzen)], spaces: &[Space], x: &[f64]) -> f64 {
         .sum()
 }
 
-/// splitmix64: small, seeded and well mixed; the sampler must replay from its seed.
-struct Rng(u64);
+/// The harness's seeded generator (splitmix64) with the draws the sampler needs: it must replay
+/// from its seed.
+struct Rng(harness::rng::Rng);
 
 impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+    fn new(seed: u64) -> Self {
+        Self(harness::rng::Rng::new(seed))
     }
 
     /// Uniform in [0, 1).
     fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.0.next_f64()
     }
 
     fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
+        (self.0.next_u64() % n as u64) as usize
     }
 
     /// Standard normal (Box-Muller).
@@ -569,7 +566,7 @@ mod tests {
 
     /// Uniform in model coordinates: log-uniform where `log`.
     fn random_search(spaces: &[Space], _: &[f64], _: &[Trial], seed: u64) -> Vec<f64> {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let mut draw = |space: &Space| {
             let (lo, hi) = bounds(space);
             from_model(space, lo + (hi - lo) * rng.uniform())
@@ -719,7 +716,7 @@ mod tests {
             space_for("MATRIX_LR", "f64", "0.04").unwrap(),
             space_for("DEVICE_ROWS_CPU", "usize", "16").unwrap(),
         ];
-        let mut noise = Rng(seed ^ 0x5EED);
+        let mut noise = Rng::new(seed ^ 0x5EED);
         let mut observe = |values: Vec<f64>| {
             let loss = true_loss(&values) + 0.003 * noise.normal();
             Trial { values, loss }
