@@ -15,6 +15,9 @@ what=${1:-all}
 # Where the CPU build lives (the caller's CARGO_TARGET_DIR, if any), before the CUDA build takes
 # its own.
 cpu_target=${CARGO_TARGET_DIR:-target}
+# The builds below run offline; the CUDA-only crates (candle-kernels, cudaforge, ...) are not in a
+# fresh machine's registry cache until fetched, as the lock file pins them.
+cargo fetch --locked
 
 if [[ $what == cpu ]]; then
     cargo build --release --offline -p autoresearch-train -p autoresearch
