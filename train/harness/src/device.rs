@@ -237,16 +237,11 @@ fn cpu_peak_f32() -> (String, PeakFlops) {
     let mhz: f64 = field("cpu MHz")
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000.0);
-    let flags = field("flags").unwrap_or_default();
-    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
-    // Two FMA units per core: 2 x 2 FLOPs x lanes.
-    let (per_cycle, isa) = if has("avx512f") {
-        (64.0, "AVX-512+FMA")
-    } else if has("avx2") && has("fma") {
-        (32.0, "AVX2+FMA")
-    } else {
-        (8.0, "SSE")
-    };
+    let (per_cycle, isa) = flops_per_cycle(
+        &field("flags").unwrap_or_default(),
+        field("vendor_id").as_deref(),
+        field("cpu family").and_then(|v| v.parse().ok()),
+    );
     let flops = cores as f64 * mhz * 1e6 * per_cycle;
     let basis = format!(
         "estimated CPU f32 peak: {cores} cores x {:.2} GHz x {per_cycle} FLOP/cycle ({isa}) = {:.1} GFLOP/s",
@@ -260,6 +255,23 @@ fn cpu_peak_f32() -> (String, PeakFlops) {
             basis,
         },
     )
+}
+
+/// f32 FLOPs per cycle and core of the widest FMA units `flags` name: two units, 2 FLOPs per lane.
+/// AMD's Zen 4 (family 25, as Zen 3) runs AVX-512 on 256-bit units, so it peaks as AVX2 does;
+/// counting 512-bit lanes there would halve every MFU it reports.
+fn flops_per_cycle(flags: &str, vendor: Option<&str>, family: Option<u32>) -> (f64, &'static str) {
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    let amd_256_bit = vendor == Some("AuthenticAMD") && family.is_some_and(|f| f <= 25);
+    if has("avx512f") && !amd_256_bit {
+        (64.0, "AVX-512+FMA")
+    } else if has("avx512f") {
+        (32.0, "AVX-512+FMA on 256-bit units")
+    } else if has("avx2") && has("fma") {
+        (32.0, "AVX2+FMA")
+    } else {
+        (8.0, "SSE")
+    }
 }
 
 fn process_peak_rss_kb() -> Option<u64> {
@@ -278,6 +290,29 @@ mod tests {
     use super::*;
 
     const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn the_peak_counts_the_fma_units_width_not_the_instruction_sets() {
+        let avx512 = "fpu sse2 avx avx2 fma avx512f avx512bw";
+        assert_eq!(
+            flops_per_cycle(avx512, Some("GenuineIntel"), Some(6)),
+            (64.0, "AVX-512+FMA")
+        );
+        // Zen 4 (family 25) splits 512-bit work over 256-bit units; Zen 5 (26) has 512-bit ones.
+        assert_eq!(
+            flops_per_cycle(avx512, Some("AuthenticAMD"), Some(25)),
+            (32.0, "AVX-512+FMA on 256-bit units")
+        );
+        assert_eq!(
+            flops_per_cycle(avx512, Some("AuthenticAMD"), Some(26)),
+            (64.0, "AVX-512+FMA")
+        );
+        assert_eq!(
+            flops_per_cycle("sse2 avx avx2 fma", Some("AuthenticAMD"), Some(25)),
+            (32.0, "AVX2+FMA")
+        );
+        assert_eq!(flops_per_cycle("sse2", None, None), (8.0, "SSE"));
+    }
 
     #[test]
     fn a_smaller_card_holds_the_difference() {
