@@ -291,14 +291,7 @@ fn seeded(shape: &[usize], std: f64, seed: u64, dev: &Device) -> Result<Tensor> 
 
 /// Reproducible ids in `0..n`.
 fn seeded_ids(shape: &[usize], n: usize, seed: u64, dev: &Device) -> Result<Tensor> {
-    let u = seeded(shape, 1.0, seed, dev)?.to_device(&Device::Cpu)?;
-    let ids: Vec<u32> = u
-        .flatten_all()?
-        .to_vec1::<f32>()?
-        .iter()
-        .map(|x| ((x.abs() * 7919.0) as usize % n) as u32)
-        .collect();
-    Tensor::from_vec(ids, shape, dev)
+    Rng::new(seed).ids(shape, n).to_device(dev)
 }
 
 // ---------------------------------------------------------------------------------------------
