@@ -96,10 +96,10 @@ pub fn parse_composite(value: &str) -> std::result::Result<Vec<CudaOp>, String> 
     Ok(ops)
 }
 
-/// The kernels a value of `AUTORESEARCH_ATTENTION` picks.
+/// The kernels a value of `AUTORESEARCH_ATTENTION` picks: flash when empty, as when unset.
 pub fn parse_attention(value: &str) -> std::result::Result<AttentionKernels, String> {
     match value {
-        "flash" => Ok(AttentionKernels::Flash),
+        "" | "flash" => Ok(AttentionKernels::Flash),
         "interim" => Ok(AttentionKernels::Interim),
         _ => Err(format!(
             "{ENV_ATTENTION}={value:?} names no attention kernels: use flash (the default) or \
@@ -130,11 +130,7 @@ pub fn composite_ops() -> Result<&'static [CudaOp]> {
 /// The kernels `AUTORESEARCH_ATTENTION` picks for bf16 attention on CUDA.
 pub fn attention_kernels() -> Result<AttentionKernels> {
     static KERNELS: Setting<AttentionKernels> = OnceLock::new();
-    let parse = |v: &str| match v {
-        "" => Ok(AttentionKernels::Flash),
-        v => parse_attention(v),
-    };
-    setting(&KERNELS, ENV_ATTENTION, parse).copied()
+    setting(&KERNELS, ENV_ATTENTION, parse_attention).copied()
 }
 
 /// Whether attention in `dtype` with heads of `head_dim` runs the flash kernels on CUDA: bf16
@@ -211,6 +207,7 @@ mod tests {
 
     #[test]
     fn attention_kernels_parse() {
+        assert_eq!(parse_attention("").unwrap(), AttentionKernels::Flash);
         assert_eq!(parse_attention("flash").unwrap(), AttentionKernels::Flash);
         assert_eq!(
             parse_attention("interim").unwrap(),
